@@ -1,0 +1,46 @@
+# The two commands: `make dev` serves the API locally, `make test` builds and checks all.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+DEV := $(CARGO) run --quiet -p bookshelf-devserver --bin bookshelf-dev --
+# One test runner: nextest when installed (process per test), cargo test otherwise.
+TEST_RUNNER := $(shell if $(CARGO) nextest --version >/dev/null 2>&1; then echo "nextest run --no-fail-fast"; else echo "test --no-fail-fast"; fi)
+# Python tools (cfn-lint, sam) live in a private virtualenv made by scripts/ensure-tools.sh.
+export BOOKSHELF_TOOLS_VENV ?= $(HOME)/.cache/bookshelf/venv
+export PATH := $(BOOKSHELF_TOOLS_VENV)/bin:$(PATH)
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= eu-west-1
+
+.PHONY: dev test check lint fmt build tools validate keys admin
+
+## Serve the whole API on http://127.0.0.1:$${PORT:-3000}
+dev:
+	@scripts/ensure-postgres.sh
+	$(DEV) serve
+
+## Build and run every check and test
+test: tools lint build
+	$(DEV) with-postgres -- $(CARGO) $(TEST_RUNNER) --workspace
+
+tools:
+	@scripts/ensure-tools.sh
+
+lint: tools
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
+	cfn-lint template.yaml
+	sam validate --lint --template template.yaml
+
+build:
+	$(CARGO) build --workspace --all-targets --quiet
+
+fmt:
+	$(CARGO) fmt --all
+
+## Print fresh signing keys and their JWK Set, for the deploy secrets
+keys:
+	$(DEV) keys
+
+## Ensure the admin from BOOKSHELF_ADMIN_EMAIL/PASSWORD exists in DATABASE_URL
+admin:
+	$(DEV) create-admin

@@ -1,0 +1,400 @@
+//! The local stand-in for API Gateway: routes from `template.yaml`, the REQUEST authorizer,
+//! gateway responses, and Lambda proxy events handed to the same handlers the Lambdas run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerRequestTypeRequestContext,
+    ApiGatewayCustomAuthorizerResponse, ApiGatewayProxyRequest, ApiGatewayProxyRequestContext,
+};
+use aws_lambda_events::iam::IamPolicyEffect;
+use aws_lambda_events::query_map::QueryMap;
+use axum::body::Body as AxumBody;
+use bookshelf_api::authorizer::{authorize, AuthorizerError};
+use bookshelf_api::registry::{http_handler, HttpFunction};
+use bookshelf_api::AppState;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use lambda_http::request::LambdaRequest;
+use uuid::Uuid;
+
+use crate::template::{GatewayResponse, Template};
+
+/// API Gateway's own payload limit; the handlers enforce the API's 64 KiB limit.
+pub const GATEWAY_MAX_BODY: usize = 10 * 1024 * 1024;
+const STAGE: &str = "local";
+const API_ARN: &str = "arn:aws:execute-api:local:000000000000:bookshelf";
+
+struct LocalRoute {
+    method: Method,
+    resource: String,
+    function: &'static HttpFunction,
+    authorized: bool,
+}
+
+pub struct Gateway {
+    state: Arc<AppState>,
+    /// Path → the routes on it, one per method.
+    router: matchit::Router<Vec<LocalRoute>>,
+    identity_headers: Vec<String>,
+    responses: HashMap<String, GatewayResponse>,
+}
+
+/// API Gateway's `{id}` path syntax is also matchit's, except for greedy `{proxy+}`.
+fn matchit_path(resource: &str) -> String {
+    resource.replace("+}", "}")
+}
+
+impl Gateway {
+    /// Builds the gateway; fails if a route names a function the registry does not have.
+    pub fn new(template: &Template, state: Arc<AppState>) -> Result<Gateway> {
+        let mut by_path: HashMap<String, Vec<LocalRoute>> = HashMap::new();
+        for r in &template.routes {
+            let Some(function) = http_handler(&r.function) else {
+                bail!(
+                    "template.yaml routes {} {} to {}, which has no handler",
+                    r.method,
+                    r.path,
+                    r.function
+                );
+            };
+            by_path.entry(r.path.clone()).or_default().push(LocalRoute {
+                method: r.method.clone(),
+                resource: r.path.clone(),
+                function,
+                authorized: r.authorized,
+            });
+        }
+        let mut router = matchit::Router::new();
+        for (path, routes) in by_path {
+            router.insert(matchit_path(&path), routes)?;
+        }
+        if let Some(a) = &template.authorizer {
+            if a.function != "authorizer" {
+                bail!(
+                    "the local gateway runs the authorizer function `authorizer`, the template names {}",
+                    a.function
+                );
+            }
+        }
+        Ok(Gateway {
+            state,
+            router,
+            identity_headers: template
+                .authorizer
+                .as_ref()
+                .map(|a| a.identity_headers.clone())
+                .unwrap_or_default(),
+            responses: template.gateway_responses.clone(),
+        })
+    }
+
+    /// One HTTP request, start to end.
+    pub async fn handle(self: Arc<Self>, req: http::Request<AxumBody>) -> http::Response<AxumBody> {
+        let request_id = Uuid::new_v4().to_string();
+        let (parts, body) = req.into_parts();
+        let body = match axum::body::to_bytes(body, GATEWAY_MAX_BODY).await {
+            Ok(b) => b,
+            Err(_) => return self.gateway_response("REQUEST_TOO_LARGE", "Request Too Long", &request_id),
+        };
+        let path = parts.uri.path().to_string();
+        let Ok(matched) = self.router.at(&path) else {
+            return self.gateway_response(
+                "MISSING_AUTHENTICATION_TOKEN",
+                "Missing Authentication Token",
+                &request_id,
+            );
+        };
+        let Some(route) = matched.value.iter().find(|r| r.method == parts.method) else {
+            // REST APIs answer a known path with an unknown method the same way.
+            return self.gateway_response(
+                "MISSING_AUTHENTICATION_TOKEN",
+                "Missing Authentication Token",
+                &request_id,
+            );
+        };
+        let path_parameters: HashMap<String, String> = matched
+            .params
+            .iter()
+            .map(|(k, v)| (k.to_string(), percent_decode(v)))
+            .collect();
+        let (single, multi) = query_maps(parts.uri.query());
+
+        let mut context = ApiGatewayProxyRequestContext::default();
+        context.request_id = Some(request_id.clone());
+        context.stage = Some(STAGE.into());
+        context.resource_path = Some(route.resource.clone());
+        context.path = Some(path.clone());
+        context.http_method = parts.method.clone();
+        context.apiid = Some("bookshelf".into());
+        context.request_time_epoch = chrono::Utc::now().timestamp_millis();
+
+        if route.authorized {
+            match self
+                .run_authorizer(
+                    route,
+                    &parts.headers,
+                    &path,
+                    &path_parameters,
+                    &single,
+                    &request_id,
+                )
+                .await
+            {
+                Ok(fields) => context.authorizer.fields = fields,
+                Err(response) => return response,
+            }
+        }
+
+        let mut event = ApiGatewayProxyRequest::default();
+        event.resource = Some(route.resource.clone());
+        event.path = Some(path);
+        event.http_method = parts.method.clone();
+        event.headers = parts.headers.clone();
+        event.multi_value_headers = parts.headers.clone();
+        event.query_string_parameters = single;
+        event.multi_value_query_string_parameters = multi;
+        event.path_parameters = path_parameters;
+        event.request_context = context;
+        if !body.is_empty() {
+            match std::str::from_utf8(&body) {
+                Ok(text) => event.body = Some(text.to_string()),
+                Err(_) => {
+                    use base64::Engine;
+                    event.body = Some(base64::engine::general_purpose::STANDARD.encode(&body));
+                    event.is_base64_encoded = true;
+                }
+            }
+        }
+
+        let request: lambda_http::Request = LambdaRequest::ApiGatewayV1(event).into();
+        // A panicking handler is a failed invocation, as in Lambda: the gateway answers 502.
+        let handler = route.function.handler;
+        let state = self.state.clone();
+        let response = match tokio::spawn(handler(state, request)).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(request_id, error = %e, "handler panicked");
+                return self.gateway_response("INTEGRATION_FAILURE", "Internal server error", &request_id);
+            }
+        };
+        let (mut parts, body) = response.into_parts();
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            parts.headers.insert("x-amzn-requestid", v);
+        }
+        let body = match body {
+            lambda_http::Body::Text(t) => AxumBody::from(t),
+            lambda_http::Body::Binary(b) => AxumBody::from(b),
+            _ => AxumBody::empty(),
+        };
+        http::Response::from_parts(parts, body)
+    }
+
+    /// Runs the REQUEST authorizer; `Ok` carries the context for the integration.
+    async fn run_authorizer(
+        &self,
+        route: &LocalRoute,
+        headers: &HeaderMap,
+        path: &str,
+        path_parameters: &HashMap<String, String>,
+        query: &QueryMap,
+        request_id: &str,
+    ) -> Result<HashMap<String, serde_json::Value>, http::Response<AxumBody>> {
+        // Missing identity source: API Gateway refuses without invoking the authorizer.
+        let has_identity = self.identity_headers.iter().all(|h| {
+            headers
+                .get(h.as_str())
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| !v.trim().is_empty())
+        });
+        if !has_identity {
+            return Err(self.gateway_response("UNAUTHORIZED", "Unauthorized", request_id));
+        }
+        let method_arn = format!("{API_ARN}/{STAGE}/{}{}", route.method, path);
+        let mut event = ApiGatewayCustomAuthorizerRequestTypeRequest::default();
+        event.type_ = Some("REQUEST".into());
+        event.method_arn = Some(method_arn.clone());
+        event.resource = Some(route.resource.clone());
+        event.path = Some(path.to_string());
+        event.http_method = Some(route.method.clone());
+        event.headers = headers.clone();
+        event.multi_value_headers = headers.clone();
+        event.query_string_parameters = query.clone();
+        event.path_parameters = path_parameters.clone();
+        let mut ctx = ApiGatewayCustomAuthorizerRequestTypeRequestContext::default();
+        ctx.request_id = Some(request_id.to_string());
+        ctx.stage = Some(STAGE.into());
+        ctx.resource_path = Some(route.resource.clone());
+        ctx.http_method = Some(route.method.clone());
+        event.request_context = ctx;
+
+        // No result cache locally: revocations take effect at once (API.md).
+        match authorize(self.state.clone(), event).await {
+            Ok(response) => {
+                if !allows(&response, &method_arn) {
+                    return Err(self.gateway_response(
+                        "ACCESS_DENIED",
+                        "User is not authorized to access this resource",
+                        request_id,
+                    ));
+                }
+                let mut fields: HashMap<String, serde_json::Value> = match response.context {
+                    serde_json::Value::Object(map) => map.into_iter().collect(),
+                    _ => HashMap::new(),
+                };
+                if let Some(p) = response.principal_id {
+                    fields.insert("principalId".into(), p.into());
+                }
+                Ok(fields)
+            }
+            Err(AuthorizerError::Unauthorized) => {
+                Err(self.gateway_response("UNAUTHORIZED", "Unauthorized", request_id))
+            }
+            Err(AuthorizerError::Failure(e)) => {
+                tracing::error!(request_id, error = %e, "authorizer failed");
+                Err(self.gateway_response("AUTHORIZER_FAILURE", "Internal server error", request_id))
+            }
+        }
+    }
+
+    /// A gateway response as `template.yaml` configures it (falling back to the
+    /// DEFAULT_4XX/5XX entries, as API Gateway does).
+    pub fn gateway_response(&self, kind: &str, message: &str, request_id: &str) -> http::Response<AxumBody> {
+        let default_status = match kind {
+            "UNAUTHORIZED" => 401,
+            "ACCESS_DENIED" => 403,
+            "MISSING_AUTHENTICATION_TOKEN" => 403,
+            "REQUEST_TOO_LARGE" => 413,
+            "THROTTLED" => 429,
+            "INTEGRATION_FAILURE" => 502,
+            _ => 500,
+        };
+        let fallback = if default_status >= 500 {
+            "DEFAULT_5XX"
+        } else {
+            "DEFAULT_4XX"
+        };
+        let configured = self.responses.get(kind).or_else(|| self.responses.get(fallback));
+        let status = configured.and_then(|c| c.status).unwrap_or(default_status);
+        let mut builder = http::Response::builder()
+            .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+            .header("x-amzn-requestid", request_id)
+            .header("x-amzn-errortype", kind);
+        let mut body = format!(r#"{{"message":{}}}"#, serde_json::Value::from(message));
+        let mut content_type = "application/json".to_string();
+        if let Some(c) = configured {
+            for (name, value) in &c.headers {
+                if name.eq_ignore_ascii_case("content-type") {
+                    content_type = value.clone();
+                } else {
+                    builder = builder.header(name.as_str(), value.as_str());
+                }
+            }
+            if let Some(t) = &c.template {
+                body = t
+                    .replace(
+                        "$context.error.messageString",
+                        &serde_json::Value::from(message).to_string(),
+                    )
+                    .replace("$context.error.message", message)
+                    .replace("$context.requestId", request_id);
+            }
+        }
+        builder
+            .header(http::header::CONTENT_TYPE, content_type)
+            .body(AxumBody::from(body))
+            .unwrap_or_else(|_| http::Response::new(AxumBody::empty()))
+    }
+}
+
+/// Whether an IAM policy allows `arn`: some Allow statement matches and no Deny does.
+fn allows(response: &ApiGatewayCustomAuthorizerResponse, arn: &str) -> bool {
+    let matches = |effect: IamPolicyEffect| {
+        response.policy_document.statement.iter().any(|s| {
+            s.effect == effect
+                && s.action.iter().any(|a| glob(a, "execute-api:Invoke"))
+                && s.resource.iter().any(|r| glob(r, arn))
+        })
+    };
+    matches(IamPolicyEffect::Allow) && !matches(IamPolicyEffect::Deny)
+}
+
+/// IAM wildcard match: `*` any run of characters, `?` one character.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 3 <= bytes.len() {
+            if let Some(b) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Query string → API Gateway's single-value (last wins) and multi-value maps.
+fn query_maps(query: Option<&str>) -> (QueryMap, QueryMap) {
+    let mut multi: HashMap<String, Vec<String>> = HashMap::new();
+    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| percent_decode(&s.replace('+', " "));
+        multi.entry(decode(k)).or_default().push(decode(v));
+    }
+    let single: HashMap<String, String> = multi
+        .iter()
+        .filter_map(|(k, v)| v.last().map(|last| (k.clone(), last.clone())))
+        .collect();
+    (QueryMap::from(single), QueryMap::from(multi))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob("arn:x/local/*", "arn:x/local/GET/users/me"));
+        assert!(glob("*", "anything"));
+        assert!(!glob("arn:x/prod/*", "arn:x/local/GET/users"));
+        assert!(glob("a?c", "abc"));
+    }
+
+    #[test]
+    fn queries() {
+        let (single, multi) = query_maps(Some("a=1&a=2&q=hello+world&e=%C3%A9&flag"));
+        assert_eq!(single.first("a"), Some("2"));
+        assert_eq!(multi.all("a"), Some(vec!["1", "2"]));
+        assert_eq!(single.first("q"), Some("hello world"));
+        assert_eq!(single.first("e"), Some("é"));
+        assert_eq!(single.first("flag"), Some(""));
+    }
+}

@@ -1,0 +1,110 @@
+//! The local runtime: a stand-in for API Gateway that serves `template.yaml`'s routes with
+//! the same handlers the Lambdas run, plus the private PostgreSQL cluster behind it.
+
+pub mod gateway;
+pub mod pg;
+pub mod template;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use bookshelf_api::AppState;
+use bookshelf_auth::{password, SigningKeys};
+use bookshelf_domain::validation;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+pub use gateway::Gateway;
+pub use template::Template;
+
+/// Connects, applies the migrations, and hands back the pool.
+pub async fn prepare_database(url: &str) -> Result<PgPool> {
+    let options: sqlx::postgres::PgConnectOptions =
+        url.parse().context("DATABASE_URL is not a PostgreSQL URL")?;
+    // The dev server serves many requests at once, unlike one Lambda environment.
+    let pool = bookshelf_storage::pool(options, 20);
+    bookshelf_storage::migrate(&pool)
+        .await
+        .context("applying migrations")?;
+    Ok(pool)
+}
+
+/// Makes sure an admin account with these credentials exists (the operator command).
+pub async fn ensure_admin(pool: &PgPool, email: &str, password_text: &str) -> Result<()> {
+    let email = validation::email(email).map_err(|m| anyhow::anyhow!("admin email {m}"))?;
+    validation::password(password_text).map_err(|m| anyhow::anyhow!("admin password {m}"))?;
+    let pw = password_text.to_string();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pw)).await?;
+    bookshelf_storage::users::ensure_admin(pool, &email, &hash, &validation::default_display_name(&email))
+        .await?;
+    Ok(())
+}
+
+/// A running local gateway.
+pub struct Server {
+    pub addr: SocketAddr,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Serves `template` on `listener` with handlers over `pool` and `keys`.
+    pub async fn start(
+        listener: TcpListener,
+        template: &Template,
+        pool: PgPool,
+        keys: &SigningKeys,
+    ) -> Result<Server> {
+        let state = Arc::new(AppState::new(pool, keys));
+        let gateway = Arc::new(Gateway::new(template, state)?);
+        let app = axum::Router::new().fallback(move |req| gateway.clone().handle(req));
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+        });
+        Ok(Server {
+            addr,
+            shutdown: tx,
+            task,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, lets requests in flight finish.
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.shutdown.send(());
+        self.task.await??;
+        Ok(())
+    }
+}
+
+/// The project's `template.yaml`: `BOOKSHELF_TEMPLATE`, else found from the working
+/// directory upwards.
+pub fn template_path() -> Result<std::path::PathBuf> {
+    if let Ok(p) = std::env::var("BOOKSHELF_TEMPLATE") {
+        return Ok(p.into());
+    }
+    let mut dir = std::env::current_dir()?;
+    loop {
+        let candidate = dir.join("template.yaml");
+        if candidate.exists() {
+            return Ok(candidate);
+        }
+        if !dir.pop() {
+            anyhow::bail!(
+                "template.yaml not found from {} upwards",
+                Path::new(".").display()
+            );
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! `bookshelf-dev`: the local dev server and operator commands.
+//!
+//!   bookshelf-dev [serve]                  serve the API on 127.0.0.1:$PORT (default 3000)
+//!   bookshelf-dev with-postgres -- CMD...  run CMD with DATABASE_URL of a throw-away cluster
+//!   bookshelf-dev create-admin             ensure the admin from BOOKSHELF_ADMIN_EMAIL /
+//!                                          BOOKSHELF_ADMIN_PASSWORD exists (uses DATABASE_URL)
+//!   bookshelf-dev migrate                  apply migrations to DATABASE_URL
+//!   bookshelf-dev keys                     print new signing keys and their JWK Set (deploy)
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use bookshelf_devserver::{ensure_admin, pg::PgCluster, prepare_database, template_path, Server, Template};
+use tokio::net::TcpListener;
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    bookshelf_config::init_tracing();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        None | Some("serve") => serve().await.map(|()| ExitCode::SUCCESS),
+        Some("with-postgres") => with_postgres(&args[1..]).await,
+        Some("create-admin") => create_admin().await.map(|()| ExitCode::SUCCESS),
+        Some("migrate") => migrate().await.map(|()| ExitCode::SUCCESS),
+        Some("keys") => {
+            keys();
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(other) => Err(anyhow::anyhow!("unknown command {other:?}; see the README")),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bookshelf-dev: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn admin_credentials() -> (String, String) {
+    (
+        env_or("BOOKSHELF_ADMIN_EMAIL", "admin@bookshelf.local"),
+        env_or("BOOKSHELF_ADMIN_PASSWORD", "bookshelf-admin"),
+    )
+}
+
+async fn serve() -> Result<()> {
+    let port: u16 = env_or("PORT", "3000")
+        .parse()
+        .context("PORT must be a port number")?;
+    let template = Template::load(&template_path()?)?;
+
+    let (url, cluster) = match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+        Some(url) => (url, None),
+        None => {
+            let dir = env_or("BOOKSHELF_PGDATA", ".dev/pgdata");
+            println!("Starting a private PostgreSQL cluster in {dir} ...");
+            let cluster = PgCluster::start(dir.as_ref(), true).await?;
+            cluster.ensure_database("bookshelf").await?;
+            (cluster.url("bookshelf"), Some(cluster))
+        }
+    };
+    let result = async {
+        let pool = prepare_database(&url).await?;
+        let (email, password) = admin_credentials();
+        ensure_admin(&pool, &email, &password).await?;
+        let keys = bookshelf_config::signing_keys().await?;
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+        let server = Server::start(listener, &template, pool, &keys).await?;
+        println!();
+        println!(
+            "Bookshelf API on {}  ({} routes from template.yaml)",
+            server.url(),
+            template.routes.len()
+        );
+        println!("  OpenAPI:  {}/openapi.json", server.url());
+        println!("  Admin:    {email} / {password}");
+        println!("  Database: {url}");
+        println!("Ctrl-C stops it.");
+        shutdown_signal().await;
+        println!("Stopping ...");
+        server.stop().await
+    }
+    .await;
+    if let Some(c) = cluster {
+        c.stop().await?;
+    }
+    result
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .unwrap_or_else(|e| panic!("cannot listen for SIGTERM: {e}"));
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Runs a command against a throw-away cluster, which is removed afterwards.
+async fn with_postgres(args: &[String]) -> Result<ExitCode> {
+    let cmd: Vec<&String> = args.iter().skip_while(|a| *a == "--").collect();
+    let Some((program, rest)) = cmd.split_first() else {
+        bail!("usage: bookshelf-dev with-postgres -- COMMAND [ARGS...]");
+    };
+    let dir = std::env::temp_dir().join(format!("bookshelf-pg-{}", std::process::id()));
+    let cluster = PgCluster::start(&dir, false).await?;
+    let outcome = async {
+        cluster.ensure_database("bookshelf").await?;
+        let status = tokio::process::Command::new(program)
+            .args(rest)
+            .env("DATABASE_URL", cluster.url("bookshelf"))
+            .status()
+            .await
+            .with_context(|| format!("running {program}"))?;
+        Ok::<_, anyhow::Error>(status)
+    }
+    .await;
+    let stopped = cluster.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    stopped?;
+    let status = outcome?;
+    Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+}
+
+async fn create_admin() -> Result<()> {
+    let url = std::env::var("DATABASE_URL").context("DATABASE_URL must point at the database")?;
+    let pool = prepare_database(&url).await?;
+    let (email, password) = admin_credentials();
+    ensure_admin(&pool, &email, &password).await?;
+    println!("admin {email} is ready");
+    Ok(())
+}
+
+async fn migrate() -> Result<()> {
+    let url = std::env::var("DATABASE_URL").context("DATABASE_URL must point at the database")?;
+    prepare_database(&url).await?;
+    println!("migrations applied");
+    Ok(())
+}
+
+/// New key material for a deployment: the private set for the signing secret, and the
+/// public JWK Set for the authorizer's secret.
+fn keys() {
+    let keys = bookshelf_auth::SigningKeys::generate();
+    println!("# SigningKeysSecret (private; only the auth functions may read it)");
+    println!("{}", keys.to_json());
+    println!("# PublicKeysSecret (JWK Set)");
+    println!("{}", keys.public_keys().to_jwks());
+}

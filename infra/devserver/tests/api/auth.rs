@@ -1,0 +1,246 @@
+//! Public routes: register, login, refresh, plus logout and the body rules.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::harness::{refresh_token, token, TestApp};
+
+#[tokio::test]
+async fn register_returns_profile_and_tokens() {
+    let app = TestApp::start().await;
+    let r = app
+        .post(
+            "/auth/register",
+            None,
+            json!({"email": "  Ann@Example.org ", "password": "password123"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let b = &r.body;
+    assert_eq!(b["tokenType"], "Bearer");
+    assert_eq!(b["expiresIn"], 900);
+    assert!(b["refreshToken"].as_str().unwrap().len() >= 32);
+    let user = &b["user"];
+    assert_eq!(user["email"], "Ann@Example.org", "trimmed");
+    assert_eq!(user["displayName"], "Ann", "defaults to the part before @");
+    assert_eq!(user["role"], "user");
+    assert!(user["bio"].is_null());
+    for f in ["id", "createdAt", "updatedAt"] {
+        assert!(user[f].is_string(), "{f}");
+    }
+    assert!(user.get("passwordHash").is_none() && user.get("password").is_none());
+    let created = user["createdAt"].as_str().unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(created).is_ok() && created.ends_with('Z'));
+
+    // The access token works at once.
+    let me = app.get("/users/me", Some(&token(b))).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body, *user);
+
+    // The password is stored as an argon2id hash.
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1::uuid")
+        .bind(user["id"].as_str().unwrap())
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(hash.starts_with("$argon2id$"));
+}
+
+#[tokio::test]
+async fn register_with_display_name_and_duplicate_email() {
+    let app = TestApp::start().await;
+    let r = app
+        .post(
+            "/auth/register",
+            None,
+            json!({"email": "bo@example.org", "password": "password123", "displayName": "  Bo  "}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.body["user"]["displayName"], "Bo");
+    // Same address in another case, with spaces: still taken.
+    let again = app
+        .post(
+            "/auth/register",
+            None,
+            json!({"email": " BO@EXAMPLE.ORG", "password": "password456"}),
+        )
+        .await;
+    again.problem(409);
+}
+
+#[tokio::test]
+async fn register_validation_names_every_bad_field() {
+    let app = TestApp::start().await;
+    let r = app
+        .post(
+            "/auth/register",
+            None,
+            json!({"email": "not-an-email", "password": "short", "displayName": "x".repeat(65)}),
+        )
+        .await;
+    assert_eq!(r.bad_fields(), ["displayName", "email", "password"]);
+
+    let r = app.post("/auth/register", None, json!({})).await;
+    assert_eq!(r.bad_fields(), ["email", "password"]);
+
+    // Wrong types are validation errors too, all of them.
+    let r = app
+        .post(
+            "/auth/register",
+            None,
+            json!({"email": 42, "password": ["x"], "displayName": true}),
+        )
+        .await;
+    assert_eq!(r.bad_fields(), ["displayName", "email", "password"]);
+
+    let long_email = format!("{}@example.org", "a".repeat(250));
+    let r = app
+        .post(
+            "/auth/register",
+            None,
+            json!({"email": long_email, "password": "p".repeat(129), "displayName": "   "}),
+        )
+        .await;
+    assert_eq!(r.bad_fields(), ["displayName", "email", "password"]);
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_bodies_are_4xx() {
+    let app = TestApp::start().await;
+    for body in ["{", "not json", "[1,2]", "\"text\"", "null", ""] {
+        let r = app
+            .raw(Method::POST, "/auth/register", None, body.to_string())
+            .await;
+        r.problem(400);
+    }
+    // Just over 64 KiB → 413.
+    let mut big = json!({"email": "x@example.org", "password": "password123"}).to_string();
+    let pad = 65_537 - big.len();
+    big.push_str(&" ".repeat(pad));
+    assert_eq!(big.len(), 65_537);
+    app.raw(Method::POST, "/auth/register", None, big)
+        .await
+        .problem(413);
+    // Exactly 64 KiB is accepted.
+    let mut exact = json!({"email": "exact@example.org", "password": "password123"}).to_string();
+    let pad = 65_536 - exact.len();
+    exact.push_str(&" ".repeat(pad));
+    let r = app.raw(Method::POST, "/auth/register", None, exact).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+}
+
+#[tokio::test]
+async fn login_trims_ignores_case_and_hides_which_part_was_wrong() {
+    let app = TestApp::start().await;
+    app.register("cy@example.org", "password123").await;
+    let ok = app
+        .post(
+            "/auth/login",
+            None,
+            json!({"email": "  CY@example.ORG ", "password": "password123"}),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(ok.body["user"]["email"], "cy@example.org");
+    assert_eq!(ok.body["tokenType"], "Bearer");
+
+    let wrong_pw = app
+        .post(
+            "/auth/login",
+            None,
+            json!({"email": "cy@example.org", "password": "password124"}),
+        )
+        .await;
+    let unknown = app
+        .post(
+            "/auth/login",
+            None,
+            json!({"email": "nobody@example.org", "password": "password123"}),
+        )
+        .await;
+    let (mut a, mut b) = (wrong_pw.problem(401).clone(), unknown.problem(401).clone());
+    a.as_object_mut().unwrap().remove("requestId");
+    b.as_object_mut().unwrap().remove("requestId");
+    assert_eq!(a, b, "same body for unknown email and wrong password");
+
+    let r = app.post("/auth/login", None, json!({"email": 1})).await;
+    assert_eq!(r.bad_fields(), ["email", "password"]);
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_session() {
+    let app = TestApp::start().await;
+    let first = app.register("di@example.org", "password123").await;
+    let r1 = refresh_token(&first);
+
+    let second = app.post("/auth/refresh", None, json!({"refreshToken": r1})).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+    let r2 = refresh_token(&second.body);
+    assert_ne!(r1, r2, "a NEW refresh token");
+    assert_eq!(second.body["user"]["email"], "di@example.org");
+    let access2 = token(&second.body);
+    assert_eq!(app.get("/users/me", Some(&access2)).await.status, StatusCode::OK);
+
+    // Reusing the spent token: 401, and the whole session is gone.
+    app.post("/auth/refresh", None, json!({"refreshToken": r1}))
+        .await
+        .problem(401);
+    app.post("/auth/refresh", None, json!({"refreshToken": r2}))
+        .await
+        .problem(401);
+    app.get("/users/me", Some(&access2)).await.problem(401);
+    app.get("/users/me", Some(&token(&first))).await.problem(401);
+
+    // Another session of the same user is untouched.
+    let other = app.login("di@example.org", "password123").await;
+    assert_eq!(
+        app.get("/users/me", Some(&token(&other))).await.status,
+        StatusCode::OK
+    );
+
+    app.post("/auth/refresh", None, json!({"refreshToken": "made-up"}))
+        .await
+        .problem(401);
+    assert_eq!(
+        app.post("/auth/refresh", None, json!({})).await.bad_fields(),
+        ["refreshToken"]
+    );
+}
+
+#[tokio::test]
+async fn concurrent_refresh_with_one_token_succeeds_at_most_once() {
+    let app = TestApp::start().await;
+    let auth = app.register("eve@example.org", "password123").await;
+    let rt = refresh_token(&auth);
+    let tries = (0..5).map(|_| app.post("/auth/refresh", None, json!({"refreshToken": rt})));
+    let results = futures::future::join_all(tries).await;
+    let ok = results.iter().filter(|r| r.status == StatusCode::OK).count();
+    assert!(ok <= 1, "{ok} rotations of one token");
+    for r in results.iter().filter(|r| r.status != StatusCode::OK) {
+        r.problem(401);
+    }
+}
+
+#[tokio::test]
+async fn logout_revokes_access_and_refresh_tokens() {
+    let app = TestApp::start().await;
+    let auth = app.register("fay@example.org", "password123").await;
+    let access = token(&auth);
+    let r = app.send(Method::POST, "/auth/logout", Some(&access), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    app.get("/users/me", Some(&access)).await.problem(401);
+    app.post(
+        "/auth/refresh",
+        None,
+        json!({"refreshToken": refresh_token(&auth)}),
+    )
+    .await
+    .problem(401);
+    app.send(Method::POST, "/auth/logout", Some(&access), None)
+        .await
+        .problem(401);
+    app.send(Method::POST, "/auth/logout", None, None)
+        .await
+        .problem(401);
+}

@@ -1,0 +1,93 @@
+//! The gateway itself, and that template.yaml, the handler registry, the function crates
+//! and events/ describe the same set of functions.
+
+use std::collections::BTreeSet;
+
+use bookshelf_api::HTTP_FUNCTIONS;
+use bookshelf_devserver::Template;
+use reqwest::{Method, StatusCode};
+
+use crate::harness::{repo_root, TestApp};
+
+fn template() -> Template {
+    Template::load(&repo_root().join("template.yaml")).unwrap()
+}
+
+#[test]
+fn template_registry_crates_and_events_agree() {
+    let t = template();
+    let routed: BTreeSet<String> = t.routes.iter().map(|r| r.function.clone()).collect();
+    let registered: BTreeSet<String> = HTTP_FUNCTIONS.iter().map(|f| f.name.to_string()).collect();
+    assert_eq!(routed, registered, "template routes vs. handlers in the registry");
+
+    let mut all = routed.clone();
+    all.insert(t.authorizer.as_ref().unwrap().function.clone());
+    let crates: BTreeSet<String> = std::fs::read_dir(repo_root().join("functions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        all, crates,
+        "functions in template.yaml vs. crates under functions/"
+    );
+
+    for f in &all {
+        let dir = repo_root().join("events").join(f);
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|_| panic!("events/{f}/ is missing"))
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        assert!(!files.is_empty(), "events/{f}/ has no sample event");
+    }
+
+    // One route per method and path.
+    let mut seen = BTreeSet::new();
+    for r in &t.routes {
+        assert!(
+            seen.insert((r.method.to_string(), r.path.clone())),
+            "duplicate route {} {}",
+            r.method,
+            r.path
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problem_404() {
+    let app = TestApp::start().await;
+    for (m, path) in [
+        (Method::GET, "/nope"),
+        (Method::GET, "/"),
+        (Method::DELETE, "/auth/login"),
+        (Method::GET, "/auth/register"),
+        (Method::POST, "/users/me"),
+    ] {
+        let r = app.send(m.clone(), path, None, None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{m} {path}");
+        r.problem(404);
+    }
+}
+
+#[tokio::test]
+async fn openapi_document_covers_every_route() {
+    let app = TestApp::start().await;
+    let r = app.get("/openapi.json", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body["openapi"].as_str().unwrap().starts_with("3.1"));
+    for route in template().routes {
+        let op = &r.body["paths"][&route.path][route.method.as_str().to_lowercase()];
+        assert!(
+            op.is_object(),
+            "{} {} missing from openapi.json",
+            route.method,
+            route.path
+        );
+        let secured = op.get("security").is_some();
+        assert_eq!(
+            secured, route.authorized,
+            "{} {}: security vs. authorizer",
+            route.method, route.path
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: real PostgreSQL (`DATABASE_URL`, set by `make test`), the local
+//! gateway built from `template.yaml`, and HTTP requests from a real client.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod harness;
+
+mod auth;
+mod layout;
+mod tokens;
+mod users;

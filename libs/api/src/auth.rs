@@ -1,0 +1,235 @@
+//! Registration, sign-in, token refresh and sign-out.
+
+use std::sync::Arc;
+
+use bookshelf_auth::{password, refresh as refresh_token, ACCESS_TOKEN_TTL_SECS};
+use bookshelf_domain::{validation, Input, Profile, Role, User, Validator};
+use bookshelf_http::{json, no_content, read_json, ApiError, Body, Identity, Request, Response};
+use bookshelf_storage::{sessions, users, NewUser, RefreshOutcome};
+use chrono::{Duration, Utc};
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::AppState;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterRequest {
+    #[serde(default)]
+    #[schema(value_type = String, format = "email", max_length = 254)]
+    pub email: Input<String>,
+    #[serde(default)]
+    #[schema(value_type = String, min_length = 8, max_length = 128)]
+    pub password: Input<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 64)]
+    pub display_name: Input<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginRequest {
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub email: Input<String>,
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub password: Input<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshRequest {
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub refresh_token: Input<String>,
+}
+
+/// What register, login and refresh answer: the profile and a fresh token pair.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthResponse {
+    pub user: Profile,
+    pub access_token: String,
+    pub refresh_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Lifetime of the access token in seconds.
+    #[schema(example = 900)]
+    pub expires_in: i64,
+}
+
+/// argon2 takes tens of milliseconds of CPU: keep it off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))
+}
+
+/// Issues an access token for `session` and wraps it with the refresh token.
+fn token_pair(
+    state: &AppState,
+    user: User,
+    session: Uuid,
+    refresh: String,
+) -> Result<AuthResponse, ApiError> {
+    let access = state
+        .issuer()?
+        .issue(user.id, user.role.as_str(), session, Utc::now().timestamp())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(AuthResponse {
+        user: user.into(),
+        access_token: access,
+        refresh_token: refresh,
+        token_type: "Bearer",
+        expires_in: ACCESS_TOKEN_TTL_SECS,
+    })
+}
+
+fn refresh_expiry() -> chrono::DateTime<Utc> {
+    Utc::now() + Duration::days(refresh_token::REFRESH_TOKEN_TTL_DAYS)
+}
+
+/// Starts a new session for `user` and answers with its tokens.
+async fn sign_in(state: &AppState, user: User, status: StatusCode) -> Result<Response<Body>, ApiError> {
+    let token = refresh_token::generate();
+    let session = sessions::create(&state.db, user.id, &token.hash, refresh_expiry()).await?;
+    tracing::info!(user_id = %user.id, session_id = %session, "session started");
+    Ok(json(status, &token_pair(state, user, session, token.token)?))
+}
+
+#[utoipa::path(post, path = "/auth/register", tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Account created and signed in", body = AuthResponse),
+        (status = 400, description = "Invalid fields", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Email already registered", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn register(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
+    let body: RegisterRequest = read_json(&req)?;
+    let mut v = Validator::new();
+    let email = v.check("email", body.email.required().and_then(|e| validation::email(&e)));
+    let password = v.check(
+        "password",
+        body.password
+            .required()
+            .and_then(|p| validation::password(&p).map(|()| p)),
+    );
+    let display_name = v.check(
+        "displayName",
+        body.display_name
+            .patch()
+            .map(Option::flatten)
+            .and_then(|d| d.map(|d| validation::display_name(&d)).transpose()),
+    );
+    v.finish()?;
+    let (Some(email), Some(password), Some(display_name)) = (email, password, display_name) else {
+        return Err(ApiError::Internal("validated fields missing".into()));
+    };
+    let display_name = display_name.unwrap_or_else(|| validation::default_display_name(&email));
+
+    let hash = blocking(move || password::hash(&password)).await?;
+    let user = users::insert(
+        &state.db,
+        NewUser {
+            email: &email,
+            password_hash: &hash,
+            display_name: &display_name,
+            role: Role::User,
+        },
+    )
+    .await?;
+    tracing::info!(user_id = %user.id, "user registered");
+    sign_in(&state, user, StatusCode::CREATED).await
+}
+
+const BAD_CREDENTIALS: &str = "email or password is incorrect";
+
+#[utoipa::path(post, path = "/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = AuthResponse),
+        (status = 400, description = "Invalid fields", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unknown email or wrong password (same body for both)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn login(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
+    let body: LoginRequest = read_json(&req)?;
+    let mut v = Validator::new();
+    let email = v.check("email", body.email.required());
+    let password = v.check("password", body.password.required());
+    v.finish()?;
+    let (Some(email), Some(password)) = (email, password) else {
+        return Err(ApiError::Internal("validated fields missing".into()));
+    };
+
+    let found = users::find_credentials(&state.db, email.trim()).await?;
+    let user = match found {
+        Some((user, hash)) => {
+            let ok = blocking(move || password::verify(&password, &hash)).await?;
+            ok.then_some(user)
+        }
+        None => {
+            blocking(move || password::verify_dummy(&password)).await?;
+            None
+        }
+    };
+    let Some(user) = user else {
+        tracing::info!("login refused");
+        return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
+    };
+    sign_in(&state, user, StatusCode::OK).await
+}
+
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New token pair; the presented refresh token is spent", body = AuthResponse),
+        (status = 400, description = "Invalid fields", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unknown, expired or already used refresh token (reuse revokes the session)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn refresh(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
+    let body: RefreshRequest = read_json(&req)?;
+    let mut v = Validator::new();
+    let presented = v.check("refreshToken", body.refresh_token.required());
+    v.finish()?;
+    let presented = presented.unwrap_or_default();
+
+    let next = refresh_token::generate();
+    let outcome = sessions::rotate(
+        &state.db,
+        &refresh_token::digest(&presented),
+        &next.hash,
+        refresh_expiry(),
+    )
+    .await?;
+    match outcome {
+        RefreshOutcome::Rotated { user, session_id } => Ok(json(
+            StatusCode::OK,
+            &token_pair(&state, user, session_id, next.token)?,
+        )),
+        RefreshOutcome::Reused { session_id } => {
+            tracing::warn!(%session_id, "refresh token reused; session revoked");
+            Err(ApiError::Unauthorized(
+                "refresh token was already used; the session has been revoked".into(),
+            ))
+        }
+        RefreshOutcome::Invalid => Err(ApiError::Unauthorized(
+            "refresh token is invalid or expired".into(),
+        )),
+    }
+}
+
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The session of this access token is revoked"),
+        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn logout(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
+    let who = Identity::from_request(&req)?;
+    sessions::revoke(&state.db, who.session_id, "logout").await?;
+    tracing::info!(user_id = %who.user_id, session_id = %who.session_id, "signed out");
+    Ok(no_content())
+}

@@ -1,0 +1,118 @@
+//! The REST API's REQUEST authorizer: verifies the bearer token and its session, and
+//! answers an Allow policy for the whole API with the caller's identity as context.
+
+use std::sync::Arc;
+
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequestTypeRequest,
+    ApiGatewayCustomAuthorizerResponse,
+};
+use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
+use bookshelf_storage::{sessions, SessionStatus};
+
+use crate::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorizerError {
+    /// API Gateway turns exactly this message into its UNAUTHORIZED (401) response.
+    #[error("Unauthorized")]
+    Unauthorized,
+    /// An outage (database unreachable): the gateway answers 500, never an Allow.
+    #[error("authorizer failure: {0}")]
+    Failure(String),
+}
+
+impl From<AuthorizerError> for lambda_runtime::Diagnostic {
+    fn from(e: AuthorizerError) -> Self {
+        let error_type = match e {
+            AuthorizerError::Unauthorized => "Unauthorized",
+            AuthorizerError::Failure(_) => "AuthorizerFailure",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: error_type.into(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// The policy covers every method and path of the stage: API Gateway caches it per token
+/// for the TTL and reuses it on other routes, so a route-scoped policy would deny them.
+fn api_wide_resource(method_arn: &str) -> String {
+    // arn:aws:execute-api:region:account:api-id/stage/METHOD/path...
+    let mut parts = method_arn.splitn(3, '/');
+    match (parts.next(), parts.next()) {
+        (Some(api), Some(stage)) => format!("{api}/{stage}/*"),
+        _ => method_arn.to_string(),
+    }
+}
+
+fn bearer(event: &ApiGatewayCustomAuthorizerRequestTypeRequest) -> Option<&str> {
+    let value = event
+        .headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+pub async fn authorize(
+    state: Arc<AppState>,
+    event: ApiGatewayCustomAuthorizerRequestTypeRequest,
+) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
+    let verifier = state
+        .verifier()
+        .map_err(|e| AuthorizerError::Failure(e.to_string()))?;
+    let Some(token) = bearer(&event) else {
+        tracing::info!("no bearer token");
+        return Err(AuthorizerError::Unauthorized);
+    };
+    let claims = verifier.verify(token).map_err(|e| {
+        tracing::info!(reason = %e, "token refused");
+        AuthorizerError::Unauthorized
+    })?;
+    let role = match sessions::status(&state.db, claims.sid, claims.sub).await {
+        Ok(SessionStatus::Active(role)) => role,
+        Ok(SessionStatus::Inactive) => {
+            tracing::info!(user_id = %claims.sub, session_id = %claims.sid, "session is not active");
+            return Err(AuthorizerError::Unauthorized);
+        }
+        Err(e) => return Err(AuthorizerError::Failure(e.to_string())),
+    };
+
+    let mut statement = IamPolicyStatement::default();
+    statement.action = vec!["execute-api:Invoke".into()];
+    statement.effect = IamPolicyEffect::Allow;
+    statement.resource = vec![api_wide_resource(event.method_arn.as_deref().unwrap_or("*"))];
+    let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
+    policy.version = Some("2012-10-17".into());
+    policy.statement = vec![statement];
+
+    let mut response = ApiGatewayCustomAuthorizerResponse::default();
+    response.principal_id = Some(claims.sub.to_string());
+    response.policy_document = policy;
+    // The role comes from the database, not the token: a demotion applies at once.
+    response.context = serde_json::json!({
+        "userId": claims.sub.to_string(),
+        "role": role.as_str(),
+        "sessionId": claims.sid.to_string(),
+    });
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_covers_the_whole_stage() {
+        assert_eq!(
+            api_wide_resource("arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/GET/users/me"),
+            "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/*"
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! Bookshelf's handlers. Each endpoint is a plain async function from (state, request) to
+//! a result; `registry` names them the way `template.yaml` does, and both the Lambda
+//! binaries (`lambda`) and the local gateway call them through it.
+
+pub mod auth;
+pub mod authorizer;
+pub mod lambda;
+pub mod meta;
+pub mod openapi;
+pub mod registry;
+pub mod state;
+pub mod users;
+
+pub use registry::{http_handler, KeyAccess, HTTP_FUNCTIONS};
+pub use state::AppState;

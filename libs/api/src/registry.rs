@@ -1,0 +1,100 @@
+//! Function name → handler. The names are the function crates' names and the `Binary`
+//! build property of each function in `template.yaml`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bookshelf_http::{request_id, ApiError, Body, Request, Response};
+use lambda_http::RequestExt;
+use tracing::Instrument;
+
+use crate::{auth, meta, users, AppState};
+
+/// Which key material a function needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAccess {
+    None,
+    Public,
+    Signing,
+}
+
+pub type BoxFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+pub type HttpHandler = fn(Arc<AppState>, Request) -> BoxFuture;
+
+pub struct HttpFunction {
+    pub name: &'static str,
+    pub keys: KeyAccess,
+    pub handler: HttpHandler,
+}
+
+/// Runs one handler: a span with the request id for every log line, the error mapped to
+/// problem+json in the one place that does it, and one access-log line.
+pub async fn serve<F, Fut>(
+    name: &'static str,
+    state: Arc<AppState>,
+    req: Request,
+    handler: F,
+) -> Response<Body>
+where
+    F: FnOnce(Arc<AppState>, Request) -> Fut,
+    Fut: Future<Output = Result<Response<Body>, ApiError>>,
+{
+    let rid = request_id(&req);
+    let span = tracing::info_span!(
+        "request",
+        function = name,
+        request_id = rid.as_deref().unwrap_or("-")
+    );
+    let (method, path) = (req.method().clone(), req.raw_http_path().to_string());
+    let started = Instant::now();
+    let response = async {
+        match handler(state, req).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(rid.as_deref()),
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    span.in_scope(|| {
+        tracing::info!(
+            %method, path, status = response.status().as_u16(),
+            ms = started.elapsed().as_millis() as u64, "handled"
+        )
+    });
+    response
+}
+
+macro_rules! functions {
+    ($($name:literal, $keys:ident => $handler:path;)*) => {
+        /// Every HTTP function of the API.
+        pub static HTTP_FUNCTIONS: &[HttpFunction] = &[$(
+            HttpFunction {
+                name: $name,
+                keys: KeyAccess::$keys,
+                handler: |state, req| Box::pin(serve($name, state, req, $handler)),
+            },
+        )*];
+    };
+}
+
+functions! {
+    "auth-register", Signing => auth::register;
+    "auth-login", Signing => auth::login;
+    "auth-refresh", Signing => auth::refresh;
+    "auth-logout", None => auth::logout;
+    "jwks", Public => meta::jwks;
+    "openapi", None => meta::openapi;
+    "users-me-get", None => users::me_get;
+    "users-me-update", None => users::me_update;
+    "users-me-password", None => users::me_password;
+    "users-me-delete", None => users::me_delete;
+    "users-get", None => users::get;
+    "users-list", None => users::list;
+}
+
+/// The function of this name, if there is one.
+pub fn http_handler(name: &str) -> Option<&'static HttpFunction> {
+    HTTP_FUNCTIONS.iter().find(|f| f.name == name)
+}

@@ -1,0 +1,203 @@
+//! The caller's profile, and other users' public profiles.
+
+use std::sync::Arc;
+
+use bookshelf_auth::password;
+use bookshelf_domain::{validation, Input, PageParams, Profile, PublicProfile, Validator};
+use bookshelf_http::{
+    json, no_content, path_uuid, query_param, read_json, ApiError, Body, Identity, Page, Request, Response,
+};
+use bookshelf_storage::{sessions, users, StorageError, UserPatch};
+use http::StatusCode;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::AppState;
+
+/// A user removed while their access token is still cached by the gateway is "gone".
+fn me_missing(e: StorageError) -> ApiError {
+    match e {
+        StorageError::NotFound => ApiError::Unauthorized("this account no longer exists".into()),
+        other => other.into(),
+    }
+}
+
+#[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's profile", body = Profile),
+        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn me_get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
+    let who = Identity::from_request(&req)?;
+    let user = users::get(&state.db, who.user_id).await.map_err(me_missing)?;
+    Ok(json(StatusCode::OK, &Profile::from(user)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateMeRequest {
+    #[serde(default)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 64)]
+    pub display_name: Input<String>,
+    /// `null` clears the bio.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 500)]
+    pub bio: Input<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = "email", max_length = 254)]
+    pub email: Input<String>,
+}
+
+#[utoipa::path(patch, path = "/users/me", tag = "users", security(("bearer" = [])),
+    request_body = UpdateMeRequest,
+    responses(
+        (status = 200, description = "The updated profile", body = Profile),
+        (status = 400, description = "Invalid fields", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Email already registered", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn me_update(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
+    let who = Identity::from_request(&req)?;
+    let body: UpdateMeRequest = read_json(&req)?;
+    let mut v = Validator::new();
+    let display_name = v.check(
+        "displayName",
+        body.display_name
+            .optional()
+            .and_then(|d| d.map(|d| validation::display_name(&d)).transpose()),
+    );
+    let bio = v.check(
+        "bio",
+        body.bio
+            .patch()
+            .and_then(|b| b.map(|b| b.map(|b| validation::bio(&b)).transpose()).transpose()),
+    );
+    let email = v.check(
+        "email",
+        body.email
+            .optional()
+            .and_then(|e| e.map(|e| validation::email(&e)).transpose()),
+    );
+    v.finish()?;
+    let patch = UserPatch {
+        email: email.flatten(),
+        display_name: display_name.flatten(),
+        bio: bio.flatten(),
+    };
+    let user = users::update_profile(&state.db, who.user_id, patch)
+        .await
+        .map_err(me_missing)?;
+    Ok(json(StatusCode::OK, &Profile::from(user)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangePasswordRequest {
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub current_password: Input<String>,
+    #[serde(default)]
+    #[schema(value_type = String, min_length = 8, max_length = 128)]
+    pub new_password: Input<String>,
+}
+
+#[utoipa::path(put, path = "/users/me/password", tag = "users", security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 204, description = "Password changed; every other session is revoked"),
+        (status = 400, description = "Invalid fields", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Current password is wrong", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn me_password(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
+    let who = Identity::from_request(&req)?;
+    let body: ChangePasswordRequest = read_json(&req)?;
+    let mut v = Validator::new();
+    let current = v.check("currentPassword", body.current_password.required());
+    let new = v.check(
+        "newPassword",
+        body.new_password
+            .required()
+            .and_then(|p| validation::password(&p).map(|()| p)),
+    );
+    v.finish()?;
+    let (Some(current), Some(new)) = (current, new) else {
+        return Err(ApiError::Internal("validated fields missing".into()));
+    };
+
+    let stored = users::password_hash(&state.db, who.user_id)
+        .await
+        .map_err(me_missing)?;
+    let (matches, new_hash) = tokio::task::spawn_blocking(move || {
+        let ok = password::verify(&current, &stored);
+        (ok, ok.then(|| password::hash(&new)))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?;
+    let Some(new_hash) = new_hash.filter(|_| matches) else {
+        return Err(ApiError::Forbidden("current password is incorrect".into()));
+    };
+
+    let mut tx = state.db.begin().await.map_err(StorageError::from)?;
+    users::set_password(&mut *tx, who.user_id, &new_hash)
+        .await
+        .map_err(me_missing)?;
+    let revoked = sessions::revoke_others(&mut *tx, who.user_id, who.session_id, "password_change").await?;
+    tx.commit().await.map_err(StorageError::from)?;
+    tracing::info!(user_id = %who.user_id, revoked, "password changed");
+    Ok(no_content())
+}
+
+#[utoipa::path(delete, path = "/users/me", tag = "users", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Account, sessions and library deleted; orders are kept, detached"),
+        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn me_delete(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
+    let who = Identity::from_request(&req)?;
+    users::delete(&state.db, who.user_id).await.map_err(me_missing)?;
+    tracing::info!(user_id = %who.user_id, "account deleted");
+    Ok(no_content())
+}
+
+#[utoipa::path(get, path = "/users/{id}", tag = "users", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "Public profile", body = PublicProfile),
+        (status = 400, description = "id is not a UUID", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
+    Identity::from_request(&req)?;
+    let id = path_uuid(&req, "id")?;
+    let user = users::get(&state.db, id).await.map_err(|e| match e {
+        StorageError::NotFound => ApiError::not_found("user"),
+        other => other.into(),
+    })?;
+    Ok(json(StatusCode::OK, &PublicProfile::from(user)))
+}
+
+#[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])),
+    params(
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
+        ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of full profiles, oldest first", body = crate::openapi::ProfilePage),
+        (status = 400, description = "Bad limit or cursor", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Caller is not an admin", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
+    Identity::from_request(&req)?.require_admin()?;
+    let page = PageParams::parse(query_param(&req, "limit"), query_param(&req, "cursor"))?;
+    let (items, next) = users::list(&state.db, page).await?;
+    Ok(json(
+        StatusCode::OK,
+        &Page {
+            items: items.into_iter().map(Profile::from).collect(),
+            next_cursor: next.map(|c| c.encode()),
+        },
+    ))
+}

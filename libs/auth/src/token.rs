@@ -1,0 +1,197 @@
+//! Access tokens: short-lived EdDSA JWTs with a `kid` header.
+
+use jsonwebtoken::{decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::keys::{PublicKeys, SigningKeys};
+
+pub const ISSUER: &str = "bookshelf";
+pub const AUDIENCE: &str = "bookshelf-api";
+pub const ACCESS_TOKEN_TTL_SECS: i64 = 900;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: Uuid,
+    pub role: String,
+    pub sid: Uuid,
+    pub iss: String,
+    pub aud: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// Why a token was refused. The authorizer logs it; the client only ever sees a 401.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token is not a well-formed JWT")]
+    Malformed,
+    #[error("algorithm {0} is not allowed")]
+    Algorithm(String),
+    #[error("token has no kid")]
+    MissingKid,
+    #[error("unknown kid {0:?}")]
+    UnknownKid(String),
+    #[error("token rejected: {0}")]
+    Invalid(String),
+}
+
+pub struct TokenIssuer {
+    key: EncodingKey,
+    kid: String,
+}
+
+impl TokenIssuer {
+    pub fn new(keys: &SigningKeys) -> TokenIssuer {
+        TokenIssuer {
+            key: EncodingKey::from_ed_der(keys.active_pkcs8()),
+            kid: keys.active_kid().to_string(),
+        }
+    }
+
+    /// Signs an access token for `user` in session `sid`, valid from `now` for 15 minutes.
+    pub fn issue(&self, user: Uuid, role: &str, sid: Uuid, now: i64) -> Result<String, TokenError> {
+        let claims = Claims {
+            sub: user,
+            role: role.to_string(),
+            sid,
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            iat: now,
+            exp: now + ACCESS_TOKEN_TTL_SECS,
+        };
+        self.sign(&claims)
+    }
+
+    /// Signs arbitrary claims; used by `issue` and by tests that forge expired tokens.
+    pub fn sign(&self, claims: &Claims) -> Result<String, TokenError> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        encode(&header, claims, &self.key).map_err(|e| TokenError::Invalid(e.to_string()))
+    }
+}
+
+pub struct TokenVerifier {
+    keys: Vec<(String, DecodingKey)>,
+    validation: Validation,
+}
+
+impl TokenVerifier {
+    pub fn new(public: &PublicKeys) -> TokenVerifier {
+        // The allow-list is exactly one algorithm: a token cannot choose how it is checked.
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 0;
+        TokenVerifier {
+            keys: public
+                .keys
+                .iter()
+                .map(|k| (k.kid.clone(), DecodingKey::from_ed_der(&k.raw)))
+                .collect(),
+            validation,
+        }
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        // `alg: none` and unknown algorithms fail to parse here already.
+        let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
+        }
+        let kid = header.kid.ok_or(TokenError::MissingKid)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|(k, _)| *k == kid)
+            .map(|(_, key)| key)
+            .ok_or(TokenError::UnknownKid(kid))?;
+        decode::<Claims>(token, key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| TokenError::Invalid(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    fn now() -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+
+    #[test]
+    fn issues_and_verifies() {
+        let keys = SigningKeys::generate();
+        let (user, sid) = (Uuid::new_v4(), Uuid::new_v4());
+        let token = TokenIssuer::new(&keys).issue(user, "user", sid, now()).unwrap();
+        let claims = TokenVerifier::new(keys.public_keys()).verify(&token).unwrap();
+        assert_eq!(
+            (claims.sub, claims.sid, claims.role.as_str()),
+            (user, sid, "user")
+        );
+        assert_eq!(claims.exp - claims.iat, 900);
+    }
+
+    #[test]
+    fn rejects_forgeries() {
+        let keys = SigningKeys::generate();
+        let other = SigningKeys::generate();
+        let verifier = TokenVerifier::new(keys.public_keys());
+        let good = TokenIssuer::new(&keys)
+            .issue(Uuid::new_v4(), "user", Uuid::new_v4(), now())
+            .unwrap();
+        let parts: Vec<&str> = good.split('.').collect();
+
+        // alg: none, unsigned.
+        let none = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            parts[1]
+        );
+        assert_eq!(verifier.verify(&none), Err(TokenError::Malformed));
+
+        // HS256 keyed with the public key.
+        let raw = &keys.public_keys().keys[0].raw;
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some(keys.active_kid().into());
+        let claims = verifier.verify(&good).unwrap();
+        let hs = encode(&h, &claims, &EncodingKey::from_secret(raw)).unwrap();
+        assert!(matches!(verifier.verify(&hs), Err(TokenError::Algorithm(_))));
+
+        // Signed by a key we do not know, and signed by another key under our kid.
+        let foreign = TokenIssuer::new(&other).sign(&claims).unwrap();
+        assert!(matches!(
+            verifier.verify(&foreign),
+            Err(TokenError::UnknownKid(_))
+        ));
+        let mut h = Header::new(Algorithm::EdDSA);
+        h.kid = Some(keys.active_kid().into());
+        let wrong_key = encode(&h, &claims, &EncodingKey::from_ed_der(other.active_pkcs8())).unwrap();
+        assert!(matches!(verifier.verify(&wrong_key), Err(TokenError::Invalid(_))));
+
+        // Tampered payload: admin role spliced in, old signature kept.
+        let mut forged = claims.clone();
+        forged.role = "admin".into();
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
+        let tampered = format!("{}.{}.{}", parts[0], payload, parts[2]);
+        assert!(matches!(verifier.verify(&tampered), Err(TokenError::Invalid(_))));
+
+        // Expired, wrong issuer, wrong audience.
+        let issuer = TokenIssuer::new(&keys);
+        let mut c = claims.clone();
+        c.exp = now() - 1;
+        assert!(verifier.verify(&issuer.sign(&c).unwrap()).is_err());
+        let mut c = claims.clone();
+        c.iss = "evil".into();
+        assert!(verifier.verify(&issuer.sign(&c).unwrap()).is_err());
+        let mut c = claims;
+        c.aud = "other".into();
+        assert!(verifier.verify(&issuer.sign(&c).unwrap()).is_err());
+
+        assert_eq!(verifier.verify("garbage"), Err(TokenError::Malformed));
+    }
+}

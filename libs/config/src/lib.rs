@@ -1,0 +1,199 @@
+//! Where configuration comes from. Deployed: environment variables set by `template.yaml`
+//! and secrets from Secrets Manager. Locally: `DATABASE_URL` and a git-ignored key file.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use bookshelf_auth::{KeyError, PublicKeys, SigningKeys};
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+use tokio::sync::OnceCell;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{var} is invalid: {reason}")]
+    Invalid { var: &'static str, reason: String },
+    #[error("reading secret {arn}: {reason}")]
+    Secret { arn: String, reason: String },
+    #[error("key material: {0}")]
+    Keys(#[from] KeyError),
+    #[error("key file {path}: {reason}")]
+    KeyFile { path: String, reason: String },
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// One shared AWS SDK configuration per execution environment, built on first use.
+pub async fn aws() -> &'static aws_config::SdkConfig {
+    static SDK: OnceCell<aws_config::SdkConfig> = OnceCell::const_new();
+    SDK.get_or_init(|| aws_config::load_defaults(aws_config::BehaviorVersion::latest()))
+        .await
+}
+
+async fn secret_string(arn: &str) -> Result<String, ConfigError> {
+    let client = aws_sdk_secretsmanager::Client::new(aws().await);
+    let out = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| ConfigError::Secret {
+            arn: arn.into(),
+            reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+        })?;
+    out.secret_string()
+        .map(str::to_owned)
+        .ok_or_else(|| ConfigError::Secret {
+            arn: arn.into(),
+            reason: "secret has no string value".into(),
+        })
+}
+
+/// Connection options: `DATABASE_URL`, or the RDS secret named by `DB_SECRET_ARN`
+/// (the standard `{username, password, host, port, dbname}` JSON) with `DB_HOST` pointing
+/// at the RDS Proxy endpoint. Deployed connections require TLS.
+pub async fn database() -> Result<PgConnectOptions, ConfigError> {
+    if let Some(url) = var("DATABASE_URL") {
+        return PgConnectOptions::from_str(&url).map_err(|e| ConfigError::Invalid {
+            var: "DATABASE_URL",
+            reason: e.to_string(),
+        });
+    }
+    let arn = var("DB_SECRET_ARN").ok_or(ConfigError::Missing("DATABASE_URL or DB_SECRET_ARN"))?;
+    #[derive(serde::Deserialize)]
+    struct DbSecret {
+        username: String,
+        password: String,
+        host: Option<String>,
+        port: Option<u16>,
+        dbname: Option<String>,
+    }
+    let secret: DbSecret =
+        serde_json::from_str(&secret_string(&arn).await?).map_err(|e| ConfigError::Secret {
+            arn: arn.clone(),
+            reason: e.to_string(),
+        })?;
+    let host = var("DB_HOST")
+        .or(secret.host)
+        .ok_or(ConfigError::Missing("DB_HOST"))?;
+    Ok(PgConnectOptions::new()
+        .host(&host)
+        .port(secret.port.unwrap_or(5432))
+        .username(&secret.username)
+        .password(&secret.password)
+        .database(
+            &var("DB_NAME")
+                .or(secret.dbname)
+                .unwrap_or_else(|| "bookshelf".into()),
+        )
+        .ssl_mode(PgSslMode::Require))
+}
+
+/// The private signing keys: `BOOKSHELF_SIGNING_KEYS` (JSON), the secret named by
+/// `SIGNING_KEYS_SECRET_ARN`, or locally the file `BOOKSHELF_KEYS_FILE`
+/// (default `.dev/keys/signing.json`), generated on first use.
+pub async fn signing_keys() -> Result<SigningKeys, ConfigError> {
+    if let Some(json) = var("BOOKSHELF_SIGNING_KEYS") {
+        return Ok(SigningKeys::from_json(&json)?);
+    }
+    if let Some(arn) = var("SIGNING_KEYS_SECRET_ARN") {
+        return Ok(SigningKeys::from_json(&secret_string(&arn).await?)?);
+    }
+    let path = var("BOOKSHELF_KEYS_FILE").unwrap_or_else(|| ".dev/keys/signing.json".into());
+    load_or_create_key_file(Path::new(&path))
+}
+
+/// The public keys that verify access tokens: `BOOKSHELF_PUBLIC_KEYS` (a JWK Set), the
+/// secret named by `PUBLIC_KEYS_SECRET_ARN`, or else those of `signing_keys()`.
+pub async fn public_keys() -> Result<PublicKeys, ConfigError> {
+    if let Some(json) = var("BOOKSHELF_PUBLIC_KEYS") {
+        return Ok(PublicKeys::from_jwks_json(&json)?);
+    }
+    if let Some(arn) = var("PUBLIC_KEYS_SECRET_ARN") {
+        return Ok(PublicKeys::from_jwks_json(&secret_string(&arn).await?)?);
+    }
+    Ok(signing_keys().await?.public_keys().clone())
+}
+
+fn load_or_create_key_file(path: &Path) -> Result<SigningKeys, ConfigError> {
+    let err = |reason: String| ConfigError::KeyFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(json) => Ok(SigningKeys::from_json(&json)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let keys = SigningKeys::generate();
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+            }
+            write_private(path, &keys.to_json()).map_err(|e| err(e.to_string()))?;
+            tracing::info!(path = %path.display(), kid = keys.active_kid(), "generated a new signing key");
+            Ok(keys)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+/// Logs: JSON lines (for CloudWatch Logs Insights) inside Lambda, readable text locally.
+/// `RUST_LOG` sets the filter; `info` by default.
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,aws_config=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = if var("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .without_time()
+            .with_ansi(false)
+            .try_init()
+    } else {
+        builder.with_target(false).try_init()
+    };
+    // A second init (tests, the dev server) keeps the first subscriber; that is fine.
+    let _ = result;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_is_created_once_and_reused() {
+        let dir = std::env::temp_dir().join(format!("bookshelf-keys-{}", std::process::id()));
+        let path = dir.join("signing.json");
+        let first = load_or_create_key_file(&path).unwrap();
+        let second = load_or_create_key_file(&path).unwrap();
+        assert_eq!(first.active_kid(), second.active_kid());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

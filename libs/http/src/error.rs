@@ -1,0 +1,136 @@
+use bookshelf_domain::FieldError;
+use bookshelf_storage::StorageError;
+use http::StatusCode;
+use lambda_http::{Body, Response};
+use serde::Serialize;
+
+/// The HTTP layer's one error type. Every handler returns it; `into_response` is the one
+/// place where errors become problem+json (RFC 9457).
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    Unprocessable(String),
+    /// A bug or an outage. The detail is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    type_: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+    #[serde(rename = "requestId", skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Validation(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn slug(&self) -> &'static str {
+        match self {
+            ApiError::Validation(_) => "validation-error",
+            ApiError::BadRequest(_) => "bad-request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not-found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PreconditionFailed(_) => "precondition-failed",
+            ApiError::PayloadTooLarge(_) => "payload-too-large",
+            ApiError::Unprocessable(_) => "unprocessable",
+            ApiError::Internal(_) => "internal-error",
+        }
+    }
+
+    pub fn not_found(what: &str) -> ApiError {
+        ApiError::NotFound(format!("{what} not found"))
+    }
+
+    pub fn into_response(self, request_id: Option<&str>) -> Response<Body> {
+        let status = self.status();
+        let detail = match &self {
+            ApiError::Validation(errs) => format!(
+                "{} field(s) are invalid: {}",
+                errs.len(),
+                errs.iter()
+                    .map(|e| e.field.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            ApiError::Internal(_) => "the server failed to handle this request; it has been logged".into(),
+            other => other.to_string(),
+        };
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(request_id, %cause, "request failed with an internal error");
+        }
+        let problem = Problem {
+            type_: format!("https://bookshelf.dev/problems/{}", self.slug()),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail,
+            errors: match &self {
+                ApiError::Validation(errs) => Some(errs),
+                _ => None,
+            },
+            request_id,
+        };
+        let body = serde_json::to_string(&problem).unwrap_or_default();
+        let mut builder = Response::builder()
+            .status(status)
+            .header(http::header::CONTENT_TYPE, "application/problem+json");
+        if status == StatusCode::UNAUTHORIZED {
+            builder = builder.header(http::header::WWW_AUTHENTICATE, "Bearer");
+        }
+        builder
+            .body(Body::Text(body))
+            .unwrap_or_else(|_| Response::new(Body::Empty))
+    }
+}
+
+impl From<Vec<FieldError>> for ApiError {
+    fn from(errs: Vec<FieldError>) -> Self {
+        ApiError::Validation(errs)
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Conflict(what) => ApiError::Conflict(format!("{what} is already taken")),
+            StorageError::NotFound => ApiError::NotFound("not found".into()),
+            StorageError::Database(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}

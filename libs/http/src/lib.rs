@@ -1,0 +1,13 @@
+//! HTTP glue shared by every handler: the API error type and its one mapping to
+//! problem+json, JSON bodies with the 64 KiB limit, path/query parsing, and the identity
+//! the authorizer put into the request context.
+
+mod error;
+mod request;
+mod response;
+
+pub use error::ApiError;
+pub use request::{path_uuid, query_param, read_json, request_id, Identity, MAX_BODY_BYTES};
+pub use response::{json, no_content, Page};
+
+pub use lambda_http::{Body, Request, Response};

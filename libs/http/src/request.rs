@@ -1,0 +1,95 @@
+use bookshelf_domain::{FieldError, Role};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::ApiError;
+
+/// Bodies above this many bytes are refused with 413; exactly this many are accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Parses a JSON body. Types that use `Input<T>` fields never fail on a field's type, so
+/// the only errors here are an oversized body, a missing body, or malformed JSON.
+pub fn read_json<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
+    let bytes: &[u8] = match req.body() {
+        Body::Empty => b"",
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        // Body is non-exhaustive upstream; nothing else is produced for proxy events.
+        _ => b"",
+    };
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest("a JSON request body is required".into()));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        if e.is_data() {
+            ApiError::BadRequest(format!("the body must be a JSON object: {e}"))
+        } else {
+            ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
+        }
+    })
+}
+
+/// The gateway's request id, for logs and problem bodies.
+pub fn request_id(req: &Request) -> Option<String> {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.request_id.clone(),
+        _ => None,
+    }
+}
+
+/// A path parameter that must be a UUID; anything else is a 400 naming the parameter.
+pub fn path_uuid(req: &Request, name: &str) -> Result<Uuid, ApiError> {
+    let raw = req
+        .path_parameters_ref()
+        .and_then(|p| p.first(name))
+        .ok_or_else(|| ApiError::BadRequest(format!("path parameter {name} is missing")))?;
+    Uuid::parse_str(raw).map_err(|_| ApiError::Validation(vec![FieldError::new(name, "must be a UUID")]))
+}
+
+/// The first value of a query parameter.
+pub fn query_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.query_string_parameters_ref().and_then(|q| q.first(name))
+}
+
+/// Who is calling, as the authorizer established it. Handlers never read the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: Uuid,
+    pub role: Role,
+    pub session_id: Uuid,
+}
+
+impl Identity {
+    pub fn from_request(req: &Request) -> Result<Identity, ApiError> {
+        let missing = || ApiError::Unauthorized("no authorizer context on this request".into());
+        let Some(RequestContext::ApiGatewayV1(ctx)) = req.request_context_ref() else {
+            return Err(missing());
+        };
+        let field = |name: &str| ctx.authorizer.fields.get(name).and_then(|v| v.as_str());
+        let user_id = field("userId")
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .ok_or_else(missing)?;
+        let session_id = field("sessionId")
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .ok_or_else(missing)?;
+        let role = field("role").and_then(Role::parse).ok_or_else(missing)?;
+        Ok(Identity {
+            user_id,
+            role,
+            session_id,
+        })
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("this action needs the admin role".into()))
+        }
+    }
+}

@@ -1,0 +1,36 @@
+use http::StatusCode;
+use lambda_http::{Body, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A JSON response. Serialising our own types cannot fail; if it ever did, the client gets
+/// an empty 500 rather than a panic.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    match serde_json::to_string(value) {
+        Ok(text) => Response::builder()
+            .status(status)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Body::Text(text))
+            .unwrap_or_else(|_| Response::new(Body::Empty)),
+        Err(e) => {
+            tracing::error!(error = %e, "response serialisation failed");
+            let mut r = Response::new(Body::Empty);
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        }
+    }
+}
+
+pub fn no_content() -> Response<Body> {
+    let mut r = Response::new(Body::Empty);
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+/// One page of a list: `{items, nextCursor}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}

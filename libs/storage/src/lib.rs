@@ -1,0 +1,55 @@
+//! PostgreSQL access with sqlx. Every query is parameterised; every multi-step state change
+//! runs in one transaction.
+
+pub mod sessions;
+pub mod users;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+pub use sessions::{RefreshOutcome, SessionStatus};
+pub use users::{NewUser, UserPatch};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// The storage layer's one error type.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A unique constraint refused the write; the string names what was duplicated.
+    #[error("{0} is already taken")]
+    Conflict(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// Maps a unique violation on a known constraint to `Conflict`, anything else to `Database`.
+pub(crate) fn conflict_on(
+    constraint: &'static str,
+    what: &'static str,
+) -> impl Fn(sqlx::Error) -> StorageError {
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.constraint() == Some(constraint) => StorageError::Conflict(what),
+        _ => StorageError::Database(e),
+    }
+}
+
+/// A small pool, connected lazily: a Lambda execution environment serves one request at a
+/// time, and a cold start must not pay for a connection it may never use.
+pub fn pool(options: PgConnectOptions, max_connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(5))
+        .idle_timeout(Duration::from_secs(300))
+        .connect_lazy_with(options)
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}

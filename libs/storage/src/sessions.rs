@@ -1,0 +1,149 @@
+//! Sessions and their rotating refresh tokens.
+
+use bookshelf_domain::{Role, User};
+use chrono::{DateTime, Utc};
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
+
+use crate::{users, Result};
+
+/// Starts a session for `user` with its first refresh token (stored as a hash).
+pub async fn create(db: &PgPool, user: Uuid, refresh_hash: &[u8], expires_at: DateTime<Utc>) -> Result<Uuid> {
+    let id = Uuid::new_v4();
+    let mut tx = db.begin().await?;
+    sqlx::query("INSERT INTO sessions (id, user_id) VALUES ($1, $2)")
+        .bind(id)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)")
+        .bind(refresh_hash)
+        .bind(id)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+#[derive(Debug)]
+pub enum RefreshOutcome {
+    /// The token was good: it is now spent, and `new_hash` is the session's live token.
+    Rotated { user: User, session_id: Uuid },
+    /// The token had been used before: somebody holds a copy, so the session is revoked.
+    Reused { session_id: Uuid },
+    /// Unknown, expired, or its session is over.
+    Invalid,
+}
+
+/// Spends the refresh token with hash `hash` and stores `new_hash` as its successor, in one
+/// transaction. The row lock makes two concurrent uses of one token a reuse, never two
+/// successful rotations.
+pub async fn rotate(
+    db: &PgPool,
+    hash: &[u8],
+    new_hash: &[u8],
+    expires_at: DateTime<Utc>,
+) -> Result<RefreshOutcome> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        session_id: Uuid,
+        user_id: Uuid,
+        used: bool,
+        expired: bool,
+        revoked: bool,
+    }
+    let mut tx = db.begin().await?;
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT rt.session_id, s.user_id, rt.used_at IS NOT NULL AS used,
+                rt.expires_at <= now() AS expired, s.revoked_at IS NOT NULL AS revoked
+         FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
+         WHERE rt.token_hash = $1
+         FOR UPDATE OF rt, s",
+    )
+    .bind(hash)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(RefreshOutcome::Invalid);
+    };
+    if row.used {
+        if !row.revoked {
+            revoke(&mut *tx, row.session_id, "refresh_reuse").await?;
+        }
+        tx.commit().await?;
+        return Ok(RefreshOutcome::Reused {
+            session_id: row.session_id,
+        });
+    }
+    if row.revoked || row.expired {
+        return Ok(RefreshOutcome::Invalid);
+    }
+    sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1")
+        .bind(hash)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)")
+        .bind(new_hash)
+        .bind(row.session_id)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+    let user = users::get(&mut *tx, row.user_id).await?;
+    tx.commit().await?;
+    Ok(RefreshOutcome::Rotated {
+        user,
+        session_id: row.session_id,
+    })
+}
+
+/// Revokes one session; revoking an already revoked session keeps the first reason.
+pub async fn revoke(db: impl PgExecutor<'_>, session: Uuid, reason: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE sessions SET revoked_at = now(), revoked_reason = $2
+         WHERE id = $1 AND revoked_at IS NULL",
+    )
+    .bind(session)
+    .bind(reason)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Revokes every live session of `user` except `keep`.
+pub async fn revoke_others(db: impl PgExecutor<'_>, user: Uuid, keep: Uuid, reason: &str) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE sessions SET revoked_at = now(), revoked_reason = $3
+         WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL",
+    )
+    .bind(user)
+    .bind(keep)
+    .bind(reason)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// What the authorizer needs to know about a token's session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStatus {
+    /// Live, belonging to the token's user, whose current role is this.
+    Active(Role),
+    /// Revoked, unknown, or not this user's (the user may have been deleted).
+    Inactive,
+}
+
+pub async fn status(db: impl PgExecutor<'_>, session: Uuid, user: Uuid) -> Result<SessionStatus> {
+    let role: Option<String> = sqlx::query_scalar(
+        "SELECT u.role FROM sessions s JOIN users u ON u.id = s.user_id
+         WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL",
+    )
+    .bind(session)
+    .bind(user)
+    .fetch_optional(db)
+    .await?;
+    Ok(match role.as_deref().and_then(Role::parse) {
+        Some(r) => SessionStatus::Active(r),
+        None => SessionStatus::Inactive,
+    })
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs beyond a Rust toolchain, idempotently and quickly when
+# already present: PostgreSQL server binaries, and cfn-lint + the SAM CLI in a private
+# virtualenv (so they cannot break, or be broken by, the machine's other Python tools).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+"$here/ensure-postgres.sh"
+
+venv=${BOOKSHELF_TOOLS_VENV:-$HOME/.cache/bookshelf/venv}
+if [ ! -x "$venv/bin/python" ]; then
+  echo "Creating the tools virtualenv in $venv ..."
+  python3 -m venv "$venv"
+fi
+need=()
+[ -x "$venv/bin/cfn-lint" ] || need+=(cfn-lint)
+[ -x "$venv/bin/sam" ] || need+=(aws-sam-cli)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "Installing ${need[*]} into $venv ..."
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "${need[@]}"
+fi
