@@ -6,6 +6,7 @@
 mod harness;
 
 mod auth;
+mod events;
 mod layout;
 mod tokens;
 mod users;

@@ -1,0 +1,138 @@
+//! The sample events under `events/` drive the handlers in process, exactly as
+//! `sam local invoke -e` or `cargo lambda invoke --data-file` would hand them over: no
+//! gateway, no HTTP, the same deserialisation the Lambda runtime does.
+
+use std::sync::Arc;
+
+use bookshelf_api::authorizer::{authorize, AuthorizerError};
+use bookshelf_api::{http_handler, AppState};
+use lambda_http::request::LambdaRequest;
+use serde_json::{json, Value};
+
+use crate::harness::{repo_root, TestApp, ADMIN_EMAIL};
+
+fn event(path: &str) -> Value {
+    let text = std::fs::read_to_string(repo_root().join("events").join(path)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Invokes function `name` with the event, as the Lambda runtime would.
+async fn invoke(state: &Arc<AppState>, name: &str, event: Value) -> (u16, Value) {
+    let request: LambdaRequest = serde_json::from_value(event).expect("a valid API Gateway proxy event");
+    let f = http_handler(name).unwrap();
+    let response = (f.handler)(state.clone(), request.into()).await;
+    let status = response.status().as_u16();
+    let body = match response.body() {
+        lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap_or(Value::String(t.clone())),
+        _ => Value::Null,
+    };
+    (status, body)
+}
+
+/// The event with the authorizer context of a real session.
+fn as_caller(mut event: Value, user: &str, session: &str, role: &str) -> Value {
+    let ctx = &mut event["requestContext"]["authorizer"];
+    ctx["userId"] = json!(user);
+    ctx["principalId"] = json!(user);
+    ctx["sessionId"] = json!(session);
+    ctx["role"] = json!(role);
+    event
+}
+
+fn claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn every_sample_event_runs_its_handler() {
+    let app = TestApp::start().await;
+    let state = Arc::new(AppState::new(app.pool.clone(), &app.keys));
+
+    let (status, body) = invoke(&state, "auth-register", event("auth-register/register.json")).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["user"]["displayName"], "Ann");
+    let (status, login) = invoke(&state, "auth-login", event("auth-login/login.json")).await;
+    assert_eq!(status, 200, "{login}");
+
+    // The sample refresh token is made up: refused. The real one rotates.
+    let (status, _) = invoke(&state, "auth-refresh", event("auth-refresh/refresh.json")).await;
+    assert_eq!(status, 401);
+    let mut e = event("auth-refresh/refresh.json");
+    e["body"] = json!(json!({"refreshToken": login["refreshToken"]}).to_string());
+    let (status, refreshed) = invoke(&state, "auth-refresh", e).await;
+    assert_eq!(status, 200, "{refreshed}");
+
+    let access = refreshed["accessToken"].as_str().unwrap();
+    let c = claims(access);
+    let (user, session) = (c["sub"].as_str().unwrap(), c["sid"].as_str().unwrap());
+    let me = |path: &str| as_caller(event(path), user, session, "user");
+
+    let (status, body) = invoke(&state, "users-me-get", me("users-me-get/me.json")).await;
+    assert_eq!((status, body["email"].as_str()), (200, Some("ann@example.org")));
+    let (status, body) = invoke(&state, "users-me-update", me("users-me-update/update.json")).await;
+    assert_eq!((status, body["bio"].as_str()), (200, Some("Reads on trains.")));
+    let (status, _) = invoke(&state, "users-get", me("users-get/get.json")).await;
+    assert_eq!(status, 404, "the sample id names nobody here");
+    let (status, _) = invoke(&state, "users-list", me("users-list/list.json")).await;
+    assert_eq!(status, 403, "a user may not list users");
+
+    let admin = app.login(ADMIN_EMAIL, crate::harness::ADMIN_PASSWORD).await;
+    let ac = claims(admin["accessToken"].as_str().unwrap());
+    let e = as_caller(
+        event("users-list/list.json"),
+        ac["sub"].as_str().unwrap(),
+        ac["sid"].as_str().unwrap(),
+        "admin",
+    );
+    let (status, body) = invoke(&state, "users-list", e).await;
+    assert_eq!((status, body["items"].as_array().map(Vec::len)), (200, Some(2)));
+
+    let (status, body) = invoke(&state, "jwks", event("jwks/jwks.json")).await;
+    assert_eq!(
+        (status, body["keys"][0]["kid"].as_str()),
+        (200, Some(app.keys.active_kid()))
+    );
+    let (status, body) = invoke(&state, "openapi", event("openapi/openapi.json")).await;
+    assert_eq!(
+        (status, body["info"]["title"].as_str()),
+        (200, Some("Bookshelf API"))
+    );
+
+    // The authorizer: the sample token is refused, a real one allowed with its context.
+    let auth_event = || serde_json::from_value(event("authorizer/request.json")).unwrap();
+    assert!(matches!(
+        authorize(state.clone(), auth_event()).await,
+        Err(AuthorizerError::Unauthorized)
+    ));
+    let mut e: aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest = auth_event();
+    e.headers
+        .insert("authorization", format!("Bearer {access}").parse().unwrap());
+    let allowed = authorize(state.clone(), e)
+        .await
+        .unwrap_or_else(|e| panic!("refused: {e}"));
+    assert_eq!(allowed.context["userId"], user);
+    assert_eq!(allowed.context["sessionId"], session);
+    assert_eq!(allowed.context["role"], "user");
+    assert_eq!(
+        allowed.policy_document.statement[0].resource,
+        ["arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/*"]
+    );
+
+    let (status, _) = invoke(&state, "users-me-password", me("users-me-password/change.json")).await;
+    assert_eq!(status, 204);
+    let (status, _) = invoke(&state, "auth-logout", me("auth-logout/logout.json")).await;
+    assert_eq!(status, 204);
+    let mut e: aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest = auth_event();
+    e.headers
+        .insert("authorization", format!("Bearer {access}").parse().unwrap());
+    assert!(authorize(state.clone(), e).await.is_err(), "logged out");
+    let (status, _) = invoke(&state, "users-me-delete", me("users-me-delete/delete.json")).await;
+    assert_eq!(status, 204);
+}
