@@ -4,7 +4,9 @@
 
 pub mod auth;
 pub mod authorizer;
+pub mod books;
 pub mod lambda;
+pub mod library;
 pub mod meta;
 pub mod openapi;
 pub mod registry;

@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use bookshelf_domain::{FieldError, Profile};
+use bookshelf_domain::{Book, FieldError, LibraryEntry, Profile};
 use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -25,6 +25,22 @@ pub struct Problem {
 #[serde(rename_all = "camelCase")]
 pub struct ProfilePage {
     pub items: Vec<Profile>,
+    pub next_cursor: Option<String>,
+}
+
+/// A page of books.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BookPage {
+    pub items: Vec<Book>,
+    pub next_cursor: Option<String>,
+}
+
+/// A page of library entries.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LibraryPage {
+    pub items: Vec<LibraryEntry>,
     pub next_cursor: Option<String>,
 }
 
@@ -55,12 +71,17 @@ Errors are application/problem+json (RFC 9457). Lists use keyset pagination (`li
         crate::meta::jwks, crate::meta::openapi,
         crate::users::me_get, crate::users::me_update, crate::users::me_password,
         crate::users::me_delete, crate::users::get, crate::users::list,
+        crate::books::list, crate::books::get, crate::books::create, crate::books::update,
+        crate::books::delete, crate::books::inventory,
+        crate::library::list, crate::library::put, crate::library::delete,
     ),
-    components(schemas(Problem, FieldError, ProfilePage)),
+    components(schemas(Problem, FieldError, ProfilePage, BookPage, LibraryPage)),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Accounts and sessions"),
         (name = "users", description = "Profiles"),
+        (name = "books", description = "The catalog (admins change it)"),
+        (name = "library", description = "The caller's personal shelf"),
         (name = "meta", description = "Keys and this document"),
     )
 )]

@@ -10,7 +10,7 @@ use bookshelf_http::{request_id, ApiError, Body, Request, Response};
 use lambda_http::RequestExt;
 use tracing::Instrument;
 
-use crate::{auth, meta, users, AppState};
+use crate::{auth, books, library, meta, users, AppState};
 
 /// Which key material a function needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +92,15 @@ functions! {
     "users-me-delete", None => users::me_delete;
     "users-get", None => users::get;
     "users-list", None => users::list;
+    "books-list", None => books::list;
+    "books-get", None => books::get;
+    "books-create", None => books::create;
+    "books-update", None => books::update;
+    "books-delete", None => books::delete;
+    "books-inventory", None => books::inventory;
+    "library-list", None => library::list;
+    "library-put", None => library::put;
+    "library-delete", None => library::delete;
 }
 
 /// The function of this name, if there is one.

@@ -191,7 +191,7 @@ pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, A
     ))]
 pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     Identity::from_request(&req)?.require_admin()?;
-    let page = PageParams::parse(query_param(&req, "limit"), query_param(&req, "cursor"))?;
+    let page: PageParams = PageParams::parse(query_param(&req, "limit"), query_param(&req, "cursor"))?;
     let (items, next) = users::list(&state.db, page).await?;
     Ok(json(
         StatusCode::OK,

@@ -45,16 +45,68 @@ impl Cursor {
     }
 }
 
-/// `limit` and `cursor` of a list request, validated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageParams {
-    pub limit: i64,
-    pub after: Option<Cursor>,
+/// A position in a list ordered by relevance (descending), id as tie-breaker.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RankCursor {
+    pub rank: f32,
+    pub id: Uuid,
 }
 
-impl PageParams {
+impl RankCursor {
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("v1r.{:08x}.{}", self.rank.to_bits(), self.id))
+    }
+
+    pub fn decode(s: &str) -> Result<RankCursor, CursorError> {
+        let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| CursorError)?;
+        let raw = String::from_utf8(bytes).map_err(|_| CursorError)?;
+        let mut parts = raw.splitn(3, '.');
+        if parts.next() != Some("v1r") {
+            return Err(CursorError);
+        }
+        let bits = parts
+            .next()
+            .and_then(|p| u32::from_str_radix(p, 16).ok())
+            .ok_or(CursorError)?;
+        let rank = f32::from_bits(bits);
+        if !rank.is_finite() {
+            return Err(CursorError);
+        }
+        let id = parts
+            .next()
+            .and_then(|p| Uuid::parse_str(p).ok())
+            .ok_or(CursorError)?;
+        Ok(RankCursor { rank, id })
+    }
+}
+
+/// Anything that can stand behind `?cursor=`.
+pub trait CursorKind: Sized {
+    fn decode(s: &str) -> Result<Self, CursorError>;
+}
+
+impl CursorKind for Cursor {
+    fn decode(s: &str) -> Result<Self, CursorError> {
+        Cursor::decode(s)
+    }
+}
+
+impl CursorKind for RankCursor {
+    fn decode(s: &str) -> Result<Self, CursorError> {
+        RankCursor::decode(s)
+    }
+}
+
+/// `limit` and `cursor` of a list request, validated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PageParams<C = Cursor> {
+    pub limit: i64,
+    pub after: Option<C>,
+}
+
+impl<C: CursorKind> PageParams<C> {
     /// Parses the raw query values; each error names its parameter.
-    pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<PageParams, Vec<crate::FieldError>> {
+    pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<PageParams<C>, Vec<crate::FieldError>> {
         let mut v = crate::Validator::new();
         let limit = v.check(
             "limit",
@@ -70,7 +122,7 @@ impl PageParams {
             "cursor",
             match cursor {
                 None => Ok(None),
-                Some(s) => Cursor::decode(s).map(Some).map_err(|e| e.to_string()),
+                Some(s) => C::decode(s).map(Some).map_err(|e| e.to_string()),
             },
         );
         v.finish()?;
@@ -96,6 +148,23 @@ mod tests {
     }
 
     #[test]
+    fn rank_cursor_round_trips() {
+        let c = RankCursor {
+            rank: 0.0607927,
+            id: Uuid::new_v4(),
+        };
+        assert_eq!(RankCursor::decode(&c.encode()), Ok(c));
+        assert!(RankCursor::decode(
+            &Cursor {
+                at: Utc::now(),
+                id: c.id
+            }
+            .encode()
+        )
+        .is_err());
+    }
+
+    #[test]
     fn rejects_garbage_cursors() {
         for bad in ["", "abc", "!!!", &URL_SAFE_NO_PAD.encode("v2.1.x")] {
             assert!(Cursor::decode(bad).is_err(), "{bad:?}");
@@ -104,13 +173,14 @@ mod tests {
 
     #[test]
     fn limits() {
-        assert_eq!(PageParams::parse(None, None).unwrap().limit, 20);
-        assert_eq!(PageParams::parse(Some("100"), None).unwrap().limit, 100);
+        type P = PageParams<Cursor>;
+        assert_eq!(P::parse(None, None).unwrap().limit, 20);
+        assert_eq!(P::parse(Some("100"), None).unwrap().limit, 100);
         for bad in ["0", "-1", "101", "abc", "1.5", ""] {
-            let errs = PageParams::parse(Some(bad), None).unwrap_err();
+            let errs = P::parse(Some(bad), None).unwrap_err();
             assert_eq!(errs[0].field, "limit");
         }
-        let errs = PageParams::parse(Some("0"), Some("zz")).unwrap_err();
+        let errs = P::parse(Some("0"), Some("zz")).unwrap_err();
         assert_eq!(errs.len(), 2);
     }
 }

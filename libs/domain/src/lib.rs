@@ -1,12 +1,17 @@
 //! Bookshelf's domain: types, validation rules and pagination cursors. No I/O lives here,
 //! so everything in this crate is testable with plain unit tests.
 
+pub mod book;
 pub mod cursor;
 pub mod input;
+pub mod isbn;
+pub mod library;
 pub mod user;
 pub mod validation;
 
-pub use cursor::{Cursor, CursorError, PageParams};
+pub use book::{Book, BookInput, BookPatch, InventoryInput, NewBook};
+pub use cursor::{Cursor, CursorError, PageParams, RankCursor};
 pub use input::Input;
+pub use library::{BookSummary, EntryChange, EntryInput, LibraryEntry, ReadingStatus};
 pub use user::{Profile, PublicProfile, Role, User};
 pub use validation::{FieldError, Validator};

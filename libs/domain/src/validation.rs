@@ -45,6 +45,17 @@ impl Validator {
         }
     }
 
+    /// Takes in the errors of a nested validation, handing back its value if it had none.
+    pub fn merge<T>(&mut self, result: Result<T, Vec<FieldError>>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(errs) => {
+                self.errors.extend(errs);
+                None
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.errors.is_empty()
     }

@@ -93,3 +93,25 @@ impl Identity {
         }
     }
 }
+
+/// The entity tags of an `If-Match` header: `None` without the header, `Some(vec![])` for
+/// one that names nothing usable, `"*"` kept as is.
+pub fn if_match(req: &Request) -> Option<Vec<String>> {
+    let values: Vec<&str> = req
+        .headers()
+        .get_all(http::header::IF_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if values.is_empty() {
+        return None;
+    }
+    Some(
+        values
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect(),
+    )
+}

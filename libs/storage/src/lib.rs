@@ -1,6 +1,8 @@
 //! PostgreSQL access with sqlx. Every query is parameterised; every multi-step state change
 //! runs in one transaction.
 
+pub mod books;
+pub mod library;
 pub mod sessions;
 pub mod users;
 
@@ -48,6 +50,19 @@ pub fn pool(options: PgConnectOptions, max_connections: u32) -> PgPool {
         .acquire_timeout(Duration::from_secs(5))
         .idle_timeout(Duration::from_secs(300))
         .connect_lazy_with(options)
+}
+
+/// Lists fetch `limit + 1` rows: the extra one only says whether there is a next page,
+/// whose cursor is the key of the last row kept.
+pub(crate) fn page<T, C>(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> C) -> (Vec<T>, Option<C>) {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    if rows.len() > limit {
+        rows.truncate(limit);
+        let next = rows.last().map(key);
+        (rows, next)
+    } else {
+        (rows, None)
+    }
 }
 
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -157,7 +157,7 @@ pub async fn list(db: &PgPool, page: PageParams) -> Result<(Vec<User>, Option<Cu
          WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2))
          ORDER BY created_at, id LIMIT $3"
     );
-    let mut rows: Vec<User> = sqlx::query_as::<_, UserRow>(&sql)
+    let rows: Vec<User> = sqlx::query_as::<_, UserRow>(&sql)
         .bind(page.after.map(|c| c.at))
         .bind(page.after.map(|c| c.id))
         .bind(page.limit + 1)
@@ -166,16 +166,10 @@ pub async fn list(db: &PgPool, page: PageParams) -> Result<(Vec<User>, Option<Cu
         .into_iter()
         .map(User::from)
         .collect();
-    let next = if rows.len() as i64 > page.limit {
-        rows.truncate(page.limit as usize);
-        rows.last().map(|u| Cursor {
-            at: u.created_at,
-            id: u.id,
-        })
-    } else {
-        None
-    };
-    Ok((rows, next))
+    Ok(crate::page(rows, page.limit, |u| Cursor {
+        at: u.created_at,
+        id: u.id,
+    }))
 }
 
 /// Makes sure an admin with this email exists, with this password. Used by the dev server

@@ -125,6 +125,77 @@ async fn every_sample_event_runs_its_handler() {
         ["arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/*"]
     );
 
+    // The catalog and the library, on a book the create event makes.
+    let admin_says = |path: &str| {
+        as_caller(
+            event(path),
+            ac["sub"].as_str().unwrap(),
+            ac["sid"].as_str().unwrap(),
+            "admin",
+        )
+    };
+    let (status, book) = invoke(&state, "books-create", admin_says("books-create/create.json")).await;
+    assert_eq!(
+        (status, book["isbn"].as_str()),
+        (201, Some("9780441172719")),
+        "{book}"
+    );
+    let book_id = book["id"].as_str().unwrap().to_string();
+    let on_book = |mut e: Value, param: &str| {
+        e["pathParameters"][param] = json!(book_id);
+        e
+    };
+    let (status, body) = invoke(&state, "books-get", on_book(me("books-get/get.json"), "id")).await;
+    assert_eq!((status, body["title"].as_str()), (200, Some("Dune")));
+    let (status, body) = invoke(&state, "books-list", me("books-list/search.json")).await;
+    assert_eq!(
+        (status, body["items"][0]["id"].as_str()),
+        (200, Some(book_id.as_str()))
+    );
+    // The sample If-Match names another book's version: the precondition fails.
+    let (status, _) = invoke(
+        &state,
+        "books-update",
+        on_book(admin_says("books-update/update.json"), "id"),
+    )
+    .await;
+    assert_eq!(status, 412);
+    let mut e = on_book(admin_says("books-update/update.json"), "id");
+    e["headers"]["If-Match"] = json!(format!("\"{}-1\"", book_id.replace('-', "")));
+    e["multiValueHeaders"]["If-Match"] = json!([format!("\"{}-1\"", book_id.replace('-', ""))]);
+    let (status, body) = invoke(&state, "books-update", e).await;
+    assert_eq!((status, body["priceCents"].as_i64()), (200, Some(899)), "{body}");
+    let (status, body) = invoke(
+        &state,
+        "books-inventory",
+        on_book(admin_says("books-inventory/restock.json"), "id"),
+    )
+    .await;
+    assert_eq!((status, body["stock"].as_i64()), (200, Some(17)));
+    let (status, body) = invoke(
+        &state,
+        "library-put",
+        on_book(me("library-put/put.json"), "bookId"),
+    )
+    .await;
+    assert_eq!((status, body["rating"].as_i64()), (201, Some(4)));
+    let (status, body) = invoke(&state, "library-list", me("library-list/reading.json")).await;
+    assert_eq!((status, body["items"].as_array().map(Vec::len)), (200, Some(1)));
+    let (status, _) = invoke(
+        &state,
+        "library-delete",
+        on_book(me("library-delete/delete.json"), "bookId"),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = invoke(
+        &state,
+        "books-delete",
+        on_book(admin_says("books-delete/delete.json"), "id"),
+    )
+    .await;
+    assert_eq!(status, 204);
+
     let (status, _) = invoke(&state, "users-me-password", me("users-me-password/change.json")).await;
     assert_eq!(status, 204);
     let (status, _) = invoke(&state, "auth-logout", me("auth-logout/logout.json")).await;

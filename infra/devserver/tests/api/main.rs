@@ -6,7 +6,9 @@
 mod harness;
 
 mod auth;
+mod books;
 mod events;
 mod layout;
+mod library;
 mod tokens;
 mod users;

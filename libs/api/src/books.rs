@@ -1,0 +1,253 @@
+//! The catalog: anyone signed in reads it, admins change it.
+
+use std::sync::Arc;
+
+use bookshelf_domain::{Book, BookInput, Cursor, InventoryInput, PageParams, RankCursor, Validator};
+use bookshelf_http::{
+    if_match, json, no_content, path_uuid, query_param, read_json, ApiError, Body, Identity, Page, Request,
+    Response,
+};
+use bookshelf_storage::books::{self, BookFilter, StockChange, WriteOutcome};
+use bookshelf_storage::StorageError;
+use chrono::Datelike;
+use http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::openapi::{BookPage, Problem};
+use crate::AppState;
+
+/// A book response: the book, its `ETag`, and `Location` when it was just created.
+fn book_response(status: StatusCode, book: &Book) -> Response<Body> {
+    let mut r = json(status, book);
+    if let Ok(v) = book.etag().parse() {
+        r.headers_mut().insert(http::header::ETAG, v);
+    }
+    if status == StatusCode::CREATED {
+        if let Ok(v) = format!("/books/{}", book.id).parse() {
+            r.headers_mut().insert(http::header::LOCATION, v);
+        }
+    }
+    r
+}
+
+fn book_not_found(e: StorageError) -> ApiError {
+    match e {
+        StorageError::NotFound => ApiError::not_found("book"),
+        other => other.into(),
+    }
+}
+
+/// The version an `If-Match` header demands: `Ok(None)` for no header or `*`; a tag for
+/// another book or a malformed one demands a version that never exists, so it fails as
+/// stale (412) — or 404 if the book is gone.
+fn expected_version(req: &Request, id: Uuid) -> Option<i64> {
+    let tags = if_match(req)?;
+    if tags.iter().any(|t| t == "*") {
+        return None;
+    }
+    let prefix = format!("\"{}-", id.simple());
+    Some(
+        tags.iter()
+            .filter_map(|t| t.strip_prefix(&prefix)?.strip_suffix('"')?.parse::<i64>().ok())
+            .next()
+            .unwrap_or(-1),
+    )
+}
+
+fn written<T>(outcome: WriteOutcome<T>) -> Result<T, ApiError> {
+    match outcome {
+        WriteOutcome::Done(v) => Ok(v),
+        WriteOutcome::NotFound => Err(ApiError::not_found("book")),
+        WriteOutcome::Stale => Err(ApiError::PreconditionFailed(
+            "the book has changed since that ETag; fetch it again".into(),
+        )),
+    }
+}
+
+fn current_year() -> i32 {
+    chrono::Utc::now().year()
+}
+
+/// An optional text query parameter: trimmed, blank treated as absent, at most `max` chars.
+fn text_param(req: &Request, v: &mut Validator, name: &str, max: usize) -> Option<String> {
+    let raw = query_param(req, name)?.trim();
+    if raw.is_empty() {
+        return None;
+    }
+    if raw.chars().count() > max {
+        v.push(name, format!("must be at most {max} characters"));
+        return None;
+    }
+    Some(raw.to_string())
+}
+
+#[utoipa::path(get, path = "/books", tag = "books", security(("bearer" = [])),
+    params(
+        ("q" = Option<String>, Query, description = "Full-text search over title, authors and description; results by relevance"),
+        ("author" = Option<String>, Query, description = "One of the book's authors, exactly, ignoring case"),
+        ("tag" = Option<String>, Query, description = "One of the book's tags"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
+        ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of books", body = BookPage),
+        (status = 400, description = "Bad query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
+    Identity::from_request(&req)?;
+    let mut v = Validator::new();
+    let q = text_param(&req, &mut v, "q", 200);
+    let filter = BookFilter {
+        q: q.clone(),
+        author: text_param(&req, &mut v, "author", 200),
+        tag: text_param(&req, &mut v, "tag", 40).map(|t| t.to_lowercase()),
+    };
+    let (limit, cursor) = (query_param(&req, "limit"), query_param(&req, "cursor"));
+    let page = match &q {
+        Some(query) => {
+            let page: Option<PageParams<RankCursor>> = v.merge(PageParams::parse(limit, cursor));
+            v.finish()?;
+            let page = page.ok_or_else(|| ApiError::Internal("page parameters missing".into()))?;
+            let (items, next) = books::search(&state.db, &filter, query, page).await?;
+            Page {
+                items,
+                next_cursor: next.map(|c| c.encode()),
+            }
+        }
+        None => {
+            let page: Option<PageParams<Cursor>> = v.merge(PageParams::parse(limit, cursor));
+            v.finish()?;
+            let page = page.ok_or_else(|| ApiError::Internal("page parameters missing".into()))?;
+            let (items, next) = books::list_recent(&state.db, &filter, page).await?;
+            Page {
+                items,
+                next_cursor: next.map(|c| c.encode()),
+            }
+        }
+    };
+    Ok(json(StatusCode::OK, &page))
+}
+
+#[utoipa::path(get, path = "/books/{id}", tag = "books", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Book id")),
+    responses(
+        (status = 200, description = "The book", body = Book, headers(("ETag" = String, description = "Current version"))),
+        (status = 400, description = "id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such book", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
+    Identity::from_request(&req)?;
+    let id = path_uuid(&req, "id")?;
+    let book = books::get(&state.db, id).await.map_err(book_not_found)?;
+    Ok(book_response(StatusCode::OK, &book))
+}
+
+#[utoipa::path(post, path = "/books", tag = "books", security(("bearer" = [])),
+    request_body = BookInput,
+    responses(
+        (status = 201, description = "Created", body = Book,
+            headers(("ETag" = String, description = "Version"), ("Location" = String, description = "/books/{id}"))),
+        (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "ISBN already in the catalog", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
+    let who = Identity::from_request(&req)?;
+    who.require_admin()?;
+    let input: BookInput = read_json(&req)?;
+    let new = input.validate_new(current_year())?;
+    let book = books::insert(&state.db, &new, Some(who.user_id)).await?;
+    tracing::info!(book_id = %book.id, "book created");
+    Ok(book_response(StatusCode::CREATED, &book))
+}
+
+#[utoipa::path(patch, path = "/books/{id}", tag = "books", security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "Book id"),
+        ("If-Match" = Option<String>, Header, description = "ETag the change is based on; stale → 412"),
+    ),
+    request_body(content = BookInput, description = "Any book fields except `stock`"),
+    responses(
+        (status = 200, description = "Updated", body = Book, headers(("ETag" = String, description = "New version"))),
+        (status = 400, description = "Invalid fields (including any `stock`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such book", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "ISBN already in the catalog", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match names an older version", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
+    Identity::from_request(&req)?.require_admin()?;
+    let id = path_uuid(&req, "id")?;
+    let input: BookInput = read_json(&req)?;
+    let patch = input.validate_patch(current_year())?;
+    let book = written(books::update(&state.db, id, &patch, expected_version(&req, id)).await?)?;
+    Ok(book_response(StatusCode::OK, &book))
+}
+
+#[utoipa::path(delete, path = "/books/{id}", tag = "books", security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "Book id"),
+        ("If-Match" = Option<String>, Header, description = "Only delete this version; stale → 412"),
+    ),
+    responses(
+        (status = 204, description = "Deleted; library entries of it go too, orders keep their copies"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such book", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match names an older version", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
+    Identity::from_request(&req)?.require_admin()?;
+    let id = path_uuid(&req, "id")?;
+    written(books::delete(&state.db, id, expected_version(&req, id)).await?)?;
+    tracing::info!(book_id = %id, "book deleted");
+    Ok(no_content())
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StockLevel {
+    pub book_id: Uuid,
+    pub stock: i32,
+}
+
+#[utoipa::path(post, path = "/books/{id}/inventory", tag = "books", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Book id")),
+    request_body = InventoryInput,
+    responses(
+        (status = 200, description = "New stock level; the change is in the ledger", body = StockLevel),
+        (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such book", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Stock would go below zero; nothing changed", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn inventory(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
+    let who = Identity::from_request(&req)?;
+    who.require_admin()?;
+    let id = path_uuid(&req, "id")?;
+    let input: InventoryInput = read_json(&req)?;
+    let (delta, reason) = input.validate()?;
+    let outcome = books::change_stock(&state.db, id, delta, &reason, Some(who.user_id))
+        .await
+        .map_err(|e| match e {
+            StorageError::Conflict(_) => ApiError::Conflict("that change puts stock out of range".into()),
+            other => other.into(),
+        })?;
+    match outcome {
+        StockChange::Changed { stock } => {
+            tracing::info!(book_id = %id, delta, stock, "stock changed");
+            Ok(json(StatusCode::OK, &StockLevel { book_id: id, stock }))
+        }
+        StockChange::NotFound => Err(ApiError::not_found("book")),
+        StockChange::Insufficient { stock } => Err(ApiError::Conflict(format!(
+            "stock is {stock}; a change of {delta} would take it below zero"
+        ))),
+    }
+}

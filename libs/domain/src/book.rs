@@ -1,0 +1,402 @@
+//! Books: the catalog's shape and its validation rules.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::user::rfc3339;
+use crate::validation::{char_len, length_between};
+use crate::{isbn, Input, Validator};
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Book {
+    pub id: Uuid,
+    pub title: String,
+    pub authors: Vec<String>,
+    /// ISBN-13, digits only.
+    pub isbn: Option<String>,
+    pub published_year: Option<i32>,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub price_cents: i64,
+    pub stock: i32,
+    #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: DateTime<Utc>,
+    /// Bumped on every change; the ETag.
+    #[serde(skip)]
+    pub version: i64,
+}
+
+impl Book {
+    pub fn etag(&self) -> String {
+        format!("\"{}-{}\"", self.id.simple(), self.version)
+    }
+}
+
+/// A book's body as sent on create and update. Every field is optional here; `validate_*`
+/// decides what is required.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BookInput {
+    #[serde(default)]
+    #[schema(value_type = String, min_length = 1, max_length = 300)]
+    pub title: Input<String>,
+    #[serde(default)]
+    #[schema(value_type = Vec<String>, min_items = 1, max_items = 20)]
+    pub authors: Input<Vec<serde_json::Value>>,
+    /// ISBN-10 or ISBN-13; stored as ISBN-13.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub isbn: Input<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<i32>, minimum = -3000)]
+    pub published_year: Input<i64>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 10000)]
+    pub description: Input<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>, max_items = 20)]
+    pub tags: Input<Vec<serde_json::Value>>,
+    #[serde(default)]
+    #[schema(value_type = i64, minimum = 0)]
+    pub price_cents: Input<i64>,
+    /// Only on create; afterwards stock changes through inventory and orders.
+    #[serde(default)]
+    #[schema(value_type = i32, minimum = 0)]
+    pub stock: Input<i64>,
+}
+
+/// A validated new book.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewBook {
+    pub title: String,
+    pub authors: Vec<String>,
+    pub isbn: Option<String>,
+    pub published_year: Option<i32>,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub price_cents: i64,
+    pub stock: i32,
+}
+
+/// A validated change: `None` leaves a field alone; `Some(None)` clears a nullable one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BookPatch {
+    pub title: Option<String>,
+    pub authors: Option<Vec<String>>,
+    pub isbn: Option<Option<String>>,
+    pub published_year: Option<Option<i32>>,
+    pub description: Option<Option<String>>,
+    pub tags: Option<Vec<String>>,
+    pub price_cents: Option<i64>,
+}
+
+fn title(s: String) -> Result<String, String> {
+    let t = s.trim().to_string();
+    length_between(&t, 1, 300)?;
+    Ok(t)
+}
+
+fn string_list(
+    items: Vec<serde_json::Value>,
+    max_items: usize,
+    min_items: usize,
+    max_len: usize,
+    what: &str,
+) -> Result<Vec<String>, String> {
+    if items.len() < min_items || items.len() > max_items {
+        return Err(if min_items > 0 {
+            format!("must have {min_items} to {max_items} {what}")
+        } else {
+            format!("must have at most {max_items} {what}")
+        });
+    }
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let serde_json::Value::String(s) = item else {
+            return Err(format!("item {i} must be a string"));
+        };
+        let s = s.trim().to_string();
+        let n = char_len(&s);
+        if n == 0 || n > max_len {
+            return Err(format!("item {i} must be 1 to {max_len} characters"));
+        }
+        out.push(s);
+    }
+    Ok(out)
+}
+
+fn authors(v: Vec<serde_json::Value>) -> Result<Vec<String>, String> {
+    string_list(v, 20, 1, 200, "authors")
+}
+
+fn tags(v: Vec<serde_json::Value>) -> Result<Vec<String>, String> {
+    let mut tags: Vec<String> = string_list(v, 20, 0, 40, "tags")?
+        .into_iter()
+        .map(|t| t.to_lowercase())
+        .collect();
+    // Lower-casing can make two tags one; keep the first of each.
+    let mut seen = std::collections::HashSet::new();
+    tags.retain(|t| seen.insert(t.clone()));
+    Ok(tags)
+}
+
+fn year(y: i64, current_year: i32) -> Result<i32, String> {
+    let max = current_year as i64 + 1;
+    if (-3000..=max).contains(&y) {
+        Ok(y as i32)
+    } else {
+        Err(format!("must be from -3000 to {max}"))
+    }
+}
+
+fn description(d: String) -> Result<String, String> {
+    length_between(&d, 0, 10_000)?;
+    Ok(d)
+}
+
+fn price(p: i64) -> Result<i64, String> {
+    if p >= 0 {
+        Ok(p)
+    } else {
+        Err("must be 0 or more".into())
+    }
+}
+
+fn stock(s: i64) -> Result<i32, String> {
+    if (0..=i32::MAX as i64).contains(&s) {
+        Ok(s as i32)
+    } else {
+        Err("must be 0 or more".into())
+    }
+}
+
+/// `Ok(None)` for absent or null, else the checked value.
+fn nullable<T, U>(input: Input<T>, f: impl FnOnce(T) -> Result<U, String>) -> Result<Option<U>, String> {
+    input
+        .patch()
+        .map(Option::flatten)
+        .and_then(|v| v.map(f).transpose())
+}
+
+/// Like `nullable`, but keeping "absent" and "null" apart for PATCH.
+fn patch_nullable<T, U>(
+    input: Input<T>,
+    f: impl FnOnce(T) -> Result<U, String>,
+) -> Result<Option<Option<U>>, String> {
+    input
+        .patch()
+        .and_then(|v| v.map(|inner| inner.map(f).transpose()).transpose())
+}
+
+fn patch_required<T, U>(
+    input: Input<T>,
+    f: impl FnOnce(T) -> Result<U, String>,
+) -> Result<Option<U>, String> {
+    input.optional().and_then(|v| v.map(f).transpose())
+}
+
+impl BookInput {
+    pub fn validate_new(self, current_year: i32) -> Result<NewBook, Vec<crate::FieldError>> {
+        let mut v = Validator::new();
+        let t = v.check("title", self.title.required().and_then(title));
+        let a = v.check("authors", self.authors.required().and_then(authors));
+        let i = v.check("isbn", nullable(self.isbn, |s| isbn::normalize(&s)));
+        let y = v.check(
+            "publishedYear",
+            nullable(self.published_year, |y| year(y, current_year)),
+        );
+        let d = v.check("description", nullable(self.description, description));
+        let g = v.check("tags", nullable(self.tags, tags));
+        let p = v.check("priceCents", self.price_cents.required().and_then(price));
+        let s = v.check("stock", self.stock.required().and_then(stock));
+        v.finish()?;
+        match (t, a, i, y, d, g, p, s) {
+            (
+                Some(title),
+                Some(authors),
+                Some(isbn),
+                Some(published_year),
+                Some(description),
+                Some(tags),
+                Some(price_cents),
+                Some(stock),
+            ) => Ok(NewBook {
+                title,
+                authors,
+                isbn,
+                published_year,
+                description,
+                tags: tags.unwrap_or_default(),
+                price_cents,
+                stock,
+            }),
+            _ => Err(vec![crate::FieldError::new("body", "is invalid")]),
+        }
+    }
+
+    pub fn validate_patch(self, current_year: i32) -> Result<BookPatch, Vec<crate::FieldError>> {
+        let mut v = Validator::new();
+        let title = v.check("title", patch_required(self.title, title));
+        let authors = v.check("authors", patch_required(self.authors, authors));
+        let isbn = v.check("isbn", patch_nullable(self.isbn, |s| isbn::normalize(&s)));
+        let published_year = v.check(
+            "publishedYear",
+            patch_nullable(self.published_year, |y| year(y, current_year)),
+        );
+        let description = v.check("description", patch_nullable(self.description, description));
+        let tags = v.check(
+            "tags",
+            patch_nullable(self.tags, tags).map(|t| t.map(Option::unwrap_or_default)),
+        );
+        let price_cents = v.check("priceCents", patch_required(self.price_cents, price));
+        if !self.stock.is_missing() {
+            v.push("stock", "cannot be changed here; use POST /books/{id}/inventory");
+        }
+        v.finish()?;
+        Ok(BookPatch {
+            title: title.flatten(),
+            authors: authors.flatten(),
+            isbn: isbn.flatten(),
+            published_year: published_year.flatten(),
+            description: description.flatten(),
+            tags: tags.flatten(),
+            price_cents: price_cents.flatten(),
+        })
+    }
+}
+
+/// An inventory change request.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryInput {
+    /// Non-zero; negative takes stock away.
+    #[serde(default)]
+    #[schema(value_type = i32)]
+    pub delta: Input<i64>,
+    #[serde(default)]
+    #[schema(value_type = String, min_length = 1, max_length = 200)]
+    pub reason: Input<String>,
+}
+
+impl InventoryInput {
+    pub fn validate(self) -> Result<(i32, String), Vec<crate::FieldError>> {
+        let mut v = Validator::new();
+        let delta = v.check(
+            "delta",
+            self.delta.required().and_then(|d| {
+                if d == 0 {
+                    Err("must not be 0".to_string())
+                } else {
+                    i32::try_from(d).map_err(|_| "is out of range".to_string())
+                }
+            }),
+        );
+        let reason = v.check(
+            "reason",
+            self.reason.required().and_then(|r| {
+                let r = r.trim().to_string();
+                length_between(&r, 1, 200).map(|()| r)
+            }),
+        );
+        v.finish()?;
+        match (delta, reason) {
+            (Some(d), Some(r)) => Ok((d, r)),
+            _ => Err(vec![crate::FieldError::new("body", "is invalid")]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn input(v: serde_json::Value) -> BookInput {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn fields(errs: Vec<crate::FieldError>) -> Vec<String> {
+        let mut f: Vec<String> = errs.into_iter().map(|e| e.field).collect();
+        f.sort();
+        f
+    }
+
+    #[test]
+    fn create_requires_and_normalises() {
+        let b = input(json!({
+            "title": " Dune ", "authors": ["Frank Herbert"], "isbn": "0-441-17271-7",
+            "tags": ["SciFi", "scifi", "Classic"], "priceCents": 999, "stock": 3, "publishedYear": 1965
+        }))
+        .validate_new(2026)
+        .unwrap();
+        assert_eq!(b.title, "Dune");
+        assert_eq!(b.isbn.as_deref(), Some("9780441172719"));
+        assert_eq!(b.tags, ["scifi", "classic"]);
+        let errs = input(json!({})).validate_new(2026).unwrap_err();
+        assert_eq!(fields(errs), ["authors", "priceCents", "stock", "title"]);
+        let errs = input(json!({
+            "title": "", "authors": [], "isbn": "123", "publishedYear": 2028, "description": "d".repeat(10_001),
+            "tags": ["x".repeat(41)], "priceCents": -1, "stock": -1
+        }))
+        .validate_new(2026)
+        .unwrap_err();
+        assert_eq!(
+            fields(errs),
+            [
+                "authors",
+                "description",
+                "isbn",
+                "priceCents",
+                "publishedYear",
+                "stock",
+                "tags",
+                "title"
+            ]
+        );
+        assert!(input(
+            json!({"title": "t", "authors": ["a"], "priceCents": 0, "stock": 0, "publishedYear": 2027})
+        )
+        .validate_new(2026)
+        .is_ok());
+        assert!(
+            input(json!({"title": "t", "authors": vec!["a"; 21], "priceCents": 0, "stock": 0}))
+                .validate_new(2026)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn patch_rejects_stock_and_keeps_absent_apart_from_null() {
+        let errs = input(json!({"stock": 5, "title": ""}))
+            .validate_patch(2026)
+            .unwrap_err();
+        assert_eq!(fields(errs), ["stock", "title"]);
+        let p = input(json!({"isbn": null, "priceCents": 5}))
+            .validate_patch(2026)
+            .unwrap();
+        assert_eq!(p.isbn, Some(None));
+        assert_eq!(p.price_cents, Some(5));
+        assert_eq!(p.title, None);
+        let errs = input(json!({"title": null, "authors": null}))
+            .validate_patch(2026)
+            .unwrap_err();
+        assert_eq!(fields(errs), ["authors", "title"]);
+    }
+
+    #[test]
+    fn inventory() {
+        let ok: InventoryInput = serde_json::from_value(json!({"delta": -2, "reason": " sold "})).unwrap();
+        assert_eq!(ok.validate().unwrap(), (-2, "sold".to_string()));
+        let bad: InventoryInput = serde_json::from_value(json!({"delta": 0, "reason": ""})).unwrap();
+        assert_eq!(fields(bad.validate().unwrap_err()), ["delta", "reason"]);
+        let bad: InventoryInput = serde_json::from_value(json!({"delta": 1.5})).unwrap();
+        assert_eq!(fields(bad.validate().unwrap_err()), ["delta", "reason"]);
+    }
+}
