@@ -11,7 +11,7 @@ export PATH := $(BOOKSHELF_TOOLS_VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= eu-west-1
 
-.PHONY: dev test check lint fmt build tools validate keys admin
+.PHONY: dev test lint fmt build tools keys admin seed
 
 ## Serve the whole API on http://127.0.0.1:$${PORT:-3000}
 dev:
@@ -36,6 +36,10 @@ build:
 
 fmt:
 	$(CARGO) fmt --all
+
+## Add demo books (N=10000) to the database of a running `make dev` (or DATABASE_URL)
+seed:
+	$(DEV) seed $${N:-10000}
 
 ## Print fresh signing keys and their JWK Set, for the deploy secrets
 keys:

@@ -3,6 +3,7 @@
 
 pub mod gateway;
 pub mod pg;
+pub mod seed;
 pub mod template;
 
 use std::net::SocketAddr;

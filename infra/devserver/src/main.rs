@@ -5,6 +5,8 @@
 //!   bookshelf-dev create-admin             ensure the admin from BOOKSHELF_ADMIN_EMAIL /
 //!                                          BOOKSHELF_ADMIN_PASSWORD exists (uses DATABASE_URL)
 //!   bookshelf-dev migrate                  apply migrations to DATABASE_URL
+//!   bookshelf-dev seed [N]                 add N (default 10000) demo books to DATABASE_URL, or
+//!                                          to the database of a running `make dev`
 //!   bookshelf-dev keys                     print new signing keys and their JWK Set (deploy)
 
 use std::process::ExitCode;
@@ -29,6 +31,7 @@ async fn main() -> ExitCode {
         Some("with-postgres") => with_postgres(&args[1..]).await,
         Some("create-admin") => create_admin().await.map(|()| ExitCode::SUCCESS),
         Some("migrate") => migrate().await.map(|()| ExitCode::SUCCESS),
+        Some("seed") => seed(args.get(1)).await.map(|()| ExitCode::SUCCESS),
         Some("keys") => {
             keys();
             Ok(ExitCode::SUCCESS)
@@ -86,7 +89,11 @@ async fn serve() -> Result<()> {
         println!("  Admin:    {email} / {password}");
         println!("  Database: {url}");
         println!("Ctrl-C stops it.");
+        // So `bookshelf-dev seed` (make seed) finds this database while we run.
+        let _ = std::fs::create_dir_all(".dev");
+        let _ = std::fs::write(DEV_URL_FILE, &url);
         shutdown_signal().await;
+        let _ = std::fs::remove_file(DEV_URL_FILE);
         println!("Stopping ...");
         server.stop().await
     }
@@ -143,6 +150,29 @@ async fn create_admin() -> Result<()> {
     let (email, password) = admin_credentials();
     ensure_admin(&pool, &email, &password).await?;
     println!("admin {email} is ready");
+    Ok(())
+}
+
+const DEV_URL_FILE: &str = ".dev/database_url";
+
+async fn seed(count: Option<&String>) -> Result<()> {
+    let count: usize = count
+        .map_or(Ok(10_000), |c| c.parse())
+        .context("the count must be a number")?;
+    let url = match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+        Some(url) => url,
+        None => std::fs::read_to_string(DEV_URL_FILE)
+            .map(|u| u.trim().to_string())
+            .context("set DATABASE_URL, or start `make dev` first")?,
+    };
+    let pool = prepare_database(&url).await?;
+    let seed = chrono::Utc::now().timestamp_micros() as u64;
+    let started = std::time::Instant::now();
+    let inserted = bookshelf_devserver::seed::seed_books(&pool, count, seed).await?;
+    println!(
+        "added {inserted} books in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -37,6 +37,11 @@ pub fn normalize(raw: &str) -> Result<String, String> {
     }
 }
 
+/// A valid ISBN-13 from its first 12 digits (for generated demo data).
+pub fn complete(first12: &str) -> String {
+    format!("{first12}{}", isbn13_check(first12))
+}
+
 /// The check digit of the first 12 digits of an ISBN-13.
 fn isbn13_check(first12: &str) -> char {
     let sum: u32 = first12
