@@ -5,6 +5,7 @@ pub mod gateway;
 pub mod pg;
 pub mod seed;
 pub mod template;
+pub mod worker;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -43,22 +44,32 @@ pub async fn ensure_admin(pool: &PgPool, email: &str, password_text: &str) -> Re
     Ok(())
 }
 
-/// A running local gateway.
+/// A running local gateway, with the order worker when the state has a queue.
 pub struct Server {
     pub addr: SocketAddr,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop_worker: tokio::sync::watch::Sender<bool>,
+    worker: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The state every local function shares: all keys, and the queue if there is one.
+pub fn local_state(pool: PgPool, keys: &SigningKeys, queue: Option<bookshelf_queue::Queue>) -> Arc<AppState> {
+    let state = AppState::new(pool, keys);
+    Arc::new(match queue {
+        Some(q) => state.with_queue(q),
+        None => state,
+    })
 }
 
 impl Server {
-    /// Serves `template` on `listener` with handlers over `pool` and `keys`.
-    pub async fn start(
-        listener: TcpListener,
-        template: &Template,
-        pool: PgPool,
-        keys: &SigningKeys,
-    ) -> Result<Server> {
-        let state = Arc::new(AppState::new(pool, keys));
+    /// Serves `template` on `listener` with the handlers over `state`.
+    pub async fn start(listener: TcpListener, template: &Template, state: Arc<AppState>) -> Result<Server> {
+        let (stop_worker, stop_rx) = tokio::sync::watch::channel(false);
+        let worker = state
+            .queue
+            .is_some()
+            .then(|| worker::spawn(state.clone(), std::time::Duration::from_secs(2), stop_rx));
         let gateway = Arc::new(Gateway::new(template, state)?);
         let app = axum::Router::new().fallback(move |req| gateway.clone().handle(req));
         let addr = listener.local_addr()?;
@@ -74,6 +85,8 @@ impl Server {
             addr,
             shutdown: tx,
             task,
+            stop_worker,
+            worker,
         })
     }
 
@@ -85,6 +98,10 @@ impl Server {
     pub async fn stop(self) -> Result<()> {
         let _ = self.shutdown.send(());
         self.task.await??;
+        let _ = self.stop_worker.send(true);
+        if let Some(w) = self.worker {
+            w.await?;
+        }
         Ok(())
     }
 }

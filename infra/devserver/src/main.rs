@@ -12,7 +12,13 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use bookshelf_devserver::{ensure_admin, pg::PgCluster, prepare_database, template_path, Server, Template};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bookshelf_devserver::{
+    ensure_admin, local_state, pg::PgCluster, prepare_database, template_path, Server, Template,
+};
+use bookshelf_queue::{MemoryQueue, Queue, SqsQueue};
 use tokio::net::TcpListener;
 
 fn env_or(name: &str, default: &str) -> String {
@@ -75,10 +81,13 @@ async fn serve() -> Result<()> {
         let (email, password) = admin_credentials();
         ensure_admin(&pool, &email, &password).await?;
         let keys = bookshelf_config::signing_keys().await?;
+        let queue = local_queue().await?;
+        let queue_name = queue.describe();
+        let state = local_state(pool, &keys, Some(queue));
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .with_context(|| format!("binding 127.0.0.1:{port}"))?;
-        let server = Server::start(listener, &template, pool, &keys).await?;
+        let server = Server::start(listener, &template, state).await?;
         println!();
         println!(
             "Bookshelf API on {}  ({} routes from template.yaml)",
@@ -88,6 +97,7 @@ async fn serve() -> Result<()> {
         println!("  OpenAPI:  {}/openapi.json", server.url());
         println!("  Admin:    {email} / {password}");
         println!("  Database: {url}");
+        println!("  Orders:   {queue_name}, processed by the local order worker");
         println!("Ctrl-C stops it.");
         // So `bookshelf-dev seed` (make seed) finds this database while we run.
         let _ = std::fs::create_dir_all(".dev");
@@ -102,6 +112,24 @@ async fn serve() -> Result<()> {
         c.stop().await?;
     }
     result
+}
+
+/// The orders queue: an SQS-compatible server at `SQS_ENDPOINT` (e.g. moto), with its DLQ
+/// and redrive policy created if missing; otherwise an in-process queue.
+async fn local_queue() -> Result<Queue> {
+    match std::env::var("SQS_ENDPOINT").ok().filter(|e| !e.is_empty()) {
+        Some(endpoint) => {
+            let client = SqsQueue::local_client(&endpoint);
+            let (queue, _dlq) = SqsQueue::ensure(client, "bookshelf-orders", 30, 5)
+                .await
+                .with_context(|| format!("setting up the orders queue at {endpoint}"))?;
+            Ok(Queue::Sqs(queue))
+        }
+        None => Ok(Queue::Memory(Arc::new(MemoryQueue::new(
+            Duration::from_secs(30),
+            5,
+        )))),
+    }
 }
 
 async fn shutdown_signal() {

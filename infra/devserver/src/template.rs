@@ -37,6 +37,8 @@ pub struct GatewayResponse {
 #[derive(Debug, Clone)]
 pub struct Template {
     pub routes: Vec<Route>,
+    /// Every function's binary, whatever triggers it.
+    pub functions: Vec<String>,
     pub authorizer: Option<Authorizer>,
     pub gateway_responses: HashMap<String, GatewayResponse>,
 }
@@ -178,11 +180,13 @@ impl Template {
 
         // Every function's Api events are the routes.
         let mut routes = Vec::new();
+        let mut functions = Vec::new();
         for (logical, r) in resources {
             if kind(r) != "AWS::Serverless::Function" {
                 continue;
             }
             let logical = text(logical).unwrap_or_default();
+            functions.push(binary_of(r).ok_or_else(|| anyhow!("{logical}: no Binary build property"))?);
             let events = get(r, "Properties")
                 .and_then(|p| get(p, "Events"))
                 .and_then(|e| e.as_mapping());
@@ -216,6 +220,7 @@ impl Template {
         }
         Ok(Template {
             routes,
+            functions,
             authorizer,
             gateway_responses,
         })

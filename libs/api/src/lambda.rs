@@ -36,3 +36,32 @@ pub async fn run_authorizer() -> Result<(), Error> {
     }))
     .await
 }
+
+/// Serves the SQS consumer `order-processor` (event source mapping with
+/// `ReportBatchItemFailures`).
+pub async fn run_order_processor() -> Result<(), Error> {
+    bookshelf_config::init_tracing();
+    let state = Arc::new(AppState::from_env(KeyAccess::None, POOL_SIZE).await?);
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
+            let state = state.clone();
+            async move { Ok::<_, Error>(crate::worker::process_batch(state, event.payload).await) }
+        },
+    ))
+    .await
+}
+
+/// Serves the scheduled `outbox-relay`. A failed run is an error, so it shows in the
+/// function's error metric and alarms.
+pub async fn run_outbox_relay() -> Result<(), Error> {
+    bookshelf_config::init_tracing();
+    let state = Arc::new(AppState::from_env(KeyAccess::None, POOL_SIZE).await?);
+    lambda_runtime::run(service_fn(move |_event: LambdaEvent<serde_json::Value>| {
+        let state = state.clone();
+        async move {
+            // Younger rows are still being sent by their own request.
+            crate::worker::relay_outbox(&state, 30).await.map_err(Error::from)
+        }
+    }))
+    .await
+}

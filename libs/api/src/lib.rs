@@ -9,9 +9,11 @@ pub mod lambda;
 pub mod library;
 pub mod meta;
 pub mod openapi;
+pub mod orders;
 pub mod registry;
 pub mod state;
 pub mod users;
+pub mod worker;
 
 pub use registry::{http_handler, KeyAccess, HTTP_FUNCTIONS};
 pub use state::AppState;

@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use bookshelf_domain::{Book, FieldError, LibraryEntry, Profile};
+use bookshelf_domain::{Book, FieldError, LibraryEntry, Order, Profile};
 use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -44,6 +44,14 @@ pub struct LibraryPage {
     pub next_cursor: Option<String>,
 }
 
+/// A page of orders.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderPage {
+    pub items: Vec<Order>,
+    pub next_cursor: Option<String>,
+}
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -74,14 +82,16 @@ Errors are application/problem+json (RFC 9457). Lists use keyset pagination (`li
         crate::books::list, crate::books::get, crate::books::create, crate::books::update,
         crate::books::delete, crate::books::inventory,
         crate::library::list, crate::library::put, crate::library::delete,
+        crate::orders::create, crate::orders::list, crate::orders::get, crate::orders::cancel,
     ),
-    components(schemas(Problem, FieldError, ProfilePage, BookPage, LibraryPage)),
+    components(schemas(Problem, FieldError, ProfilePage, BookPage, LibraryPage, OrderPage)),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Accounts and sessions"),
         (name = "users", description = "Profiles"),
         (name = "books", description = "The catalog (admins change it)"),
         (name = "library", description = "The caller's personal shelf"),
+        (name = "orders", description = "Orders, processed asynchronously"),
         (name = "meta", description = "Keys and this document"),
     )
 )]

@@ -10,7 +10,7 @@ use bookshelf_http::{request_id, ApiError, Body, Request, Response};
 use lambda_http::RequestExt;
 use tracing::Instrument;
 
-use crate::{auth, books, library, meta, users, AppState};
+use crate::{auth, books, library, meta, orders, users, AppState};
 
 /// Which key material a function needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +101,10 @@ functions! {
     "library-list", None => library::list;
     "library-put", None => library::put;
     "library-delete", None => library::delete;
+    "orders-create", None => orders::create;
+    "orders-get", None => orders::get;
+    "orders-list", None => orders::list;
+    "orders-cancel", None => orders::cancel;
 }
 
 /// The function of this name, if there is one.

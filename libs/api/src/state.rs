@@ -1,6 +1,7 @@
 use bookshelf_auth::{PublicKeys, SigningKeys, TokenIssuer, TokenVerifier};
 use bookshelf_config::ConfigError;
 use bookshelf_http::ApiError;
+use bookshelf_queue::{Queue, SqsQueue};
 use sqlx::PgPool;
 
 use crate::registry::KeyAccess;
@@ -8,6 +9,8 @@ use crate::registry::KeyAccess;
 /// Everything a handler needs, built once per execution environment (outside the handler).
 pub struct AppState {
     pub db: PgPool,
+    /// Where new orders are announced; `None` leaves them to the outbox relay.
+    pub queue: Option<Queue>,
     issuer: Option<TokenIssuer>,
     public: Option<(PublicKeys, TokenVerifier)>,
 }
@@ -19,32 +22,43 @@ impl AppState {
         let verifier = TokenVerifier::new(&public);
         AppState {
             db,
+            queue: None,
             issuer: Some(TokenIssuer::new(keys)),
             public: Some((public, verifier)),
         }
+    }
+
+    pub fn with_queue(mut self, queue: Queue) -> AppState {
+        self.queue = Some(queue);
+        self
     }
 
     /// A Lambda's state: only the key material its function needs is loaded, so a function
     /// that never signs never holds the private key.
     pub async fn from_env(keys: KeyAccess, max_connections: u32) -> Result<AppState, ConfigError> {
         let db = bookshelf_storage::pool(bookshelf_config::database().await?, max_connections);
-        Ok(match keys {
+        // Only the functions that send (orders-create, outbox-relay) have QUEUE_URL.
+        let queue = SqsQueue::from_env().await.map(Queue::Sqs);
+        let state = match keys {
             KeyAccess::Signing => AppState::new(db, &bookshelf_config::signing_keys().await?),
             KeyAccess::Public => {
                 let public = bookshelf_config::public_keys().await?;
                 let verifier = TokenVerifier::new(&public);
                 AppState {
                     db,
+                    queue: None,
                     issuer: None,
                     public: Some((public, verifier)),
                 }
             }
             KeyAccess::None => AppState {
                 db,
+                queue: None,
                 issuer: None,
                 public: None,
             },
-        })
+        };
+        Ok(AppState { queue, ..state })
     }
 
     pub fn issuer(&self) -> Result<&TokenIssuer, ApiError> {

@@ -6,6 +6,7 @@ pub mod cursor;
 pub mod input;
 pub mod isbn;
 pub mod library;
+pub mod order;
 pub mod user;
 pub mod validation;
 
@@ -13,5 +14,6 @@ pub use book::{Book, BookInput, BookPatch, InventoryInput, NewBook};
 pub use cursor::{Cursor, CursorError, PageParams, RankCursor};
 pub use input::Input;
 pub use library::{BookSummary, EntryChange, EntryInput, LibraryEntry, ReadingStatus};
+pub use order::{Order, OrderInput, OrderItem, OrderLine, OrderMessage, OrderStatus};
 pub use user::{Profile, PublicProfile, Role, User};
 pub use validation::{FieldError, Validator};

@@ -3,6 +3,7 @@
 
 pub mod books;
 pub mod library;
+pub mod orders;
 pub mod sessions;
 pub mod users;
 

@@ -3,8 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use bookshelf_auth::SigningKeys;
-use bookshelf_devserver::{ensure_admin, prepare_database, Server, Template};
+use bookshelf_devserver::{ensure_admin, local_state, prepare_database, Server, Template};
+use bookshelf_queue::{MemoryQueue, Queue};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::{Connection, PgPool};
@@ -18,6 +22,7 @@ pub fn repo_root() -> PathBuf {
 
 pub struct TestApp {
     pub url: String,
+    pub state: Arc<bookshelf_api::AppState>,
     pub pool: PgPool,
     pub keys: SigningKeys,
     pub client: reqwest::Client,
@@ -73,7 +78,14 @@ impl Resp {
 }
 
 impl TestApp {
+    /// With an in-process queue and the local order worker, as `make dev` runs.
     pub async fn start() -> TestApp {
+        let queue = Queue::Memory(Arc::new(MemoryQueue::new(Duration::from_secs(1), 3)));
+        Self::start_with(Some(queue)).await
+    }
+
+    /// `queue: None` runs no worker: orders stay pending until a test processes them.
+    pub async fn start_with(queue: Option<Queue>) -> TestApp {
         let base = std::env::var("DATABASE_URL")
             .expect("DATABASE_URL must point at a PostgreSQL server; `make test` provides one");
         let name = format!("test_{}", uuid::Uuid::new_v4().simple());
@@ -93,11 +105,14 @@ impl TestApp {
         let keys = SigningKeys::generate();
         let template = Template::load(&repo_root().join("template.yaml")).expect("template");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let server = Server::start(listener, &template, pool.clone(), &keys)
+        // A short visibility timeout so retries and the DLQ happen within a test.
+        let state = local_state(pool.clone(), &keys, queue);
+        let server = Server::start(listener, &template, state.clone())
             .await
             .expect("start gateway");
         TestApp {
             url: server.url(),
+            state,
             pool,
             keys,
             client: reqwest::Client::new(),
@@ -182,6 +197,23 @@ impl TestApp {
 
     pub async fn admin_token(&self) -> String {
         token(&self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await)
+    }
+}
+
+/// Polls GET /orders/{id} until the order leaves `pending`, for at most `within`.
+pub async fn settled(app: &TestApp, token: &str, id: &str, within: Duration) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let r = app.get(&format!("/orders/{id}"), Some(token)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        if r.body["status"] != "pending" {
+            return r.body;
+        }
+        assert!(
+            started.elapsed() < within,
+            "order {id} still pending after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -20,8 +20,10 @@ fn template_registry_crates_and_events_agree() {
     let registered: BTreeSet<String> = HTTP_FUNCTIONS.iter().map(|f| f.name.to_string()).collect();
     assert_eq!(routed, registered, "template routes vs. handlers in the registry");
 
-    let mut all = routed.clone();
-    all.insert(t.authorizer.as_ref().unwrap().function.clone());
+    let all: BTreeSet<String> = t.functions.iter().cloned().collect();
+    assert_eq!(all.len(), t.functions.len(), "each binary once in template.yaml");
+    assert!(all.contains(&t.authorizer.as_ref().unwrap().function));
+    assert!(routed.is_subset(&all));
     let crates: BTreeSet<String> = std::fs::read_dir(repo_root().join("functions"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

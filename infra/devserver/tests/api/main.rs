@@ -10,5 +10,6 @@ mod books;
 mod events;
 mod layout;
 mod library;
+mod orders;
 mod tokens;
 mod users;

@@ -1,0 +1,82 @@
+//! What stands in for Lambda's SQS event source mapping and the relay's schedule: polls the
+//! queue (batches of up to 10, long polling), hands each batch to the same `order-processor`
+//! handler as an SQS event, deletes what succeeded and leaves failures to reappear after
+//! the visibility timeout (and to reach the DLQ after the redrive limit).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use bookshelf_api::worker::{process_batch, relay_outbox};
+use bookshelf_api::AppState;
+use bookshelf_queue::{Queue, QueueError, Received};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub fn sqs_event(messages: &[Received]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = messages
+        .iter()
+        .map(|m| {
+            let mut r = SqsMessage::default();
+            r.message_id = Some(m.message_id.clone());
+            r.receipt_handle = Some(m.receipt.clone());
+            r.body = Some(m.body.clone());
+            r.attributes
+                .insert("ApproximateReceiveCount".into(), m.receive_count.to_string());
+            r.event_source = Some("aws:sqs".into());
+            r
+        })
+        .collect();
+    event
+}
+
+/// One poll: receive, process, delete the successes. Returns how many were received.
+pub async fn poll_once(state: &Arc<AppState>, queue: &Queue, wait: Duration) -> Result<usize, QueueError> {
+    let messages = queue.receive(10, wait).await?;
+    if messages.is_empty() {
+        return Ok(0);
+    }
+    let response = process_batch(state.clone(), sqs_event(&messages)).await;
+    let failed: HashSet<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    for m in messages
+        .iter()
+        .filter(|m| !failed.contains(m.message_id.as_str()))
+    {
+        queue.delete(&m.receipt).await?;
+    }
+    Ok(messages.len())
+}
+
+/// Runs the poller and the relay until `stop` turns true.
+pub fn spawn(state: Arc<AppState>, relay_every: Duration, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(queue) = state.queue.clone() else {
+            tracing::warn!("no queue: orders stay pending");
+            return;
+        };
+        let mut relay = tokio::time::interval(relay_every);
+        relay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = relay.tick() => {
+                    if let Err(e) = relay_outbox(&state, relay_every.as_secs() as i64).await {
+                        tracing::warn!(error = %e, "outbox relay failed");
+                    }
+                }
+                polled = poll_once(&state, &queue, Duration::from_secs(1)) => {
+                    if let Err(e) = polled {
+                        tracing::warn!(error = %e, "queue poll failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
+    })
+}

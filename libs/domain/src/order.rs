@@ -1,0 +1,230 @@
+//! Orders: their shape, the rules for a new order, and the queue message.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::user::rfc3339;
+use crate::{FieldError, Input, Validator};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderStatus {
+    Pending,
+    Confirmed,
+    Rejected,
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub const ALL: &'static str = "pending, confirmed, rejected, cancelled";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Confirmed => "confirmed",
+            OrderStatus::Rejected => "rejected",
+            OrderStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OrderStatus> {
+        match s {
+            "pending" => Some(OrderStatus::Pending),
+            "confirmed" => Some(OrderStatus::Confirmed),
+            "rejected" => Some(OrderStatus::Rejected),
+            "cancelled" => Some(OrderStatus::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderItem {
+    pub book_id: Uuid,
+    pub title: String,
+    pub quantity: i32,
+    pub unit_price_cents: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    pub id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub status: OrderStatus,
+    pub items: Vec<OrderItem>,
+    pub total_cents: i64,
+    pub rejection_reason: Option<String>,
+    #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: DateTime<Utc>,
+}
+
+pub const MAX_LINES: usize = 50;
+pub const REJECTED_INSUFFICIENT_STOCK: &str = "insufficient_stock";
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct OrderInput {
+    #[serde(default)]
+    #[schema(value_type = Vec<OrderLineInput>, min_items = 1, max_items = 50)]
+    pub items: Input<Vec<serde_json::Value>>,
+}
+
+/// One requested line (documentation shape; lines are checked one by one).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderLineInput {
+    pub book_id: Uuid,
+    #[schema(minimum = 1, maximum = 100)]
+    pub quantity: i32,
+}
+
+/// A validated line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct OrderLine {
+    pub book_id: Uuid,
+    pub quantity: i32,
+}
+
+impl OrderInput {
+    /// Every bad line is named (`items[3].quantity`), as is a book ordered twice.
+    pub fn validate(self) -> Result<Vec<OrderLine>, Vec<FieldError>> {
+        let mut v = Validator::new();
+        let items = v.check(
+            "items",
+            self.items.required().and_then(|items| {
+                if items.is_empty() || items.len() > MAX_LINES {
+                    Err(format!("must have 1 to {MAX_LINES} lines"))
+                } else {
+                    Ok(items)
+                }
+            }),
+        );
+        let mut lines = Vec::new();
+        for (i, item) in items.into_iter().flatten().enumerate() {
+            let Some(obj) = item.as_object() else {
+                v.push(
+                    &format!("items[{i}]"),
+                    "must be an object with bookId and quantity",
+                );
+                continue;
+            };
+            let book_id = v.check(
+                &format!("items[{i}].bookId"),
+                match obj.get("bookId") {
+                    Some(serde_json::Value::String(s)) => {
+                        Uuid::parse_str(s).map_err(|_| "must be a UUID".to_string())
+                    }
+                    None | Some(serde_json::Value::Null) => Err("is required".into()),
+                    Some(_) => Err("must be a UUID string".into()),
+                },
+            );
+            let quantity = v.check(
+                &format!("items[{i}].quantity"),
+                match obj.get("quantity").map(serde_json::Value::as_i64) {
+                    Some(Some(q)) if (1..=100).contains(&q) => Ok(q as i32),
+                    Some(Some(_)) => Err("must be from 1 to 100".into()),
+                    Some(None) => Err("must be an integer from 1 to 100".into()),
+                    None => Err("is required".into()),
+                },
+            );
+            if let (Some(book_id), Some(quantity)) = (book_id, quantity) {
+                if lines.iter().any(|l: &OrderLine| l.book_id == book_id) {
+                    v.push(
+                        &format!("items[{i}].bookId"),
+                        "names a book already in this order",
+                    );
+                } else {
+                    lines.push(OrderLine { book_id, quantity });
+                }
+            }
+        }
+        v.finish()?;
+        Ok(lines)
+    }
+}
+
+/// What identifies "the same request" for an idempotency key: the validated lines.
+pub fn request_fingerprint(lines: &[OrderLine]) -> [u8; 32] {
+    let canonical = serde_json::to_vec(lines).unwrap_or_default();
+    Sha256::digest(canonical).into()
+}
+
+pub fn idempotency_key(raw: &str) -> Result<String, String> {
+    let key = raw.trim();
+    if key.is_empty() || key.len() > 255 || !key.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("must be 1 to 255 visible ASCII characters".into());
+    }
+    Ok(key.to_string())
+}
+
+/// The queue message: only the order id; the worker reads everything else from the database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrderMessage {
+    pub order_id: Uuid,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn lines(v: serde_json::Value) -> Result<Vec<OrderLine>, Vec<String>> {
+        let input: OrderInput = serde_json::from_value(v).unwrap();
+        input
+            .validate()
+            .map_err(|e| e.into_iter().map(|e| e.field).collect())
+    }
+
+    #[test]
+    fn validates_lines() {
+        let a = Uuid::new_v4();
+        assert_eq!(
+            lines(json!({"items": [{"bookId": a, "quantity": 2}]})).unwrap(),
+            [OrderLine {
+                book_id: a,
+                quantity: 2
+            }]
+        );
+        assert_eq!(lines(json!({})).unwrap_err(), ["items"]);
+        assert_eq!(lines(json!({"items": []})).unwrap_err(), ["items"]);
+        assert_eq!(
+            lines(json!({"items": [
+                {"bookId": a, "quantity": 0}, {"bookId": "x", "quantity": 101}, 5, {"bookId": a, "quantity": 1}, {"quantity": 1.5}
+            ]}))
+            .unwrap_err(),
+            ["items[0].quantity", "items[1].bookId", "items[1].quantity", "items[2]", "items[4].bookId", "items[4].quantity"]
+        );
+        assert_eq!(
+            lines(json!({"items": [{"bookId": a, "quantity": 1}, {"bookId": a, "quantity": 2}]}))
+                .unwrap_err(),
+            ["items[1].bookId"]
+        );
+        let many: Vec<_> = (0..51)
+            .map(|_| json!({"bookId": Uuid::new_v4(), "quantity": 1}))
+            .collect();
+        assert_eq!(lines(json!({"items": many})).unwrap_err(), ["items"]);
+    }
+
+    #[test]
+    fn fingerprints_and_keys() {
+        let a = OrderLine {
+            book_id: Uuid::new_v4(),
+            quantity: 1,
+        };
+        let b = OrderLine { quantity: 2, ..a };
+        assert_eq!(request_fingerprint(&[a]), request_fingerprint(&[a]));
+        assert_ne!(request_fingerprint(&[a]), request_fingerprint(&[b]));
+        assert!(idempotency_key("abc-123").is_ok());
+        assert!(idempotency_key("").is_err() && idempotency_key("a b").is_err());
+        assert!(serde_json::from_str::<OrderMessage>(r#"{"orderId":"nope"}"#).is_err());
+    }
+}

@@ -1,0 +1,71 @@
+//! The order queue: Amazon SQS (deployed, or any SQS-compatible endpoint such as moto
+//! locally) or an in-process queue with the same semantics that matter here — at-least-once
+//! delivery, a visibility timeout, a receive count, and a dead-letter queue after
+//! `max_receive` deliveries.
+
+mod memory;
+mod sqs;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use memory::MemoryQueue;
+pub use sqs::SqsQueue;
+
+#[derive(Debug, thiserror::Error)]
+#[error("queue error: {0}")]
+pub struct QueueError(pub String);
+
+/// A message as a consumer sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub message_id: String,
+    pub receipt: String,
+    pub body: String,
+    /// How many times it has been received, this time included.
+    pub receive_count: u32,
+}
+
+#[derive(Clone)]
+pub enum Queue {
+    Sqs(SqsQueue),
+    Memory(Arc<MemoryQueue>),
+}
+
+impl Queue {
+    pub async fn send(&self, body: &str) -> Result<(), QueueError> {
+        match self {
+            Queue::Sqs(q) => q.send(body).await,
+            Queue::Memory(q) => {
+                q.send(body);
+                Ok(())
+            }
+        }
+    }
+
+    /// Up to `max` messages, waiting up to `wait` for the first (long polling).
+    pub async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Received>, QueueError> {
+        match self {
+            Queue::Sqs(q) => q.receive(max, wait).await,
+            Queue::Memory(q) => Ok(q.receive(max, wait).await),
+        }
+    }
+
+    /// Acknowledges a processed message.
+    pub async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
+        match self {
+            Queue::Sqs(q) => q.delete(receipt).await,
+            Queue::Memory(q) => {
+                q.delete(receipt);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Queue::Sqs(q) => format!("SQS {}", q.url()),
+            Queue::Memory(_) => "in-process queue".into(),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::Client;
+
+use crate::{QueueError, Received};
+
+fn err<E: std::error::Error + 'static>(e: aws_sdk_sqs::error::SdkError<E>) -> QueueError {
+    QueueError(aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
+}
+
+/// A queue on SQS or an SQS-compatible endpoint.
+#[derive(Clone)]
+pub struct SqsQueue {
+    client: Client,
+    url: String,
+}
+
+impl SqsQueue {
+    pub fn new(client: Client, url: String) -> SqsQueue {
+        SqsQueue { client, url }
+    }
+
+    /// The deployed queue: `QUEUE_URL`, with the execution environment's shared SDK config.
+    pub async fn from_env() -> Option<SqsQueue> {
+        let url = std::env::var("QUEUE_URL").ok().filter(|u| !u.is_empty())?;
+        Some(SqsQueue::new(Client::new(bookshelf_config::aws().await), url))
+    }
+
+    /// A client for an SQS-compatible endpoint on this machine (moto), with fixed test
+    /// credentials and region, and tight timeouts so an outage fails fast.
+    pub fn local_client(endpoint: &str) -> Client {
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "test", "test", None, None, "local",
+            ))
+            .timeout_config(
+                aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(2))
+                    .operation_timeout(Duration::from_secs(30))
+                    .build(),
+            )
+            .retry_config(aws_sdk_sqs::config::retry::RetryConfig::standard().with_max_attempts(2))
+            .build();
+        Client::from_conf(config)
+    }
+
+    /// Creates (or finds) `name` and its dead-letter queue `name-dlq` with a redrive policy
+    /// of `max_receive` deliveries, as `template.yaml` configures them when deployed.
+    pub async fn ensure(
+        client: Client,
+        name: &str,
+        visibility_secs: u32,
+        max_receive: u32,
+    ) -> Result<(SqsQueue, SqsQueue), QueueError> {
+        let dlq_url = client
+            .create_queue()
+            .queue_name(format!("{name}-dlq"))
+            .send()
+            .await
+            .map_err(err)?
+            .queue_url
+            .unwrap_or_default();
+        let dlq_arn = client
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(err)?
+            .attributes
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .unwrap_or_default();
+        let redrive =
+            serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive}).to_string();
+        let url = client
+            .create_queue()
+            .queue_name(name)
+            .attributes(QueueAttributeName::VisibilityTimeout, visibility_secs.to_string())
+            .attributes(QueueAttributeName::RedrivePolicy, redrive)
+            .send()
+            .await
+            .map_err(err)?
+            .queue_url
+            .unwrap_or_default();
+        Ok((SqsQueue::new(client.clone(), url), SqsQueue::new(client, dlq_url)))
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub async fn send(&self, body: &str) -> Result<(), QueueError> {
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    pub async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Received>, QueueError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max.clamp(1, 10) as i32)
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| Received {
+                receive_count: m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1),
+                message_id: m.message_id.unwrap_or_default(),
+                receipt: m.receipt_handle.unwrap_or_default(),
+                body: m.body.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    pub async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+}
