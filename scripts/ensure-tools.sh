@@ -14,6 +14,7 @@ fi
 need=()
 [ -x "$venv/bin/cfn-lint" ] || need+=(cfn-lint)
 [ -x "$venv/bin/sam" ] || need+=(aws-sam-cli)
+[ -x "$venv/bin/moto_server" ] || need+=('moto[server]')
 if [ ${#need[@]} -gt 0 ]; then
   echo "Installing ${need[*]} into $venv ..."
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "${need[@]}"

@@ -188,6 +188,59 @@ async fn every_sample_event_runs_its_handler() {
     )
     .await;
     assert_eq!(status, 204);
+    // Orders: created from the sample (its book swapped for ours), processed from the sample
+    // SQS batch (whose second record is poison), cancelled from the sample.
+    let mut e = me("orders-create/create.json");
+    e["body"] = json!(json!({"items": [{"bookId": book_id, "quantity": 2}]}).to_string());
+    let (status, order) = invoke(&state, "orders-create", e).await;
+    assert_eq!(
+        (status, order["status"].as_str()),
+        (202, Some("pending")),
+        "{order}"
+    );
+    let order_id = order["id"].as_str().unwrap().to_string();
+    let on_order = |mut e: Value| {
+        e["pathParameters"]["id"] = json!(order_id);
+        e
+    };
+    let mut batch = event("order-processor/batch.json");
+    batch["Records"][0]["body"] = json!(json!({"orderId": order_id}).to_string());
+    let poison_id = batch["Records"][1]["messageId"].clone();
+    let batch: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(batch).unwrap();
+    let response = bookshelf_api::worker::process_batch(state.clone(), batch).await;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, [poison_id.as_str().unwrap()]);
+    let (status, body) = invoke(&state, "orders-get", on_order(me("orders-get/get.json"))).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("confirmed")));
+    let (status, body) = invoke(&state, "orders-list", me("orders-list/pending.json")).await;
+    assert_eq!(
+        (status, body["items"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "none pending"
+    );
+    let (status, body) = invoke(&state, "orders-cancel", on_order(me("orders-cancel/cancel.json"))).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("cancelled")));
+
+    // The relay's scheduled event: it carries nothing the relay needs, but must parse.
+    let _: aws_lambda_events::eventbridge::EventBridgeEvent =
+        serde_json::from_value(event("outbox-relay/schedule.json")).unwrap();
+    let memory = Arc::new(bookshelf_queue::MemoryQueue::new(
+        std::time::Duration::from_secs(30),
+        3,
+    ));
+    let relaying =
+        AppState::new(app.pool.clone(), &app.keys).with_queue(bookshelf_queue::Queue::Memory(memory.clone()));
+    let report = bookshelf_api::worker::relay_outbox(&relaying, 0).await.unwrap();
+    assert_eq!(
+        (report.sent, memory.len()),
+        (1, 1),
+        "the order was never sent: the relay sends it"
+    );
+
     let (status, _) = invoke(
         &state,
         "books-delete",

@@ -11,5 +11,6 @@ mod events;
 mod layout;
 mod library;
 mod orders;
+mod sqs;
 mod tokens;
 mod users;

@@ -1,0 +1,213 @@
+//! The SQS path against a real SQS-compatible server: moto in server mode on 127.0.0.1,
+//! started per test (`scripts/ensure-tools.sh` installs it).
+
+use std::time::{Duration, Instant};
+
+use bookshelf_api::worker::{process_batch, relay_outbox};
+use bookshelf_devserver::worker::{poll_once, sqs_event};
+use bookshelf_queue::{Queue, SqsQueue};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::books::create_book;
+use crate::harness::{settled, token, TestApp};
+
+struct Moto {
+    _child: tokio::process::Child,
+    endpoint: String,
+}
+
+fn moto_binary() -> std::path::PathBuf {
+    let venv = std::env::var("BOOKSHELF_TOOLS_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/bookshelf/venv")
+        });
+    let in_venv = venv.join("bin/moto_server");
+    if in_venv.exists() {
+        in_venv
+    } else {
+        "moto_server".into()
+    }
+}
+
+impl Moto {
+    async fn start() -> Moto {
+        let port = bookshelf_devserver::pg::free_port().unwrap();
+        let child = tokio::process::Command::new(moto_binary())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("moto_server must be installed: run scripts/ensure-tools.sh (make test does)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Moto {
+            _child: child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// The orders queue and its DLQ: 1 s visibility, dead-lettered after 2 receives.
+    async fn queues(&self) -> (SqsQueue, SqsQueue) {
+        SqsQueue::ensure(SqsQueue::local_client(&self.endpoint), "orders", 1, 2)
+            .await
+            .unwrap()
+    }
+}
+
+fn id_of(v: &serde_json::Value) -> String {
+    v["id"].as_str().unwrap().to_string()
+}
+
+async fn stock(app: &TestApp, admin: &str, book: &str) -> i64 {
+    app.get(&format!("/books/{book}"), Some(admin)).await.body["stock"]
+        .as_i64()
+        .unwrap()
+}
+
+async fn order(app: &TestApp, token: &str, book: &str, quantity: i64) -> String {
+    let r = app
+        .post(
+            "/orders",
+            Some(token),
+            json!({"items": [{"bookId": book, "quantity": quantity}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    id_of(&r.body)
+}
+
+#[tokio::test]
+async fn orders_flow_through_sqs() {
+    let moto = Moto::start().await;
+    let (queue, _dlq) = moto.queues().await;
+    let app = TestApp::start_with(Some(Queue::Sqs(queue))).await;
+    let admin = app.admin_token().await;
+    let t = token(&app.register("sqs@example.org", "password123").await);
+    let book = id_of(&create_book(&app, &admin, json!({"stock": 3})).await);
+    let id = order(&app, &t, &book, 2).await;
+    let done = settled(&app, &t, &id, Duration::from_secs(5)).await;
+    assert_eq!(done["status"], "confirmed");
+    assert_eq!(stock(&app, &admin, &book).await, 1);
+}
+
+#[tokio::test]
+async fn a_queue_outage_at_order_time_is_recovered_by_the_relay() {
+    let moto = Moto::start().await;
+    let (live, _dlq) = moto.queues().await;
+    // Nothing listens here: every send fails.
+    let dead_port = bookshelf_devserver::pg::free_port().unwrap();
+    let dead = SqsQueue::new(
+        SqsQueue::local_client(&format!("http://127.0.0.1:{dead_port}")),
+        live.url().to_string(),
+    );
+    let app = TestApp::start_with(Some(Queue::Sqs(dead))).await;
+    let admin = app.admin_token().await;
+    let t = token(&app.register("outage@example.org", "password123").await);
+    let book = id_of(&create_book(&app, &admin, json!({"stock": 3})).await);
+
+    let id = order(&app, &t, &book, 1).await; // still 202
+    let unsent: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL AND attempts > 0")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(unsent, 1, "the failed send is recorded");
+    assert_eq!(
+        app.get(&format!("/orders/{id}"), Some(&t)).await.body["status"],
+        "pending"
+    );
+
+    // The queue is back: the relay sends the order, the worker confirms it.
+    let recovered =
+        bookshelf_api::AppState::new(app.pool.clone(), &app.keys).with_queue(Queue::Sqs(live.clone()));
+    let report = relay_outbox(&recovered, 0).await.unwrap();
+    assert_eq!((report.sent, report.failed), (1, 0));
+    assert_eq!(relay_outbox(&recovered, 0).await.unwrap().sent, 0, "sent once");
+    let recovered = std::sync::Arc::new(recovered);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.get(&format!("/orders/{id}"), Some(&t)).await.body["status"] == "pending" {
+        assert!(Instant::now() < deadline, "order never processed");
+        poll_once(&recovered, &Queue::Sqs(live.clone()), Duration::from_secs(1))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        app.get(&format!("/orders/{id}"), Some(&t)).await.body["status"],
+        "confirmed"
+    );
+    assert_eq!(stock(&app, &admin, &book).await, 2);
+}
+
+#[tokio::test]
+async fn poison_messages_reach_the_dead_letter_queue() {
+    let moto = Moto::start().await;
+    let (queue, dlq) = moto.queues().await;
+    let app = TestApp::start_with(None).await;
+    let queue = Queue::Sqs(queue);
+    queue.send("this is not an order").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let dead = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the poison message never reached the DLQ"
+        );
+        poll_once(&app.state, &queue, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let dead = dlq.receive(10, Duration::from_secs(0)).await.unwrap();
+        if !dead.is_empty() {
+            break dead;
+        }
+    };
+    assert_eq!(dead[0].body, "this is not an order");
+    assert!(queue
+        .receive(10, Duration::from_secs(2))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_crash_between_reserve_and_ack_reserves_once() {
+    let moto = Moto::start().await;
+    let (queue, _dlq) = moto.queues().await;
+    let queue = Queue::Sqs(queue);
+    let app = TestApp::start_with(None).await;
+    let admin = app.admin_token().await;
+    let t = token(&app.register("crash@example.org", "password123").await);
+    let book = id_of(&create_book(&app, &admin, json!({"stock": 5})).await);
+    let id = order(&app, &t, &book, 2).await; // no queue in the app: sent by hand below
+    queue.send(&json!({"orderId": id}).to_string()).await.unwrap();
+    // A duplicate send, as the relay might make after a lost acknowledgement.
+    queue.send(&json!({"orderId": id}).to_string()).await.unwrap();
+
+    // Receive and process, then "crash": no delete.
+    let first = queue.receive(10, Duration::from_secs(1)).await.unwrap();
+    assert!(!first.is_empty());
+    let response = process_batch(app.state.clone(), sqs_event(&first)).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(stock(&app, &admin, &book).await, 3);
+
+    // After the visibility timeout the messages come back; processing them changes nothing.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut idle_polls = 0;
+    while idle_polls < 2 {
+        assert!(Instant::now() < deadline, "messages never drained");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let polled = poll_once(&app.state, &queue, Duration::from_secs(1))
+            .await
+            .unwrap();
+        idle_polls = if polled == 0 { idle_polls + 1 } else { 0 };
+    }
+    assert_eq!(stock(&app, &admin, &book).await, 3, "reserved exactly once");
+    assert_eq!(
+        app.get(&format!("/orders/{id}"), Some(&t)).await.body["status"],
+        "confirmed"
+    );
+}
