@@ -69,7 +69,11 @@ async fn serve() -> Result<()> {
     let (url, cluster) = match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
         Some(url) => (url, None),
         None => {
-            let dir = env_or("BOOKSHELF_PGDATA", ".dev/pgdata");
+            let dir = std::env::var("BOOKSHELF_PGDATA")
+                .ok()
+                .filter(|d| !d.is_empty())
+                .map_or_else(bookshelf_devserver::pg::default_dev_dir, std::path::PathBuf::from);
+            let dir = dir.display().to_string();
             println!("Starting a private PostgreSQL cluster in {dir} ...");
             let cluster = PgCluster::start(dir.as_ref(), true).await?;
             cluster.ensure_database("bookshelf").await?;

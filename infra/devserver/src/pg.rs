@@ -43,6 +43,26 @@ pub fn find_bin() -> Result<PathBuf> {
     bail!("no PostgreSQL server binaries found (looked in /usr/lib/postgresql/*/bin); run scripts/ensure-postgres.sh or set DATABASE_URL")
 }
 
+/// Where `make dev` keeps its cluster: `.dev/pgdata` in the checkout; as root, the server
+/// runs as `postgres`, which may not be able to enter the checkout (say, under /root), so
+/// the data lives under /var/tmp instead, one directory per checkout.
+pub fn default_dev_dir() -> PathBuf {
+    if !is_root() {
+        return PathBuf::from(".dev/pgdata");
+    }
+    let here = std::env::current_dir()
+        .and_then(|d| d.canonicalize())
+        .unwrap_or_default();
+    // FNV-1a: a stable short name for this checkout's path.
+    let hash = here
+        .to_string_lossy()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+        });
+    PathBuf::from(format!("/var/tmp/bookshelf-dev-{hash:016x}/pgdata"))
+}
+
 fn is_root() -> bool {
     std::process::Command::new("id")
         .arg("-u")
