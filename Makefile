@@ -11,7 +11,7 @@ export PATH := $(BOOKSHELF_TOOLS_VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= eu-west-1
 
-.PHONY: dev test lint fmt build tools keys admin seed
+.PHONY: dev test lint fmt build tools keys admin seed deploy-check
 
 ## Serve the whole API on http://127.0.0.1:$${PORT:-3000}
 dev:
@@ -40,6 +40,10 @@ fmt:
 ## Add demo books (N=10000) to the database of a running `make dev` (or DATABASE_URL)
 seed:
 	$(DEV) seed $${N:-10000}
+
+## Lint and validate the template offline, sam build every function, report artifact sizes
+deploy-check:
+	scripts/deploy-check.sh
 
 ## Print fresh signing keys and their JWK Set, for the deploy secrets
 keys:

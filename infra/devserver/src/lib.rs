@@ -13,8 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use bookshelf_api::AppState;
-use bookshelf_auth::{password, SigningKeys};
-use bookshelf_domain::validation;
+use bookshelf_auth::SigningKeys;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
@@ -34,14 +33,8 @@ pub async fn prepare_database(url: &str) -> Result<PgPool> {
 }
 
 /// Makes sure an admin account with these credentials exists (the operator command).
-pub async fn ensure_admin(pool: &PgPool, email: &str, password_text: &str) -> Result<()> {
-    let email = validation::email(email).map_err(|m| anyhow::anyhow!("admin email {m}"))?;
-    validation::password(password_text).map_err(|m| anyhow::anyhow!("admin password {m}"))?;
-    let pw = password_text.to_string();
-    let hash = tokio::task::spawn_blocking(move || password::hash(&pw)).await?;
-    bookshelf_storage::users::ensure_admin(pool, &email, &hash, &validation::default_display_name(&email))
-        .await?;
-    Ok(())
+pub async fn ensure_admin(pool: &PgPool, email: &str, password: &str) -> Result<()> {
+    Ok(bookshelf_api::ops::ensure_admin(pool, email, password).await?)
 }
 
 /// A running local gateway, with the order worker when the state has a queue.

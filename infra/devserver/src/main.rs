@@ -38,10 +38,7 @@ async fn main() -> ExitCode {
         Some("create-admin") => create_admin().await.map(|()| ExitCode::SUCCESS),
         Some("migrate") => migrate().await.map(|()| ExitCode::SUCCESS),
         Some("seed") => seed(args.get(1)).await.map(|()| ExitCode::SUCCESS),
-        Some("keys") => {
-            keys();
-            Ok(ExitCode::SUCCESS)
-        }
+        Some("keys") => keys(&args[1..]).await.map(|()| ExitCode::SUCCESS),
         Some(other) => Err(anyhow::anyhow!("unknown command {other:?}; see the README")),
     };
     match result {
@@ -216,11 +213,25 @@ async fn migrate() -> Result<()> {
 }
 
 /// New key material for a deployment: the private set for the signing secret, and the
-/// public JWK Set for the authorizer's secret.
-fn keys() {
+/// public JWK Set for the authorizer's secret. With `--put SIGNING_ARN PUBLIC_ARN` they are
+/// stored straight into the two secrets (AWS credentials from the environment), and the
+/// private key is never printed.
+async fn keys(args: &[String]) -> Result<()> {
     let keys = bookshelf_auth::SigningKeys::generate();
-    println!("# SigningKeysSecret (private; only the auth functions may read it)");
-    println!("{}", keys.to_json());
-    println!("# PublicKeysSecret (JWK Set)");
-    println!("{}", keys.public_keys().to_jwks());
+    match args {
+        [flag, signing, public] if flag == "--put" => {
+            // Public first: a verifier must know a key before anything is signed with it.
+            bookshelf_config::put_secret(public, &keys.public_keys().to_jwks().to_string()).await?;
+            bookshelf_config::put_secret(signing, &keys.to_json()).await?;
+            println!("stored key {} in both secrets", keys.active_kid());
+        }
+        [] => {
+            println!("# SigningKeysSecret (private; only the auth functions may read it)");
+            println!("{}", keys.to_json());
+            println!("# PublicKeysSecret (JWK Set)");
+            println!("{}", keys.public_keys().to_jwks());
+        }
+        _ => bail!("usage: bookshelf-dev keys [--put SIGNING_KEYS_SECRET_ARN PUBLIC_KEYS_SECRET_ARN]"),
+    }
+    Ok(())
 }

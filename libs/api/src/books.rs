@@ -197,6 +197,7 @@ pub async fn update(state: Arc<AppState>, req: Request) -> Result<Response<Body>
     ),
     responses(
         (status = 204, description = "Deleted; library entries of it go too, orders keep their copies"),
+        (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such book", body = Problem, content_type = "application/problem+json"),

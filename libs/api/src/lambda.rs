@@ -65,3 +65,36 @@ pub async fn run_outbox_relay() -> Result<(), Error> {
     }))
     .await
 }
+
+/// What `db-migrate` may be asked besides migrating. The password is never logged.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MigrateRequest {
+    admin_email: Option<String>,
+    admin_password: Option<String>,
+}
+
+/// Serves `db-migrate`: applies the migrations, and ensures the first admin when the
+/// invocation names one. Invoked once per deploy, never on a cold start of the API.
+pub async fn run_db_migrate() -> Result<(), Error> {
+    bookshelf_config::init_tracing();
+    let db = bookshelf_storage::pool(bookshelf_config::database().await?, 1);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let db = db.clone();
+        async move {
+            let request: MigrateRequest = serde_json::from_value(event.payload).unwrap_or_default();
+            let applied = crate::ops::migrate(&db).await?;
+            tracing::info!(?applied, "migrations applied");
+            let admin = match (request.admin_email, request.admin_password) {
+                (Some(email), Some(password)) => {
+                    crate::ops::ensure_admin(&db, &email, &password).await?;
+                    tracing::info!(%email, "admin ensured");
+                    Some(email)
+                }
+                _ => None,
+            };
+            Ok::<_, Error>(serde_json::json!({"migrations": applied, "admin": admin}))
+        }
+    }))
+    .await
+}

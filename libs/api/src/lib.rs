@@ -9,6 +9,7 @@ pub mod lambda;
 pub mod library;
 pub mod meta;
 pub mod openapi;
+pub mod ops;
 pub mod orders;
 pub mod registry;
 pub mod state;

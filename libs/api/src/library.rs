@@ -95,6 +95,7 @@ pub async fn put(state: Arc<AppState>, req: Request) -> Result<Response<Body>, A
     params(("bookId" = uuid::Uuid, Path, description = "A book on the caller's shelf")),
     responses(
         (status = 204, description = "Removed from the shelf"),
+        (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not on the caller's shelf", body = Problem, content_type = "application/problem+json"),
     ))]

@@ -155,6 +155,21 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
 }
 
+/// Stores `value` as the current version of the secret `arn` (deployment helper).
+pub async fn put_secret(arn: &str, value: &str) -> Result<(), ConfigError> {
+    aws_sdk_secretsmanager::Client::new(aws().await)
+        .put_secret_value()
+        .secret_id(arn)
+        .secret_string(value)
+        .send()
+        .await
+        .map_err(|e| ConfigError::Secret {
+            arn: arn.into(),
+            reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+        })?;
+    Ok(())
+}
+
 /// Logs: JSON lines (for CloudWatch Logs Insights) inside Lambda, readable text locally.
 /// `RUST_LOG` sets the filter; `info` by default.
 pub fn init_tracing() {

@@ -93,3 +93,30 @@ async fn openapi_document_covers_every_route() {
         );
     }
 }
+
+#[test]
+fn cargo_lambda_watch_routes_match_the_template() {
+    let manifest: toml::Value = std::fs::read_to_string(repo_root().join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"]
+        .as_table()
+        .unwrap();
+    let mut watched = BTreeSet::new();
+    for (path, routes) in router {
+        for r in routes.as_array().unwrap() {
+            watched.insert((
+                r["method"].as_str().unwrap().to_string(),
+                path.clone(),
+                r["function"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    let templated: BTreeSet<(String, String, String)> = template()
+        .routes
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.clone(), r.function.clone()))
+        .collect();
+    assert_eq!(watched, templated);
+}
