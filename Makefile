@@ -11,7 +11,7 @@ export PATH := $(BOOKSHELF_TOOLS_VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= eu-west-1
 
-.PHONY: dev test lint fmt build tools keys admin seed deploy-check
+.PHONY: dev test lint fmt build tools keys admin seed deploy-check bench
 
 ## Serve the whole API on http://127.0.0.1:$${PORT:-3000}
 dev:
@@ -40,6 +40,10 @@ fmt:
 ## Add demo books (N=10000) to the database of a running `make dev` (or DATABASE_URL)
 seed:
 	$(DEV) seed $${N:-10000}
+
+## Benchmarks (release build, wrk, cold starts, order pipeline, sizes, criterion) → BENCHMARKS.md
+bench:
+	scripts/bench.sh
 
 ## Lint and validate the template offline, sam build every function, report artifact sizes
 deploy-check:

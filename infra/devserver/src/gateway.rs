@@ -129,6 +129,16 @@ impl Gateway {
         context.http_method = parts.method.clone();
         context.apiid = Some("bookshelf".into());
         context.request_time_epoch = chrono::Utc::now().timestamp_millis();
+        let source_ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        context.identity.source_ip = source_ip.clone();
+        context.identity.user_agent = parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
 
         if route.authorized {
             match self

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use bookshelf_auth::{password, refresh as refresh_token, ACCESS_TOKEN_TTL_SECS};
 use bookshelf_domain::{validation, Input, Profile, Role, User, Validator};
-use bookshelf_http::{json, no_content, read_json, ApiError, Body, Identity, Request, Response};
-use bookshelf_storage::{sessions, users, NewUser, RefreshOutcome};
+use bookshelf_http::{json, no_content, read_json, source_ip, ApiError, Body, Identity, Request, Response};
+use bookshelf_storage::{sessions, throttle, users, NewUser, RefreshOutcome};
 use chrono::{Duration, Utc};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -148,12 +148,22 @@ pub async fn register(state: Arc<AppState>, req: Request) -> Result<Response<Bod
 
 const BAD_CREDENTIALS: &str = "email or password is incorrect";
 
+/// Failed logins allowed per account (email) per window; a success clears the count.
+pub const LOGIN_FAILURES_PER_ACCOUNT: i32 = 10;
+/// Failed logins allowed per source IP per window (generous: offices share addresses).
+/// Loopback addresses are not counted unless `AppState::throttle_loopback` is set.
+pub const LOGIN_FAILURES_PER_IP: i32 = 100;
+pub const LOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 #[utoipa::path(post, path = "/auth/login", tag = "auth",
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in", body = AuthResponse),
         (status = 400, description = "Invalid fields", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Unknown email or wrong password (same body for both)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "More than 10 failed logins for this account, or 100 from this address, in 15 minutes; see Retry-After",
+            body = crate::openapi::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until the window ends"))),
     ))]
 pub async fn login(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     let body: LoginRequest = read_json(&req)?;
@@ -164,6 +174,21 @@ pub async fn login(state: Arc<AppState>, req: Request) -> Result<Response<Body>,
     let (Some(email), Some(password)) = (email, password) else {
         return Err(ApiError::Internal("validated fields missing".into()));
     };
+
+    let account_key = format!("email:{}", email.trim().to_lowercase());
+    let ip_key = source_ip(&req)
+        .filter(|ip| {
+            state.throttle_loopback || !ip.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+        })
+        .map(|ip| format!("ip:{ip}"));
+    let mut keys = vec![(account_key.as_str(), LOGIN_FAILURES_PER_ACCOUNT)];
+    if let Some(ip) = &ip_key {
+        keys.push((ip.as_str(), LOGIN_FAILURES_PER_IP));
+    }
+    if let Some(wait) = throttle::blocked_for(&state.db, &keys, LOGIN_WINDOW).await? {
+        tracing::warn!(retry_after_secs = wait.as_secs(), "login throttled");
+        return Err(ApiError::TooManyRequests(wait.as_secs().max(1)));
+    }
 
     let found = users::find_credentials(&state.db, email.trim()).await?;
     let user = match found {
@@ -178,8 +203,11 @@ pub async fn login(state: Arc<AppState>, req: Request) -> Result<Response<Body>,
     };
     let Some(user) = user else {
         tracing::info!("login refused");
+        let failed: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+        throttle::record_failure(&state.db, &failed, LOGIN_WINDOW).await?;
         return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
     };
+    throttle::clear(&state.db, &account_key).await?;
     sign_in(&state, user, StatusCode::OK).await
 }
 

@@ -11,6 +11,9 @@ pub struct AppState {
     pub db: PgPool,
     /// Where new orders are announced; `None` leaves them to the outbox relay.
     pub queue: Option<Queue>,
+    /// Count failed logins from loopback addresses per address too. Off by default: locally
+    /// every client is 127.0.0.1 (deployed, API Gateway never reports loopback).
+    pub throttle_loopback: bool,
     issuer: Option<TokenIssuer>,
     public: Option<(PublicKeys, TokenVerifier)>,
 }
@@ -23,6 +26,7 @@ impl AppState {
         AppState {
             db,
             queue: None,
+            throttle_loopback: false,
             issuer: Some(TokenIssuer::new(keys)),
             public: Some((public, verifier)),
         }
@@ -30,6 +34,11 @@ impl AppState {
 
     pub fn with_queue(mut self, queue: Queue) -> AppState {
         self.queue = Some(queue);
+        self
+    }
+
+    pub fn throttling_loopback(mut self, on: bool) -> AppState {
+        self.throttle_loopback = on;
         self
     }
 
@@ -47,6 +56,7 @@ impl AppState {
                 AppState {
                     db,
                     queue: None,
+                    throttle_loopback: false,
                     issuer: None,
                     public: Some((public, verifier)),
                 }
@@ -54,6 +64,7 @@ impl AppState {
             KeyAccess::None => AppState {
                 db,
                 queue: None,
+                throttle_loopback: false,
                 issuer: None,
                 public: None,
             },

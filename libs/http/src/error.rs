@@ -26,6 +26,9 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("{0}")]
     Unprocessable(String),
+    /// Throttled; the client may retry after this many seconds.
+    #[error("too many attempts; retry in {0} seconds")]
+    TooManyRequests(u64),
     /// A bug or an outage. The detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -70,6 +74,7 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => "precondition-failed",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::Unprocessable(_) => "unprocessable",
+            ApiError::TooManyRequests(_) => "too-many-requests",
             ApiError::Internal(_) => "internal-error",
         }
     }
@@ -112,6 +117,9 @@ impl ApiError {
             .header(http::header::CONTENT_TYPE, "application/problem+json");
         if status == StatusCode::UNAUTHORIZED {
             builder = builder.header(http::header::WWW_AUTHENTICATE, "Bearer");
+        }
+        if let ApiError::TooManyRequests(secs) = &self {
+            builder = builder.header(http::header::RETRY_AFTER, secs.to_string());
         }
         builder
             .body(Body::Text(body))

@@ -7,7 +7,9 @@ mod request;
 mod response;
 
 pub use error::ApiError;
-pub use request::{if_match, path_uuid, query_param, read_json, request_id, Identity, MAX_BODY_BYTES};
+pub use request::{
+    if_match, path_uuid, query_param, read_json, request_id, source_ip, Identity, MAX_BODY_BYTES,
+};
 pub use response::{json, no_content, Page};
 
 pub use lambda_http::{Body, Request, Response};

@@ -42,6 +42,14 @@ pub fn request_id(req: &Request) -> Option<String> {
     }
 }
 
+/// The caller's address as the gateway saw it.
+pub fn source_ip(req: &Request) -> Option<String> {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.source_ip.clone(),
+        _ => None,
+    }
+}
+
 /// A path parameter that must be a UUID; anything else is a 400 naming the parameter.
 pub fn path_uuid(req: &Request, name: &str) -> Result<Uuid, ApiError> {
     let raw = req

@@ -5,6 +5,7 @@ pub mod books;
 pub mod library;
 pub mod orders;
 pub mod sessions;
+pub mod throttle;
 pub mod users;
 
 use std::time::Duration;

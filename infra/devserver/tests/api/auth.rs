@@ -244,3 +244,86 @@ async fn logout_revokes_access_and_refresh_tokens() {
         .await
         .problem(401);
 }
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_account_and_per_address() {
+    // The test client is 127.0.0.1, which is counted here only because we ask for it.
+    let app = TestApp::start_custom(None, |s| s.throttling_loopback(true)).await;
+    app.register("target@example.org", "password123").await;
+    let wrong = json!({"email": "target@example.org", "password": "not-the-password"});
+    for _ in 0..10 {
+        app.post("/auth/login", None, wrong.clone()).await.problem(401);
+    }
+    // The 11th try, even with the right password, waits for the window.
+    let r = app
+        .post(
+            "/auth/login",
+            None,
+            json!({"email": "TARGET@example.org", "password": "password123"}),
+        )
+        .await;
+    r.problem(429);
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=900).contains(&retry), "Retry-After {retry}");
+    // Other accounts from the same address are not affected by one account's lock.
+    app.register("bystander@example.org", "password123").await;
+    app.login("bystander@example.org", "password123").await;
+
+    // The window passes: the account can sign in, and success clears its count.
+    sqlx::query(
+        "UPDATE login_throttle SET window_start = now() - interval '16 minutes' WHERE key LIKE 'email:%'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    app.login("target@example.org", "password123").await;
+    let count: Option<i32> =
+        sqlx::query_scalar("SELECT failures FROM login_throttle WHERE key = 'email:target@example.org'")
+            .fetch_optional(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(count, None);
+
+    // Per address: 100 failures in the window, across any accounts, lock the address out.
+    sqlx::query("UPDATE login_throttle SET failures = 99 WHERE key LIKE 'ip:%'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    app.post(
+        "/auth/login",
+        None,
+        json!({"email": "nobody@example.org", "password": "whatever1"}),
+    )
+    .await
+    .problem(401);
+    let r = app
+        .post(
+            "/auth/login",
+            None,
+            json!({"email": "bystander@example.org", "password": "password123"}),
+        )
+        .await;
+    r.problem(429);
+    assert!(r.header("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn loopback_clients_are_not_throttled_per_address_by_default() {
+    let app = TestApp::start().await;
+    app.register("local@example.org", "password123").await;
+    for i in 0..12 {
+        app.post(
+            "/auth/login",
+            None,
+            json!({"email": format!("ghost{i}@example.org"), "password": "whatever1"}),
+        )
+        .await
+        .problem(401);
+    }
+    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM login_throttle")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert!(keys.iter().all(|k| k.starts_with("email:")), "{keys:?}");
+    app.login("local@example.org", "password123").await;
+}

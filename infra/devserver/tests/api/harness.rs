@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bookshelf_api::AppState;
 use bookshelf_auth::SigningKeys;
-use bookshelf_devserver::{ensure_admin, local_state, prepare_database, Server, Template};
+use bookshelf_devserver::{ensure_admin, prepare_database, Server, Template};
 use bookshelf_queue::{MemoryQueue, Queue};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -22,7 +23,7 @@ pub fn repo_root() -> PathBuf {
 
 pub struct TestApp {
     pub url: String,
-    pub state: Arc<bookshelf_api::AppState>,
+    pub state: Arc<AppState>,
     pub pool: PgPool,
     pub keys: SigningKeys,
     pub client: reqwest::Client,
@@ -86,6 +87,11 @@ impl TestApp {
 
     /// `queue: None` runs no worker: orders stay pending until a test processes them.
     pub async fn start_with(queue: Option<Queue>) -> TestApp {
+        Self::start_custom(queue, |s| s).await
+    }
+
+    /// As `start_with`, with the state adjusted by `adjust` before the gateway starts.
+    pub async fn start_custom(queue: Option<Queue>, adjust: impl FnOnce(AppState) -> AppState) -> TestApp {
         let base = std::env::var("DATABASE_URL")
             .expect("DATABASE_URL must point at a PostgreSQL server; `make test` provides one");
         let name = format!("test_{}", uuid::Uuid::new_v4().simple());
@@ -106,7 +112,11 @@ impl TestApp {
         let template = Template::load(&repo_root().join("template.yaml")).expect("template");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         // A short visibility timeout so retries and the DLQ happen within a test.
-        let state = local_state(pool.clone(), &keys, queue);
+        let mut state = AppState::new(pool.clone(), &keys);
+        if let Some(q) = queue {
+            state = state.with_queue(q);
+        }
+        let state = Arc::new(adjust(state));
         let server = Server::start(listener, &template, state.clone())
             .await
             .expect("start gateway");

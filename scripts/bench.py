@@ -1,0 +1,491 @@
+#!/usr/bin/env python3
+"""`make bench`: reproducible figures for Bookshelf, written to BENCHMARKS.md.
+
+Runs under `bookshelf-dev with-postgres` (a throw-away PostgreSQL cluster on 127.0.0.1,
+DATABASE_URL set), starts everything else it needs on 127.0.0.1 (the release dev server,
+moto), and stops all of it. Figures are medians over repeated runs; the machine is shared
+and noisy, so compare ratios, not absolute numbers across machines.
+"""
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RELEASE = os.path.join(ROOT, "target", "release")
+DEV = os.path.join(RELEASE, "bookshelf-dev")
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "10"))
+COLD_RUNS = int(os.environ.get("BENCH_COLD_RUNS", "10"))
+ORDERS = int(os.environ.get("BENCH_ORDERS", "300"))
+VENV = os.environ.get("BOOKSHELF_TOOLS_VENV", os.path.expanduser("~/.cache/bookshelf/venv"))
+
+
+def log(*args):
+    print("[bench]", *args, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(method, url, body=None, token=None, headers=None, timeout=30):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("content-type", "application/json")
+    if token:
+        req.add_header("authorization", f"Bearer {token}")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            text = r.read()
+            return r.status, (json.loads(text) if text else None)
+    except urllib.error.HTTPError as e:
+        text = e.read()
+        return e.code, (json.loads(text) if text else None)
+
+
+def wait_ready(url, proc, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            if call("GET", url + "/openapi.json")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("server did not become ready")
+
+
+class Server:
+    """The release dev server on a free port, against DATABASE_URL."""
+
+    def __init__(self, keys_file, extra_env=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, PORT=str(self.port), RUST_LOG="warn", BOOKSHELF_KEYS_FILE=keys_file)
+        env.update(extra_env or {})
+        self.proc = subprocess.Popen([DEV, "serve"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+        wait_ready(self.url, self.proc)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def login(url, email, password):
+    status, body = call("POST", url + "/auth/login", {"email": email, "password": password})
+    assert status == 200, body
+    return body["accessToken"]
+
+
+def register(url, email):
+    status, body = call("POST", url + "/auth/register", {"email": email, "password": "bench-password"})
+    assert status == 201, body
+    return body["accessToken"]
+
+
+def percentile_ms(text, label):
+    m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    if not m:
+        return None
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def wrk(url, token, path, script=None):
+    results = []
+    for _ in range(RUNS):
+        cmd = ["wrk", "-t2", "-c32", f"-d{WRK_SECONDS}s", "--latency", "-H", f"Authorization: Bearer {token}"]
+        if script:
+            cmd += ["-s", script]
+        out = subprocess.run(cmd + [url + path], capture_output=True, text=True, check=True).stdout
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        results.append({"rps": rps, "p50": percentile_ms(out, "50"), "p99": percentile_ms(out, "99"),
+                        "errors": int(non2xx.group(1)) if non2xx else 0})
+    return {
+        "rps": statistics.median(r["rps"] for r in results),
+        "p50": statistics.median(r["p50"] for r in results),
+        "p99": statistics.median(r["p99"] for r in results),
+        "errors": max(r["errors"] for r in results),
+        "runs": results,
+    }
+
+
+def order_pipeline(url, token, book):
+    """Orders/s from the first POST to the last `confirmed`, 16 clients."""
+    def place(_):
+        status, body = call("POST", url + "/orders", {"items": [{"bookId": book, "quantity": 1}]}, token)
+        assert status == 202, body
+        return body["id"]
+
+    def settle(order_id):
+        while True:
+            status, body = call("GET", f"{url}/orders/{order_id}", token=token)
+            if body["status"] != "pending":
+                return body["status"]
+            time.sleep(0.01)
+
+    rates = []
+    for _ in range(RUNS):
+        started = time.perf_counter()
+        with ThreadPoolExecutor(16) as pool:
+            ids = list(pool.map(place, range(ORDERS)))
+            statuses = list(pool.map(settle, ids))
+        elapsed = time.perf_counter() - started
+        assert all(s == "confirmed" for s in statuses), set(statuses)
+        rates.append(ORDERS / elapsed)
+    return {"orders_per_s": statistics.median(rates), "runs": rates}
+
+
+# --------------------------------------------------------------------------- cold start
+
+class RuntimeApi:
+    """A minimal Lambda Runtime API: hands out `events` one per /next, records timings."""
+
+    def __init__(self, event, count):
+        self.event = event
+        self.remaining = count
+        self.first_poll = None
+        self.handed = {}
+        self.done = {}
+        self.lock = threading.Condition()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                if not self.path.endswith("/runtime/invocation/next"):
+                    self.send_error(404)
+                    return
+                now = time.perf_counter()
+                with api.lock:
+                    if api.first_poll is None:
+                        api.first_poll = now
+                    while api.remaining == 0:
+                        api.lock.wait()
+                    api.remaining -= 1
+                    rid = f"req-{len(api.handed)}"
+                    api.handed[rid] = time.perf_counter()
+                body = api.event
+                self.send_response(200)
+                self.send_header("Lambda-Runtime-Aws-Request-Id", rid)
+                self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 30000))
+                self.send_header("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:eu-west-1:123456789012:function:bench")
+                self.send_header("Lambda-Runtime-Trace-Id", "Root=1-5759e988-bd862e3fe1be46a994272793")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0) or 0)
+                self.rfile.read(length)
+                parts = self.path.split("/")
+                with api.lock:
+                    if "invocation" in parts:
+                        api.done[parts[parts.index("invocation") + 1]] = time.perf_counter()
+                    api.lock.notify_all()
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def address(self):
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def release(self, n):
+        with self.lock:
+            self.remaining += n
+            self.lock.notify_all()
+
+    def wait_done(self, n, timeout=30):
+        deadline = time.time() + timeout
+        with self.lock:
+            while len(self.done) < n:
+                left = deadline - time.time()
+                if left <= 0:
+                    raise TimeoutError("function did not answer")
+                self.lock.wait(left)
+
+    def close(self):
+        self.server.shutdown()
+
+
+def peak_rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return None
+
+
+def cold_starts(functions, env):
+    out = {}
+    for name in functions:
+        events_dir = os.path.join(ROOT, "events", name)
+        event_file = sorted(f for f in os.listdir(events_dir) if f.endswith(".json"))[0]
+        event = open(os.path.join(events_dir, event_file), "rb").read()
+        starts, firsts, rss = [], [], None
+        for run in range(COLD_RUNS):
+            load = 200 if run == 0 else 0
+            api = RuntimeApi(event, 1)
+            fenv = dict(env, AWS_LAMBDA_RUNTIME_API=api.address(), AWS_LAMBDA_FUNCTION_NAME=name,
+                        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256", AWS_LAMBDA_FUNCTION_VERSION="1",
+                        AWS_LAMBDA_LOG_GROUP_NAME="bench", AWS_LAMBDA_LOG_STREAM_NAME="bench", RUST_LOG="error")
+            t0 = time.perf_counter()
+            proc = subprocess.Popen([os.path.join(RELEASE, name)], env=fenv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                api.wait_done(1)
+                starts.append((api.first_poll - t0) * 1000)
+                firsts.append((api.done["req-0"] - api.handed["req-0"]) * 1000)
+                if load:
+                    api.release(load)
+                    api.wait_done(1 + load, timeout=120)
+                    rss = peak_rss_kb(proc.pid)
+            finally:
+                proc.kill()
+                proc.wait()
+                api.close()
+        out[name] = {"start_ms": statistics.median(starts), "first_invoke_ms": statistics.median(firsts),
+                     "peak_rss_kb": rss, "event": event_file}
+        log(f"cold start {name}: {out[name]['start_ms']:.1f} ms, first invocation {out[name]['first_invoke_ms']:.1f} ms")
+    return out
+
+
+# --------------------------------------------------------------------------- sizes, criterion
+
+def artifact_sizes(functions):
+    sam = os.path.join(ROOT, ".aws-sam", "build")
+    sizes = {}
+    source = "release build for this machine (x86_64)"
+    if os.path.isdir(sam) and any(os.path.exists(os.path.join(sam, d, "bootstrap")) for d in os.listdir(sam)):
+        source = "sam build (arm64, cargo-lambda) in .aws-sam/build"
+    for name in functions:
+        path = os.path.join(RELEASE, name)
+        if source.startswith("sam"):
+            logical = "".join(p.capitalize() for p in name.split("-")) + "Function"
+            candidates = [d for d in os.listdir(sam) if d.lower() == logical.lower()]
+            path = os.path.join(sam, candidates[0], "bootstrap") if candidates else None
+        if not path or not os.path.exists(path):
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            z = os.path.join(tmp, "f.zip")
+            with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as f:
+                f.write(path, "bootstrap")
+            sizes[name] = {"raw": os.path.getsize(path), "zipped": os.path.getsize(z)}
+    return source, sizes
+
+
+def criterion():
+    out = subprocess.run(["cargo", "bench", "-q", "-p", "bookshelf-auth", "--bench", "auth", "--",
+                          "--output-format", "bencher"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    results = {}
+    for m in re.finditer(r"^test (\S+)\s+\.\.\. bench:\s+([\d,]+) ns/iter \(\+/- ([\d,]+)\)", out, re.M):
+        results[m.group(1)] = (int(m.group(2).replace(",", "")), int(m.group(3).replace(",", "")))
+    return results
+
+
+# --------------------------------------------------------------------------- report
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "0")
+    rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": round(int(mem) / 1024 / 1024, 1),
+            "kernel": platform.release(), "os": platform.platform(), "rustc": rustc,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def fmt_ms(v):
+    return "–" if v is None else f"{v:.2f}"
+
+
+def report(r):
+    m = r["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` on {m['date']}. Medians of {RUNS} runs unless stated; the machine is shared",
+        "and noisy, so read ratios rather than absolute figures, and rerun before comparing.",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, Linux {m['kernel']}; {m['rustc']}.",
+        "PostgreSQL: a throw-away local cluster with fsync off (durability is not what is measured here).",
+        "Everything runs on this one machine: the load generator competes with the server for the 2 cores.",
+        "",
+        "## HTTP through the local gateway",
+        "",
+        f"wrk, 2 threads, 32 connections, {WRK_SECONDS} s per run, authenticated; release build of the dev server",
+        "(gateway + authorizer + handler per request, as deployed but in one process). Catalog: the 10,000-book seed.",
+        "",
+        "| route | requests/s | p50 ms | p99 ms | non-2xx |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, w in r["http"].items():
+        lines.append(f"| {name} | {w['rps']:.0f} | {fmt_ms(w['p50'])} | {fmt_ms(w['p99'])} | {w['errors']} |")
+    lines += [
+        "",
+        "## Order pipeline",
+        "",
+        f"{ORDERS} orders of one book from 16 clients; from the first `POST /orders` to the last `confirmed`",
+        "(polling `GET /orders/{id}`), worker batch size 10.",
+        "",
+        "| queue | orders/s |",
+        "|---|---:|",
+    ]
+    for name, p in r["pipeline"].items():
+        lines.append(f"| {name} | {p['orders_per_s']:.0f} |")
+    lines += [
+        "",
+        "## Cold start of every function",
+        "",
+        f"Release binaries for this machine, started against a minimal Lambda Runtime API on 127.0.0.1; median of {COLD_RUNS}.",
+        "*start*: process start to its first poll of `/runtime/invocation/next` (configuration, secrets from the",
+        "environment, the lazy pool: no database round trip yet). *first invocation*: event handed out to response",
+        "posted, with the function's first sample event (it includes the first database connection). *peak RSS*:",
+        "after 200 more invocations.",
+        "",
+        "| function | start ms | first invocation ms | peak RSS MiB |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, c in sorted(r["cold"].items()):
+        rss = "–" if c["peak_rss_kb"] is None else f"{c['peak_rss_kb'] / 1024:.1f}"
+        lines.append(f"| {name} | {c['start_ms']:.1f} | {c['first_invoke_ms']:.1f} | {rss} |")
+    source, sizes = r["sizes"]
+    lines += [
+        "",
+        "## Artifact sizes",
+        "",
+        f"Source: {source}. Zipped with deflate level 9, as Lambda receives it; the budget is 5 MB each.",
+        "",
+        "| function | bootstrap bytes | zipped bytes |",
+        "|---|---:|---:|",
+    ]
+    for name, s in sorted(sizes.items()):
+        lines.append(f"| {name} | {s['raw']:,} | {s['zipped']:,} |")
+    lines += [
+        "",
+        "## Micro-benchmarks (criterion)",
+        "",
+        "`cargo bench -p bookshelf-auth --bench auth`. argon2id parameters: m = 19,456 KiB, t = 2, p = 1",
+        "(OWASP's minimum recommendation), chosen so a login costs tens of milliseconds of one core.",
+        "",
+        "| benchmark | time per iteration | ± |",
+        "|---|---:|---:|",
+    ]
+    for name, (ns, dev) in r["criterion"].items():
+        value = f"{ns / 1e6:.2f} ms" if ns >= 1e6 else f"{ns / 1e3:.1f} µs"
+        lines.append(f"| {name} | {value} | {dev / 1e3:.1f} µs |")
+    lines += [
+        "",
+        "## Reproduce",
+        "",
+        "```sh",
+        "make bench                      # everything above; writes BENCHMARKS.md",
+        "BENCH_RUNS=5 BENCH_WRK_SECONDS=30 make bench   # longer runs",
+        "make deploy-check               # first, for arm64 artifact sizes from sam build",
+        "```",
+        "",
+        "The exact commands: `scripts/bench.py` (wrk invocations, the Runtime API stand-in, the order client).",
+    ]
+    if r.get("notes"):
+        lines += ["", "## Findings", ""] + r["notes"]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    if "DATABASE_URL" not in os.environ:
+        raise SystemExit("run through `make bench` (it provides DATABASE_URL)")
+    results = {"machine": machine(), "http": {}, "pipeline": {}}
+    tmp = tempfile.mkdtemp(prefix="bookshelf-bench-")
+    keys_file = os.path.join(tmp, "signing.json")
+    functions = sorted(os.listdir(os.path.join(ROOT, "functions")))
+
+    server = Server(keys_file)
+    try:
+        log("seeding 10,000 books")
+        subprocess.run([DEV, "seed", "10000"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        admin = login(server.url, "admin@bookshelf.local", "bookshelf-admin")
+        user = register(server.url, "bench@example.org")
+        status, book = call("POST", server.url + "/books", {"title": "Benchmark Edition", "authors": ["Bench"],
+                                                             "priceCents": 100, "stock": 2_000_000_000}, admin)
+        assert status == 201, book
+        book_id = book["id"]
+        order_lua = os.path.join(tmp, "order.lua")
+        with open(order_lua, "w") as f:
+            f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                    f'wrk.body = \'{{"items":[{{"bookId":"{book_id}","quantity":1}}]}}\'\n')
+        log("wrk: GET /books/{id}")
+        results["http"]["GET /books/{id}"] = wrk(server.url, user, f"/books/{book_id}")
+        log("wrk: GET /books?q=")
+        results["http"]["GET /books?q=lighthouse (search)"] = wrk(server.url, user, "/books?q=lighthouse&limit=20")
+        log("wrk: POST /orders")
+        results["http"]["POST /orders"] = wrk(server.url, user, "/orders", order_lua)
+        log("order pipeline, in-process queue")
+        results["pipeline"]["in-process queue"] = order_pipeline(server.url, user, book_id)
+    finally:
+        server.stop()
+
+    moto_bin = os.path.join(VENV, "bin", "moto_server")
+    if os.path.exists(moto_bin):
+        port = free_port()
+        moto = subprocess.Popen([moto_bin, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(1.5)
+            server = Server(keys_file, {"SQS_ENDPOINT": f"http://127.0.0.1:{port}"})
+            try:
+                user = login(server.url, "bench@example.org", "bench-password")
+                log("order pipeline, SQS (moto)")
+                results["pipeline"]["SQS-compatible server (moto)"] = order_pipeline(server.url, user, book_id)
+            finally:
+                server.stop()
+        finally:
+            moto.terminate()
+            moto.wait()
+
+    signing = open(keys_file).read()
+    env = dict(os.environ, BOOKSHELF_SIGNING_KEYS=signing)
+    log("cold starts")
+    results["cold"] = cold_starts(functions, env)
+    results["sizes"] = artifact_sizes(functions)
+    log("criterion")
+    results["criterion"] = criterion()
+    notes_file = os.path.join(ROOT, "scripts", "bench-notes.md")
+    if os.path.exists(notes_file):
+        results["notes"] = open(notes_file).read().rstrip().splitlines()
+    with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
+        f.write(report(results))
+    with open(os.path.join(tmp, "results.json"), "w") as f:
+        json.dump(results, f, indent=2, default=str)
+    log(f"wrote BENCHMARKS.md (raw results: {tmp}/results.json)")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

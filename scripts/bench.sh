@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# make bench: release build, then scripts/bench.py under a throw-away PostgreSQL cluster.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/ensure-tools.sh
+if ! command -v wrk >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1 ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+  else
+    echo "wrk is missing: apt-get install wrk" >&2; exit 1
+  fi
+fi
+export AWS_LC_SYS_NO_JITTER_ENTROPY=1
+cargo build --release --workspace --bins
+cargo bench -p bookshelf-auth --bench auth --no-run -q
+exec target/release/bookshelf-dev with-postgres -- python3 scripts/bench.py
