@@ -21,6 +21,7 @@ dev:
 ## Build and run every check and test
 test: tools lint build
 	$(DEV) with-postgres -- $(CARGO) $(TEST_RUNNER) --workspace
+	$(DEV) with-postgres -- scripts/contract-fuzz.sh
 
 tools:
 	@scripts/ensure-tools.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs beyond a Rust toolchain, idempotently and quickly when
-# already present: PostgreSQL server binaries, and cfn-lint + the SAM CLI in a private
+# already present: PostgreSQL server binaries, and cfn-lint, the SAM CLI, moto (the
+# SQS-compatible server of the queue tests) and schemathesis (contract fuzzing) in a private
 # virtualenv (so they cannot break, or be broken by, the machine's other Python tools).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,6 +16,7 @@ need=()
 [ -x "$venv/bin/cfn-lint" ] || need+=(cfn-lint)
 [ -x "$venv/bin/sam" ] || need+=(aws-sam-cli)
 [ -x "$venv/bin/moto_server" ] || need+=('moto[server]')
+[ -x "$venv/bin/st" ] || need+=(schemathesis)
 if [ ${#need[@]} -gt 0 ]; then
   echo "Installing ${need[*]} into $venv ..."
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "${need[@]}"
