@@ -12,7 +12,7 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 url="http://127.0.0.1:$port"
 keys=$(mktemp -d)
 log="$keys/server.log"
-PORT=$port BOOKSHELF_KEYS_FILE="$keys/signing.json" RUST_LOG=warn target/debug/bookshelf-dev serve >"$log" 2>&1 &
+PORT=$port BOOKSHELF_KEYS_FILE="$keys/signing.json" RUST_LOG=debug target/debug/bookshelf-dev serve >"$log" 2>&1 &
 server=$!
 cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$keys"; }
 trap cleanup EXIT
@@ -32,6 +32,13 @@ print(json.load(urllib.request.urlopen(req))["accessToken"])
 PY
 }
 user=$(token /auth/register fuzz-user@example.org fuzz-password)
+refresh=$(python3 - "$url" <<'PY'
+import json, sys, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/auth/register", json.dumps({"email": "log-check@example.org", "password": "log-check-password"}).encode(),
+                             {"content-type": "application/json"}, method="POST")
+print(json.load(urllib.request.urlopen(req))["refreshToken"])
+PY
+)
 admin=$(token /auth/login admin@bookshelf.local bookshelf-admin)
 # Seed something to find, so the operations get past their 404s.
 book=$(python3 - "$url" "$admin" <<'PY'
@@ -45,25 +52,36 @@ PY
 )
 echo "contract fuzzing against $url (book $book)"
 
+# schemathesis itself occasionally fails inside its generator (not a finding about the API);
+# a real finding reproduces with the same seed, so one retry tells the two apart.
+st_run() { "$st" run "$@" || { echo "(retrying once)"; "$st" run "$@"; }; }
+
 status=0
 for who in user admin; do
   tok=$user
   [ "$who" = admin ] && tok=$admin
   echo "== as $who"
   # Operations that end the caller's session or account would only fuzz 401s after them.
-  "$st" run "$url/openapi.json" --url "$url" -H "Authorization: Bearer $tok" \
+  st_run "$url/openapi.json" --url "$url" -H "Authorization: Bearer $tok" \
     --exclude-path /auth/logout --exclude-path /users/me/password --exclude-method DELETE \
     --checks not_a_server_error,response_schema_conformance,status_code_conformance \
     --max-examples "$examples" --workers 2 --no-color --seed 42 \
     || status=1
   # DELETE routes, separately: they may run once the GET/PATCH fuzzing is done.
-  "$st" run "$url/openapi.json" --url "$url" -H "Authorization: Bearer $tok" \
+  st_run "$url/openapi.json" --url "$url" -H "Authorization: Bearer $tok" \
     --include-method DELETE --exclude-path /users/me \
     --checks not_a_server_error,response_schema_conformance,status_code_conformance \
     --max-examples "$examples" --workers 2 --no-color --seed 42 \
     || status=1
 done
-if grep -q '"level":"ERROR"\|ERROR' "$log"; then
+# Nothing secret in the logs of the whole run: no token, no password, no key material.
+# (The admin's dev password is printed in the start-up banner on purpose, so it is not here.)
+for secret in "$user" "$admin" "$refresh" fuzz-password log-check-password eyJ privateKeyPkcs8 '$argon2id$v=19$m='; do
+  if grep -qF -- "$secret" "$log"; then
+    echo "the server log contains a secret (${secret:0:12}...)"; status=1
+  fi
+done
+if grep -q 'ERROR' "$log"; then
   echo "the server logged errors during fuzzing:"; grep 'ERROR' "$log" | head -20; status=1
 fi
 exit $status

@@ -25,7 +25,7 @@ fi
 # aws-lc-sys: skip the CPU-jitter entropy source (getrandom is enough in Lambda, and the
 # jitter collector costs start-up time).
 export AWS_LC_SYS_NO_JITTER_ENTROPY=1
-sam build --beta-features --template template.yaml
+sam build --beta-features --no-cached --template template.yaml
 
 echo "== artifacts (zipped, budget 5 MB each)"
 budget=$((5 * 1024 * 1024))
