@@ -2,6 +2,8 @@
 //! database for these inputs (the pool points nowhere and is never connected): a bad token
 //! is refused, a bad message is reported as a batch item failure, and nothing panics.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 use std::sync::Arc;
 
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;

@@ -1,6 +1,8 @@
 //! What the authorizer pays per request (token check) and what sign-up, login and password
 //! change pay (argon2id at the parameters in `password.rs`: m = 19 MiB, t = 2, p = 1).
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 use std::hint::black_box;
 
 use bookshelf_auth::{password, SigningKeys, TokenIssuer, TokenVerifier};

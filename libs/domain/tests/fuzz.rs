@@ -1,6 +1,8 @@
 //! Property tests over every parser of untrusted input in the domain: whatever arrives,
 //! parsing answers Ok or a field error, never a panic, and what it accepts is canonical.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 use bookshelf_domain::cursor::{Cursor, RankCursor};
 use bookshelf_domain::order::{idempotency_key, OrderMessage};
 use bookshelf_domain::{isbn, validation, BookInput, EntryInput, OrderInput, PageParams};

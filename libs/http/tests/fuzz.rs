@@ -1,6 +1,8 @@
 //! Request parsing over arbitrary bytes, paths and queries: a 4xx or a value, never a
 //! panic, never a 5xx.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 use bookshelf_domain::{BookInput, OrderInput};
 use bookshelf_http::{path_uuid, read_json, ApiError};
 use lambda_http::{Body, Request, RequestExt};
