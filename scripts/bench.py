@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RELEASE = os.path.join(ROOT, "target", "release")
+RELEASE = os.environ.get("BENCH_BIN_DIR", os.path.join(ROOT, "target", "release"))
 DEV = os.path.join(RELEASE, "bookshelf-dev")
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "10"))

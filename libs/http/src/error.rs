@@ -29,6 +29,9 @@ pub enum ApiError {
     /// Throttled; the client may retry after this many seconds.
     #[error("too many attempts; retry in {0} seconds")]
     TooManyRequests(u64),
+    /// A dependency is saturated or down (the pool timed out): retry shortly.
+    #[error("the service is busy; retry shortly")]
+    Unavailable(String),
     /// A bug or an outage. The detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -75,6 +79,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::TooManyRequests(_) => "too-many-requests",
+            ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal-error",
         }
     }
@@ -95,10 +100,19 @@ impl ApiError {
                     .join(", ")
             ),
             ApiError::Internal(_) => "the server failed to handle this request; it has been logged".into(),
+            ApiError::Unavailable(_) => {
+                "the service is busy; retry after the number of seconds in Retry-After".into()
+            }
             other => other.to_string(),
         };
-        if let ApiError::Internal(cause) = &self {
-            tracing::error!(request_id, %cause, "request failed with an internal error");
+        match &self {
+            ApiError::Internal(cause) => {
+                tracing::error!(request_id, %cause, "request failed with an internal error")
+            }
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(request_id, %cause, "request shed: a dependency is saturated")
+            }
+            _ => {}
         }
         let problem = Problem {
             type_: format!("https://bookshelf.dev/problems/{}", self.slug()),
@@ -118,8 +132,12 @@ impl ApiError {
         if status == StatusCode::UNAUTHORIZED {
             builder = builder.header(http::header::WWW_AUTHENTICATE, "Bearer");
         }
-        if let ApiError::TooManyRequests(secs) = &self {
-            builder = builder.header(http::header::RETRY_AFTER, secs.to_string());
+        match &self {
+            ApiError::TooManyRequests(secs) => {
+                builder = builder.header(http::header::RETRY_AFTER, secs.to_string())
+            }
+            ApiError::Unavailable(_) => builder = builder.header(http::header::RETRY_AFTER, "1"),
+            _ => {}
         }
         builder
             .body(Body::Text(body))
@@ -138,6 +156,8 @@ impl From<StorageError> for ApiError {
         match e {
             StorageError::Conflict(what) => ApiError::Conflict(format!("{what} is already taken")),
             StorageError::NotFound => ApiError::NotFound("not found".into()),
+            // No connection within the acquire timeout: the pool (or the proxy) is saturated.
+            StorageError::Database(e @ sqlx::Error::PoolTimedOut) => ApiError::Unavailable(e.to_string()),
             StorageError::Database(e) => ApiError::Internal(e.to_string()),
         }
     }
