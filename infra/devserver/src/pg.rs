@@ -214,6 +214,24 @@ impl PgCluster {
         Ok(())
     }
 
+    /// Restarts the server in place (fault tests): every connection is cut.
+    pub async fn restart(&self) -> Result<()> {
+        // With -l, as at start: otherwise the new server inherits our pipes, and waiting for
+        // pg_ctl's output would wait for the server to exit.
+        let log = self.dir.join("server.log");
+        self.pg_ctl(&[
+            "restart",
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            &log.to_string_lossy(),
+        ])
+        .await
+    }
+
     pub async fn stop(&self) -> Result<()> {
         self.pg_ctl(&["stop", "-m", "fast", "-w"]).await
     }

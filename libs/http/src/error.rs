@@ -156,9 +156,23 @@ impl From<StorageError> for ApiError {
         match e {
             StorageError::Conflict(what) => ApiError::Conflict(format!("{what} is already taken")),
             StorageError::NotFound => ApiError::NotFound("not found".into()),
-            // No connection within the acquire timeout: the pool (or the proxy) is saturated.
-            StorageError::Database(e @ sqlx::Error::PoolTimedOut) => ApiError::Unavailable(e.to_string()),
+            // The database is saturated, unreachable or restarting: retryable, so 503.
+            StorageError::Database(e) if is_outage(&e) => ApiError::Unavailable(e.to_string()),
             StorageError::Database(e) => ApiError::Internal(e.to_string()),
         }
+    }
+}
+
+/// Errors that mean "the database is not there right now" rather than "this request is wrong".
+fn is_outage(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            true
+        }
+        // 08: connection exceptions; 57P01-57P03: admin shutdown, crash shutdown, cannot connect now.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")),
+        _ => false,
     }
 }

@@ -94,6 +94,15 @@ impl TestApp {
     pub async fn start_custom(queue: Option<Queue>, adjust: impl FnOnce(AppState) -> AppState) -> TestApp {
         let base = std::env::var("DATABASE_URL")
             .expect("DATABASE_URL must point at a PostgreSQL server; `make test` provides one");
+        Self::start_on(&base, queue, adjust).await
+    }
+
+    /// On the PostgreSQL server at `base` (a test's own cluster, for fault tests).
+    pub async fn start_on(
+        base: &str,
+        queue: Option<Queue>,
+        adjust: impl FnOnce(AppState) -> AppState,
+    ) -> TestApp {
         let name = format!("test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = sqlx::PgConnection::connect(&base)
             .await
@@ -102,7 +111,7 @@ impl TestApp {
             .execute(&mut admin)
             .await
             .expect("create test database");
-        let mut url = reqwest::Url::parse(&base).expect("DATABASE_URL is a URL");
+        let mut url = reqwest::Url::parse(base).expect("DATABASE_URL is a URL");
         url.set_path(&name);
         let pool = prepare_database(url.as_str()).await.expect("migrate");
         ensure_admin(&pool, ADMIN_EMAIL, ADMIN_PASSWORD)

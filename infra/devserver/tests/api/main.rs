@@ -8,6 +8,7 @@ mod harness;
 mod auth;
 mod books;
 mod events;
+mod faults;
 mod layout;
 mod library;
 mod orders;

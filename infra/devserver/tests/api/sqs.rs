@@ -33,7 +33,10 @@ fn moto_binary() -> std::path::PathBuf {
 
 impl Moto {
     async fn start() -> Moto {
-        let port = bookshelf_devserver::pg::free_port().unwrap();
+        Self::start_on(bookshelf_devserver::pg::free_port().unwrap()).await
+    }
+
+    async fn start_on(port: u16) -> Moto {
         let child = tokio::process::Command::new(moto_binary())
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())
@@ -210,4 +213,44 @@ async fn a_crash_between_reserve_and_ack_reserves_once() {
         app.get(&format!("/orders/{id}"), Some(&t)).await.body["status"],
         "confirmed"
     );
+}
+
+#[tokio::test]
+async fn the_outbox_catches_up_after_the_queue_server_comes_back() {
+    let moto = Moto::start().await;
+    let port: u16 = moto.endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    let (queue, _dlq) = moto.queues().await;
+    let app = TestApp::start_with(Some(Queue::Sqs(queue))).await;
+    let admin = app.admin_token().await;
+    let t = token(&app.register("outage2@example.org", "password123").await);
+    let book = id_of(&create_book(&app, &admin, json!({"stock": 100})).await);
+    let before = order(&app, &t, &book, 1).await;
+    assert_eq!(
+        settled(&app, &t, &before, Duration::from_secs(10)).await["status"],
+        "confirmed"
+    );
+
+    // The queue server goes away: orders are still accepted, and wait in the outbox.
+    drop(moto);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut during = Vec::new();
+    for _ in 0..5 {
+        during.push(order(&app, &t, &book, 1).await);
+    }
+    let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(unsent, 5);
+
+    // It comes back (empty, as a fresh server does); the relay sends, the worker confirms.
+    let moto = Moto::start_on(port).await;
+    moto.queues().await;
+    for id in &during {
+        assert_eq!(
+            settled(&app, &t, id, Duration::from_secs(30)).await["status"],
+            "confirmed"
+        );
+    }
+    assert_eq!(stock(&app, &admin, &book).await, 94);
 }
