@@ -104,7 +104,7 @@ impl TestApp {
         adjust: impl FnOnce(AppState) -> AppState,
     ) -> TestApp {
         let name = format!("test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(&base)
+        let mut admin = sqlx::PgConnection::connect(base)
             .await
             .expect("connect to DATABASE_URL");
         sqlx::query(&format!("CREATE DATABASE {name}"))
