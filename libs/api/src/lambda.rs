@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use lambda_runtime::{service_fn, LambdaEvent};
 
-use crate::registry::{http_handler, KeyAccess};
+use crate::registry::{HttpFunction, KeyAccess};
 use crate::AppState;
 
 pub use lambda_http::Error;
@@ -13,10 +13,9 @@ pub use lambda_http::Error;
 /// RDS Proxy multiplexes the environments onto the database.
 const POOL_SIZE: u32 = 2;
 
-/// Serves the HTTP function `name` (a name from the registry) behind API Gateway.
-pub async fn run_http(name: &str) -> Result<(), Error> {
+/// Serves one HTTP function of the registry behind API Gateway.
+pub async fn run_http(function: &'static HttpFunction) -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let function = http_handler(name).ok_or_else(|| format!("no HTTP function named {name}"))?;
     let state = Arc::new(AppState::from_env(function.keys, POOL_SIZE).await?);
     let handler = function.handler;
     lambda_http::run(service_fn(move |req| {

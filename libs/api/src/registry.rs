@@ -67,44 +67,47 @@ where
 }
 
 macro_rules! functions {
-    ($($name:literal, $keys:ident => $handler:path;)*) => {
-        /// Every HTTP function of the API.
-        pub static HTTP_FUNCTIONS: &[HttpFunction] = &[$(
-            HttpFunction {
+    ($($konst:ident = $name:literal, $keys:ident => $handler:path;)*) => {
+        $(
+            #[doc = concat!("`", $name, "`: what its Lambda binary serves.")]
+            pub const $konst: HttpFunction = HttpFunction {
                 name: $name,
                 keys: KeyAccess::$keys,
                 handler: |state, req| Box::pin(serve($name, state, req, $handler)),
-            },
-        )*];
+            };
+        )*
+        /// Every HTTP function of the API (the local gateway's table). Each Lambda binary
+        /// names only its own constant, so the linker drops every other handler.
+        pub static HTTP_FUNCTIONS: &[HttpFunction] = &[$($konst),*];
     };
 }
 
 functions! {
-    "auth-register", Signing => auth::register;
-    "auth-login", Signing => auth::login;
-    "auth-refresh", Signing => auth::refresh;
-    "auth-logout", None => auth::logout;
-    "jwks", Public => meta::jwks;
-    "openapi", None => meta::openapi;
-    "users-me-get", None => users::me_get;
-    "users-me-update", None => users::me_update;
-    "users-me-password", None => users::me_password;
-    "users-me-delete", None => users::me_delete;
-    "users-get", None => users::get;
-    "users-list", None => users::list;
-    "books-list", None => books::list;
-    "books-get", None => books::get;
-    "books-create", None => books::create;
-    "books-update", None => books::update;
-    "books-delete", None => books::delete;
-    "books-inventory", None => books::inventory;
-    "library-list", None => library::list;
-    "library-put", None => library::put;
-    "library-delete", None => library::delete;
-    "orders-create", None => orders::create;
-    "orders-get", None => orders::get;
-    "orders-list", None => orders::list;
-    "orders-cancel", None => orders::cancel;
+    AUTH_REGISTER = "auth-register", Signing => auth::register;
+    AUTH_LOGIN = "auth-login", Signing => auth::login;
+    AUTH_REFRESH = "auth-refresh", Signing => auth::refresh;
+    AUTH_LOGOUT = "auth-logout", None => auth::logout;
+    JWKS = "jwks", Public => meta::jwks;
+    OPENAPI = "openapi", None => meta::openapi;
+    USERS_ME_GET = "users-me-get", None => users::me_get;
+    USERS_ME_UPDATE = "users-me-update", None => users::me_update;
+    USERS_ME_PASSWORD = "users-me-password", None => users::me_password;
+    USERS_ME_DELETE = "users-me-delete", None => users::me_delete;
+    USERS_GET = "users-get", None => users::get;
+    USERS_LIST = "users-list", None => users::list;
+    BOOKS_LIST = "books-list", None => books::list;
+    BOOKS_GET = "books-get", None => books::get;
+    BOOKS_CREATE = "books-create", None => books::create;
+    BOOKS_UPDATE = "books-update", None => books::update;
+    BOOKS_DELETE = "books-delete", None => books::delete;
+    BOOKS_INVENTORY = "books-inventory", None => books::inventory;
+    LIBRARY_LIST = "library-list", None => library::list;
+    LIBRARY_PUT = "library-put", None => library::put;
+    LIBRARY_DELETE = "library-delete", None => library::delete;
+    ORDERS_CREATE = "orders-create", None => orders::create;
+    ORDERS_GET = "orders-get", None => orders::get;
+    ORDERS_LIST = "orders-list", None => orders::list;
+    ORDERS_CANCEL = "orders-cancel", None => orders::cancel;
 }
 
 /// The function of this name, if there is one.

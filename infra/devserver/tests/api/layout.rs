@@ -158,3 +158,17 @@ async fn a_saturated_pool_sheds_load_with_503_not_a_hang() {
     drop(held);
     assert_eq!(app.get("/users/me", Some(&token)).await.status, StatusCode::OK);
 }
+
+#[test]
+fn each_binary_serves_its_own_registry_entry() {
+    for f in HTTP_FUNCTIONS {
+        let main =
+            std::fs::read_to_string(repo_root().join("functions").join(f.name).join("src/main.rs")).unwrap();
+        let konst = format!("registry::{}", f.name.to_uppercase().replace('-', "_"));
+        assert!(
+            main.contains(&konst),
+            "functions/{}/src/main.rs does not serve {konst}",
+            f.name
+        );
+    }
+}
