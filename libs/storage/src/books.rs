@@ -263,15 +263,7 @@ pub async fn list_recent(
 ) -> Result<(Vec<Book>, Option<Cursor>)> {
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("SELECT {COLUMNS} FROM books WHERE true"));
     push_filters(&mut q, filter);
-    if let Some(c) = page.after {
-        q.push(" AND (created_at, id) > (")
-            .push_bind(c.at)
-            .push(", ")
-            .push_bind(c.id)
-            .push(")");
-    }
-    q.push(" ORDER BY created_at, id LIMIT ")
-        .push_bind(page.limit + 1);
+    crate::push_keyset(&mut q, "created_at", "id", page);
     let rows: Vec<BookRow> = q.build_query_as().fetch_all(db).await?;
     let books: Vec<Book> = rows.into_iter().map(Book::from).collect();
     Ok(crate::page(books, page.limit, |b| Cursor {

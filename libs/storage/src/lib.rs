@@ -67,6 +67,25 @@ pub(crate) fn page<T, C>(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> C) ->
     }
 }
 
+/// Appends the keyset condition and order of a page walked by (`at`, `id`), fetching one
+/// row more than the page so `page` can tell whether another follows.
+pub(crate) fn push_keyset(
+    q: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>,
+    at: &str,
+    id: &str,
+    page: bookshelf_domain::PageParams,
+) {
+    if let Some(c) = page.after {
+        q.push(format!(" AND ({at}, {id}) > ("))
+            .push_bind(c.at)
+            .push(", ")
+            .push_bind(c.id)
+            .push(")");
+    }
+    q.push(format!(" ORDER BY {at}, {id} LIMIT "))
+        .push_bind(page.limit + 1);
+}
+
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }

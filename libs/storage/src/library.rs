@@ -114,15 +114,7 @@ pub async fn list(
     if let Some(f) = filter.favorite {
         q.push(" AND e.favorite = ").push_bind(f);
     }
-    if let Some(c) = page.after {
-        q.push(" AND (e.added_at, e.book_id) > (")
-            .push_bind(c.at)
-            .push(", ")
-            .push_bind(c.id)
-            .push(")");
-    }
-    q.push(" ORDER BY e.added_at, e.book_id LIMIT ")
-        .push_bind(page.limit + 1);
+    crate::push_keyset(&mut q, "e.added_at", "e.book_id", page);
     let rows: Vec<EntryRow> = q.build_query_as().fetch_all(db).await?;
     let entries: Vec<LibraryEntry> = rows.into_iter().map(LibraryEntry::from).collect();
     Ok(crate::page(entries, page.limit, |e| Cursor {

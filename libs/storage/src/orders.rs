@@ -250,15 +250,7 @@ pub async fn list(
     if let Some(s) = filter.status {
         q.push(" AND status = ").push_bind(s.as_str());
     }
-    if let Some(c) = page.after {
-        q.push(" AND (created_at, id) > (")
-            .push_bind(c.at)
-            .push(", ")
-            .push_bind(c.id)
-            .push(")");
-    }
-    q.push(" ORDER BY created_at, id LIMIT ")
-        .push_bind(page.limit + 1);
+    crate::push_keyset(&mut q, "created_at", "id", page);
     let rows: Vec<OrderRow> = q.build_query_as().fetch_all(db).await?;
     let orders = with_items(db, rows).await?;
     Ok(crate::page(orders, page.limit, |o| Cursor {
