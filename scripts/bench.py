@@ -284,25 +284,30 @@ def cold_starts(functions, env):
 # --------------------------------------------------------------------------- sizes, criterion
 
 def artifact_sizes(functions):
-    sam = os.path.join(ROOT, ".aws-sam", "build")
-    sizes = {}
-    source = "release build for this machine (x86_64)"
-    if os.path.isdir(sam) and any(os.path.exists(os.path.join(sam, d, "bootstrap")) for d in os.listdir(sam)):
-        source = "sam build (arm64, cargo-lambda) in .aws-sam/build"
+    """Zipped sizes of the freshest arm64 artifacts: `cargo lambda build` output (what SAM's
+    builder produces per function), else `sam build`'s, else this machine's release build."""
+    def newest(name):
+        logical = "".join(p.capitalize() for p in name.split("-")) + "Function"
+        sam_dir = os.path.join(ROOT, ".aws-sam", "build")
+        sam = [os.path.join(sam_dir, d, "bootstrap") for d in (os.listdir(sam_dir) if os.path.isdir(sam_dir) else [])
+               if d.lower() == logical.lower()]
+        arm = [p for p in [os.path.join(ROOT, "target", "lambda", name, "bootstrap")] + sam if os.path.exists(p)]
+        if arm:
+            return max(arm, key=os.path.getmtime), "arm64 (cargo lambda / sam build)"
+        return os.path.join(RELEASE, name), "x86_64 release build of this machine"
+
+    sizes, sources = {}, set()
     for name in functions:
-        path = os.path.join(RELEASE, name)
-        if source.startswith("sam"):
-            logical = "".join(p.capitalize() for p in name.split("-")) + "Function"
-            candidates = [d for d in os.listdir(sam) if d.lower() == logical.lower()]
-            path = os.path.join(sam, candidates[0], "bootstrap") if candidates else None
-        if not path or not os.path.exists(path):
+        path, source = newest(name)
+        if not os.path.exists(path):
             continue
+        sources.add(source)
         with tempfile.TemporaryDirectory() as tmp:
             z = os.path.join(tmp, "f.zip")
             with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as f:
                 f.write(path, "bootstrap")
             sizes[name] = {"raw": os.path.getsize(path), "zipped": os.path.getsize(z)}
-    return source, sizes
+    return ", ".join(sorted(sources)) or "none built", sizes
 
 
 def criterion():
