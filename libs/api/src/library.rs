@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use bookshelf_domain::{EntryInput, LibraryEntry, PageParams, ReadingStatus, Validator};
 use bookshelf_http::{
-    json, no_content, path_uuid, query_param, read_json, ApiError, Body, Identity, Page, Request, Response,
+    enum_param, json, no_content, path_uuid, query_param, read_json, ApiError, Body, Identity, Page, Request,
+    Response,
 };
 use bookshelf_storage::library::{self, EntryFilter};
 use bookshelf_storage::StorageError;
@@ -28,12 +29,7 @@ use crate::AppState;
 pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     let who = Identity::from_request(&req)?;
     let mut v = Validator::new();
-    let status = query_param(&req, "status").and_then(|s| {
-        v.check(
-            "status",
-            ReadingStatus::parse(s).ok_or_else(|| format!("must be one of {}", ReadingStatus::ALL)),
-        )
-    });
+    let status = enum_param(&req, &mut v, "status", ReadingStatus::parse, ReadingStatus::ALL);
     let favorite = query_param(&req, "favorite").and_then(|f| {
         v.check(
             "favorite",

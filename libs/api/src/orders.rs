@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bookshelf_domain::order::{idempotency_key, request_fingerprint};
 use bookshelf_domain::{FieldError, Order, OrderInput, OrderStatus, PageParams, Role, Validator};
 use bookshelf_http::{
-    json, path_uuid, query_param, read_json, ApiError, Body, Identity, Page, Request, Response,
+    enum_param, json, path_uuid, query_param, read_json, ApiError, Body, Identity, Page, Request, Response,
 };
 use bookshelf_storage::orders::{self, CancelOutcome, CreateOutcome, OrderFilter};
 use bookshelf_storage::StorageError;
@@ -139,12 +139,7 @@ pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, A
 pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     let who = Identity::from_request(&req)?;
     let mut v = Validator::new();
-    let status = query_param(&req, "status").and_then(|s| {
-        v.check(
-            "status",
-            OrderStatus::parse(s).ok_or_else(|| format!("must be one of {}", OrderStatus::ALL)),
-        )
-    });
+    let status = enum_param(&req, &mut v, "status", OrderStatus::parse, OrderStatus::ALL);
     let page: Option<PageParams> = v.merge(PageParams::parse(
         query_param(&req, "limit"),
         query_param(&req, "cursor"),

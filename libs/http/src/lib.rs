@@ -8,7 +8,7 @@ mod response;
 
 pub use error::ApiError;
 pub use request::{
-    if_match, path_uuid, query_param, read_json, request_id, source_ip, Identity, MAX_BODY_BYTES,
+    enum_param, if_match, path_uuid, query_param, read_json, request_id, source_ip, Identity, MAX_BODY_BYTES,
 };
 pub use response::{json, no_content, Page};
 
