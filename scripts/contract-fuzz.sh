@@ -12,7 +12,7 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 url="http://127.0.0.1:$port"
 keys=$(mktemp -d)
 log="$keys/server.log"
-PORT=$port BOOKSHELF_KEYS_FILE="$keys/signing.json" RUST_LOG=debug target/debug/bookshelf-dev serve >"$log" 2>&1 &
+PORT=$port BOOKSHELF_KEYS_FILE="$keys/signing.json" RUST_LOG=debug "${CARGO_TARGET_DIR:-target}/debug/bookshelf-dev" serve >"$log" 2>&1 &
 server=$!
 cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$keys"; }
 trap cleanup EXIT
