@@ -8,19 +8,8 @@ venv=${BOOKSHELF_TOOLS_VENV:-$HOME/.cache/bookshelf/venv}
 st="$venv/bin/st"
 examples=${FUZZ_EXAMPLES:-25}
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-url="http://127.0.0.1:$port"
-keys=$(mktemp -d)
-log="$keys/server.log"
-PORT=$port BOOKSHELF_KEYS_FILE="$keys/signing.json" RUST_LOG=debug "${CARGO_TARGET_DIR:-target}/debug/bookshelf-dev" serve >"$log" 2>&1 &
-server=$!
-cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$keys"; }
-trap cleanup EXIT
-for _ in $(seq 1 300); do
-  curl -fsS "$url/openapi.json" >/dev/null 2>&1 && break
-  kill -0 "$server" 2>/dev/null || { cat "$log"; exit 1; }
-  sleep 0.1
-done
+. scripts/lib/gateway.sh
+start_gateway
 
 token() {
   python3 - "$url" "$1" "$2" "$3" <<'PY'

@@ -2,7 +2,8 @@
 # Installs what `make test` needs beyond a Rust toolchain, idempotently and quickly when
 # already present: PostgreSQL server binaries, and cfn-lint, the SAM CLI, moto (the
 # SQS-compatible server of the queue tests) and schemathesis (contract fuzzing) in a private
-# virtualenv (so they cannot break, or be broken by, the machine's other Python tools).
+# virtualenv (so they cannot break, or be broken by, the machine's other Python tools);
+# and hurl, built once into the same cache.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 "$here/ensure-postgres.sh"
@@ -21,3 +22,4 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "Installing ${need[*]} into $venv ..."
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "${need[@]}"
 fi
+"$here/ensure-hurl.sh"
