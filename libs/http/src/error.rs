@@ -156,6 +156,7 @@ impl From<StorageError> for ApiError {
         match e {
             StorageError::Conflict(what) => ApiError::Conflict(format!("{what} is already taken")),
             StorageError::NotFound => ApiError::NotFound("not found".into()),
+            StorageError::AccountGone => ApiError::Unauthorized("the account no longer exists".into()),
             // The database is saturated, unreachable or restarting: retryable, so 503.
             StorageError::Database(e) if is_outage(&e) => ApiError::Unavailable(e.to_string()),
             StorageError::Database(e) => ApiError::Internal(e.to_string()),

@@ -229,7 +229,7 @@ pub async fn change_stock(
     .map_err(|e| match &e {
         // stock + delta beyond i32: as impossible to satisfy as going below zero.
         sqlx::Error::Database(d) if d.code().as_deref() == Some("22003") => StorageError::Conflict("stock"),
-        _ => StorageError::Database(e),
+        _ => StorageError::from(e),
     })?;
     let Some(stock) = stock else {
         let current: Option<i32> = sqlx::query_scalar("SELECT stock FROM books WHERE id = $1")

@@ -26,8 +26,33 @@ pub enum StorageError {
     Conflict(&'static str),
     #[error("not found")]
     NotFound,
+    /// The caller's account was deleted while their token was still accepted (a request
+    /// racing the deletion, or the authorizer's cached policy when deployed): a row that
+    /// references the user could not be written.
+    #[error("the account no longer exists")]
+    AccountGone,
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StorageError {
+    /// Foreign-key violations are races with a deletion, not bugs: a vanished user is the
+    /// caller's own account (every user reference we write is the caller's), a vanished
+    /// book is a 404 like any other.
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            if db.code().as_deref() == Some("23503") {
+                let constraint = db.constraint().unwrap_or_default();
+                if constraint.ends_with("_user_id_fkey") || constraint.ends_with("_actor_id_fkey") {
+                    return StorageError::AccountGone;
+                }
+                if constraint.ends_with("_book_id_fkey") {
+                    return StorageError::NotFound;
+                }
+            }
+        }
+        StorageError::Database(e)
+    }
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -39,7 +64,7 @@ pub(crate) fn conflict_on(
 ) -> impl Fn(sqlx::Error) -> StorageError {
     move |e| match &e {
         sqlx::Error::Database(db) if db.constraint() == Some(constraint) => StorageError::Conflict(what),
-        _ => StorageError::Database(e),
+        _ => StorageError::from(e),
     }
 }
 

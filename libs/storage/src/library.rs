@@ -60,12 +60,8 @@ pub async fn put(db: &PgPool, user: Uuid, book: Uuid, change: &EntryChange) -> R
     .bind(&change.review)
     .bind(change.favorite)
     .fetch_optional(db)
-    .await
-    .map_err(|e| match &e {
-        // The book was deleted between the SELECT and the insert.
-        sqlx::Error::Database(d) if d.is_foreign_key_violation() => StorageError::NotFound,
-        _ => StorageError::Database(e),
-    })?;
+    // A book deleted between the SELECT and the insert is a NotFound (see StorageError).
+    .await?;
     let created = created.ok_or(StorageError::NotFound)?;
     Ok((get(db, user, book).await?, created))
 }

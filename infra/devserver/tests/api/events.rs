@@ -260,3 +260,59 @@ async fn every_sample_event_runs_its_handler() {
     let (status, _) = invoke(&state, "users-me-delete", me("users-me-delete/delete.json")).await;
     assert_eq!(status, 204);
 }
+
+/// Deployed, the authorizer's cached Allow outlives an account deletion by up to its TTL,
+/// and locally a request can race the deletion: the handlers then write rows that name a
+/// user who is gone. That is a 401 (the identity is no longer valid), never a 500.
+#[tokio::test]
+async fn a_deleted_account_that_is_still_authorized_gets_401_not_500() {
+    let app = TestApp::start().await;
+    let state = Arc::new(AppState::new(app.pool.clone(), &app.keys));
+    let admin = app.admin_token().await;
+    let book = app
+        .post(
+            "/books",
+            Some(&admin),
+            json!({"title": "Gone", "authors": ["A"], "priceCents": 1, "stock": 5}),
+        )
+        .await;
+    let book_id = book.body["id"].as_str().unwrap().to_string();
+
+    let auth = app.register("leaving@example.org", "leaving password").await;
+    let c = claims(auth["accessToken"].as_str().unwrap());
+    let (user, session) = (c["sub"].as_str().unwrap(), c["sid"].as_str().unwrap());
+    let gone = app
+        .send(
+            reqwest::Method::DELETE,
+            "/users/me",
+            Some(&crate::harness::token(&auth)),
+            None,
+        )
+        .await;
+    assert_eq!(gone.status, 204);
+
+    let mut order = as_caller(event("orders-create/create.json"), user, session, "user");
+    order["body"] = json!(json!({"items": [{"bookId": book_id, "quantity": 1}]}).to_string());
+    let mut shelve = as_caller(event("library-put/put.json"), user, session, "user");
+    shelve["pathParameters"]["bookId"] = json!(book_id);
+    // An admin whose account is gone, restocking (the ledger names the actor).
+    let mut restock = as_caller(event("books-inventory/restock.json"), user, session, "admin");
+    restock["pathParameters"]["id"] = json!(book_id);
+    let create = as_caller(event("books-create/create.json"), user, session, "admin");
+    for (name, e) in [
+        ("orders-create", order),
+        ("library-put", shelve),
+        ("books-inventory", restock),
+        ("books-create", create),
+    ] {
+        let (status, body) = invoke(&state, name, e).await;
+        assert_eq!(status, 401, "{name}: {body}");
+    }
+    // Nothing was written on the vanished account's behalf.
+    let stock: i32 = sqlx::query_scalar("SELECT stock FROM books WHERE id = $1::uuid")
+        .bind(&book_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stock, 5);
+}
