@@ -11,7 +11,7 @@ export PATH := $(BOOKSHELF_TOOLS_VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= eu-west-1
 
-.PHONY: dev test hurl lint fmt build tools keys admin seed deploy-check bench
+.PHONY: dev test hurl lambda-check lint fmt build tools keys admin seed deploy-check bench
 
 ## Serve the whole API on http://127.0.0.1:$${PORT:-3000}
 dev:
@@ -23,6 +23,11 @@ test: tools lint build
 	$(DEV) with-postgres -- $(CARGO) $(TEST_RUNNER) --workspace
 	$(DEV) with-postgres -- scripts/contract-fuzz.sh
 	$(DEV) with-postgres -- scripts/hurl-suites.sh
+	$(DEV) with-postgres -- scripts/lambda-dev-check.sh
+
+## cargo lambda watch + cargo lambda invoke --data-file for every sample event (in make test)
+lambda-check: tools build
+	$(DEV) with-postgres -- scripts/lambda-dev-check.sh
 
 ## The hurl suites (tests/hurl/) against a running `make dev` (or HURL_BASE)
 hurl:

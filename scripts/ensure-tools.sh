@@ -18,6 +18,7 @@ need=()
 [ -x "$venv/bin/sam" ] || need+=(aws-sam-cli)
 [ -x "$venv/bin/moto_server" ] || need+=('moto[server]')
 [ -x "$venv/bin/st" ] || need+=(schemathesis)
+[ -x "$venv/bin/cargo-lambda" ] || need+=(cargo-lambda)
 if [ ${#need[@]} -gt 0 ]; then
   echo "Installing ${need[*]} into $venv ..."
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "${need[@]}"
