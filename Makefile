@@ -11,7 +11,7 @@ export PATH := $(BOOKSHELF_TOOLS_VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= eu-west-1
 
-.PHONY: dev test hurl lambda-check lint fmt build tools keys admin seed deploy-check bench
+.PHONY: dev test hurl lambda-check deny lint fmt build tools keys admin seed deploy-check bench
 
 ## Serve the whole API on http://127.0.0.1:$${PORT:-3000}
 dev:
@@ -39,8 +39,13 @@ tools:
 lint: tools
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
+	scripts/deny.sh
 	cfn-lint template.yaml
 	sam validate --lint --template template.yaml
+
+## Dependency policy (deny.toml): licences, bans, sources; advisories when the database is reachable
+deny:
+	scripts/deny.sh
 
 build:
 	$(CARGO) build --workspace --all-targets --quiet
