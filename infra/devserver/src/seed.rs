@@ -301,6 +301,9 @@ pub async fn seed_books(pool: &PgPool, count: usize, seed: u64) -> Result<u64> {
         inserted += q.build().execute(pool).await?.rows_affected();
         n += batch as u64;
     }
+    // Fresh statistics, as after any bulk load: without them the planner guesses the
+    // catalog's selectivity and may scan every row for a search.
+    sqlx::query("ANALYZE books").execute(pool).await?;
     Ok(inserted)
 }
 
