@@ -25,13 +25,17 @@ pub fn read_json<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest("a JSON request body is required".into()));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        if e.is_data() {
-            ApiError::BadRequest(format!("the body must be a JSON object: {e}"))
-        } else {
-            ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
-        }
-    })
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    // Checked before binding: serde would otherwise bind a JSON array to a struct by
+    // position, so `["a@b.example", "secret"]` would pass for a login.
+    if !value.is_object() {
+        return Err(ApiError::BadRequest("the body must be a JSON object".into()));
+    }
+    // `Input<T>` fields take any JSON value, so this fails only for types without them;
+    // the message names no Rust type.
+    serde_json::from_value(value)
+        .map_err(|_| ApiError::BadRequest("the body must be a JSON object with the documented fields".into()))
 }
 
 /// The gateway's request id, for logs and problem bodies.
@@ -138,4 +142,45 @@ pub fn if_match(req: &Request) -> Option<Vec<String>> {
             .filter(|t| !t.is_empty())
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Login {
+        email: String,
+        password: String,
+    }
+
+    fn request(body: &str) -> Request {
+        let mut req = Request::new(Body::Text(body.to_string()));
+        *req.method_mut() = lambda_http::http::Method::POST;
+        req
+    }
+
+    fn bad_request(body: &str) -> String {
+        match read_json::<Login>(&request(body)) {
+            Err(ApiError::BadRequest(m)) => m,
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_json_objects_are_bodies() {
+        assert!(read_json::<Login>(&request(r#"{"email":"a@b.example","password":"x"}"#)).is_ok());
+        // An array would bind by position without the object check.
+        assert_eq!(
+            bad_request(r#"["a@b.example","x"]"#),
+            "the body must be a JSON object"
+        );
+        assert_eq!(bad_request("null"), "the body must be a JSON object");
+        assert_eq!(bad_request("42"), "the body must be a JSON object");
+        assert!(bad_request("{").starts_with("the body is not valid JSON"));
+        assert_eq!(bad_request("  "), "a JSON request body is required");
+        // Types without Input<T> fields: no Rust type name in the message.
+        assert!(!bad_request(r#"{"email":1}"#).contains("Login"));
+    }
 }
