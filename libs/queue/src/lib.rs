@@ -62,6 +62,17 @@ impl Queue {
         }
     }
 
+    /// Acknowledges processed messages (at most 10, one request on SQS).
+    pub async fn delete_batch(&self, receipts: &[&str]) -> Result<(), QueueError> {
+        match self {
+            Queue::Sqs(q) => q.delete_batch(receipts).await,
+            Queue::Memory(q) => {
+                receipts.iter().for_each(|r| q.delete(r));
+                Ok(())
+            }
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Queue::Sqs(q) => format!("SQS {}", q.url()),

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName};
 use aws_sdk_sqs::Client;
 
 use crate::{QueueError, Received};
@@ -141,5 +141,43 @@ impl SqsQueue {
             .await
             .map_err(err)?;
         Ok(())
+    }
+
+    /// Deletes up to 10 messages in one request, as Lambda's event source mapping does.
+    /// A message the queue could not delete is reported, not retried: it becomes visible
+    /// again and is redelivered, which processing tolerates.
+    pub async fn delete_batch(&self, receipts: &[&str]) -> Result<(), QueueError> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        let entries = receipts
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(*r)
+                    .build()
+                    .map_err(|e| QueueError(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = self
+            .client
+            .delete_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(err)?;
+        match out.failed.first() {
+            None => Ok(()),
+            Some(f) => Err(QueueError(format!(
+                "{} of {} deletes failed, first: {} {}",
+                out.failed.len(),
+                receipts.len(),
+                f.code,
+                f.message.as_deref().unwrap_or("")
+            ))),
+        }
     }
 }

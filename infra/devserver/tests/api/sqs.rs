@@ -254,3 +254,72 @@ async fn the_outbox_catches_up_after_the_queue_server_comes_back() {
     }
     assert_eq!(stock(&app, &admin, &book).await, 94);
 }
+
+/// The poller acknowledges a batch in one DeleteMessageBatch: the processed messages are
+/// gone for good, the failed one comes back after its visibility timeout.
+#[tokio::test]
+async fn a_batch_is_acknowledged_except_its_failures() {
+    let moto = Moto::start().await;
+    let (queue, _dlq) = moto.queues().await;
+    // No worker: the orders stay pending until this test polls.
+    let app = TestApp::start_with(None).await;
+    let admin = app.admin_token().await;
+    let t = token(&app.register("batch@example.org", "password123").await);
+    let book = id_of(&create_book(&app, &admin, json!({"stock": 10})).await);
+    let queue = Queue::Sqs(queue);
+    for _ in 0..4 {
+        let id = order(&app, &t, &book, 1).await;
+        queue.send(&json!({"orderId": id}).to_string()).await.unwrap();
+    }
+    queue.send("not an order").await.unwrap();
+    let mut received = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received < 5 && Instant::now() < deadline {
+        received += poll_once(&app.state, &queue, Duration::from_secs(1))
+            .await
+            .unwrap();
+    }
+    assert_eq!(received, 5);
+    // After the 1 s visibility timeout only the failure is delivered again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let again = queue.receive(10, Duration::from_secs(1)).await.unwrap();
+    let bodies: Vec<&str> = again.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["not an order"]);
+    assert_eq!(
+        stock(&app, &admin, &book).await,
+        6,
+        "four orders confirmed once each"
+    );
+}
+
+/// The relay's schedule must never cancel a poll in flight: a batch received but not yet
+/// acknowledged would stay invisible for the whole visibility timeout (30 s here). With
+/// the relay ticking every 5 ms, every order must still settle promptly.
+#[tokio::test]
+async fn the_relay_schedule_never_strands_a_received_batch() {
+    let moto = Moto::start().await;
+    let (queue, _dlq) = SqsQueue::ensure(SqsQueue::local_client(&moto.endpoint), "orders", 30, 5)
+        .await
+        .unwrap();
+    // The gateway has no queue: orders reach SQS only through the relay of this worker.
+    let app = TestApp::start_with(None).await;
+    let state = std::sync::Arc::new(
+        bookshelf_api::AppState::new(app.pool.clone(), &app.keys).with_queue(Queue::Sqs(queue)),
+    );
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = bookshelf_devserver::worker::spawn(state, Duration::from_millis(5), stop_rx);
+
+    let admin = app.admin_token().await;
+    let t = token(&app.register("relay@example.org", "password123").await);
+    let book = id_of(&create_book(&app, &admin, json!({"stock": 100})).await);
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(order(&app, &t, &book, 1).await);
+    }
+    for id in &ids {
+        let done = settled(&app, &t, id, Duration::from_secs(10)).await;
+        assert_eq!(done["status"], "confirmed", "{id}");
+    }
+    stop.send(true).unwrap();
+    worker.await.unwrap();
+}
