@@ -13,7 +13,7 @@ target=${CARGO_TARGET_DIR:-target}
 # The functions migrate nothing on a cold start: the schema comes first, as after a deploy.
 "$target/debug/bookshelf-dev" migrate >/dev/null
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+. scripts/lib/gateway.sh   # free_port
 port=$(free_port)
 sqs_port=$(free_port)
 work=$(mktemp -d)

@@ -2,9 +2,13 @@
 # starts the already-built dev server on a free port of 127.0.0.1 with throw-away keys and
 # a debug log, waits until it is ready, and stops it when the calling script exits.
 # Needs DATABASE_URL (make test provides it). Sets: url, log.
+
+# A port of 127.0.0.1 that is free right now.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
 start_gateway() {
   local port keys
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$(free_port)
   url="http://127.0.0.1:$port"
   keys=$(mktemp -d)
   log="$keys/server.log"
