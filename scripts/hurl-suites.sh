@@ -16,14 +16,18 @@ fi
 
 # Unique names per run, so the suites also run against a database that has seen them before;
 # and a fresh valid ISBN (ISBN-10 with its ISBN-13 form) for the catalog's uniqueness checks.
-run=$(python3 -c 'import uuid; print(uuid.uuid4().hex[:12])')
+# hurl types a --variable that looks like a number ("0441172717" becomes 441172717, and a hex
+# run id such as "1234e5678901" a float), so every value here carries a non-numeric character:
+# the run id a letter prefix, the ISBN-10 its hyphens.
+run=r$(python3 -c 'import uuid; print(uuid.uuid4().hex[:12])')
 read -r isbn10 isbn13 < <(python3 - <<'PY'
 import random
 body = "".join(random.choice("0123456789") for _ in range(9))
 c10 = (11 - sum((10 - i) * int(d) for i, d in enumerate(body)) % 11) % 11
 core = "978" + body
 c13 = (10 - sum((3 if i % 2 else 1) * int(d) for i, d in enumerate(core)) % 10) % 10
-print(f"{body}{'X' if c10 == 10 else c10}", f"{core}{c13}")
+check = 'X' if c10 == 10 else c10
+print(f"{body[0]}-{body[1:4]}-{body[4:9]}-{check}", f"{core}{c13}")
 PY
 )
 
