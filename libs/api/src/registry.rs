@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bookshelf_http::{request_id, ApiError, Body, Request, Response};
+use bookshelf_http::{check_query, request_id, ApiError, Body, Request, Response};
 use lambda_http::RequestExt;
 use tracing::Instrument;
 
@@ -50,7 +50,11 @@ where
     let (method, path) = (req.method().clone(), req.raw_http_path().to_string());
     let started = Instant::now();
     let response = async {
-        match handler(state, req).await {
+        let result = match check_query(&req) {
+            Ok(()) => handler(state, req).await,
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(r) => r,
             Err(e) => e.into_response(rid.as_deref()),
         }

@@ -8,7 +8,8 @@ mod response;
 
 pub use error::ApiError;
 pub use request::{
-    enum_param, if_match, path_uuid, query_param, read_json, request_id, source_ip, Identity, MAX_BODY_BYTES,
+    check_query, enum_param, if_match, path_uuid, query_param, read_json, request_id, source_ip, Identity,
+    MAX_BODY_BYTES,
 };
 pub use response::{json, no_content, Page};
 

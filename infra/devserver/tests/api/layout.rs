@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use bookshelf_api::HTTP_FUNCTIONS;
 use bookshelf_devserver::Template;
 use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
 
 use crate::harness::{repo_root, TestApp};
 
@@ -171,4 +172,90 @@ fn each_binary_serves_its_own_registry_entry() {
             f.name
         );
     }
+}
+
+/// PostgreSQL text cannot hold U+0000; such input is a 400 naming the field on every route
+/// that would store or search it, never a 500 from the database.
+#[tokio::test]
+async fn nul_characters_are_400_naming_the_field_everywhere() {
+    let app = TestApp::start().await;
+    let admin = app.admin_token().await;
+    let user = crate::harness::token(&app.register("nul@example.org", "password123").await);
+    let book = crate::books::create_book(&app, &admin, json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let nul = "a\u{0}b";
+    // (method, path, token, body, the fields the 400 must name)
+    type Case<'a> = (Method, String, Option<&'a str>, Value, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
+        (
+            Method::POST,
+            "/auth/register".into(),
+            None,
+            json!({"email": "n2@example.org", "password": "password123", "displayName": nul}),
+            vec!["displayName"],
+        ),
+        (
+            Method::POST,
+            "/auth/login".into(),
+            None,
+            json!({"email": format!("{nul}@example.org"), "password": "x"}),
+            vec!["email"],
+        ),
+        (
+            Method::POST,
+            "/auth/refresh".into(),
+            None,
+            json!({"refreshToken": nul}),
+            vec!["refreshToken"],
+        ),
+        (
+            Method::PATCH,
+            "/users/me".into(),
+            Some(&user),
+            json!({"bio": nul, "displayName": nul}),
+            vec!["bio", "displayName"],
+        ),
+        (
+            Method::POST,
+            "/books".into(),
+            Some(&admin),
+            json!({"title": nul, "authors": ["ok", nul], "tags": [nul], "description": nul, "priceCents": 1, "stock": 1}),
+            vec!["authors[1]", "description", "tags[0]", "title"],
+        ),
+        (
+            Method::PATCH,
+            format!("/books/{book}"),
+            Some(&admin),
+            json!({"authors": [nul]}),
+            vec!["authors[0]"],
+        ),
+        (
+            Method::POST,
+            format!("/books/{book}/inventory"),
+            Some(&admin),
+            json!({"delta": 1, "reason": nul}),
+            vec!["reason"],
+        ),
+        (
+            Method::PUT,
+            format!("/library/{book}"),
+            Some(&user),
+            json!({"status": "read", "review": nul}),
+            vec!["review"],
+        ),
+    ];
+    for (method, path, token, body, fields) in cases {
+        let r = app.send(method.clone(), &path, token, Some(body)).await;
+        assert_eq!(r.bad_fields(), fields, "{method} {path}");
+    }
+    for query in ["q", "author", "tag"] {
+        let r = app.get(&format!("/books?{query}=a%00b"), Some(&user)).await;
+        assert_eq!(r.bad_fields(), [query], "GET /books?{query}=");
+    }
+    let r = app
+        .get("/library?favorite=true&status=read%00", Some(&user))
+        .await;
+    assert_eq!(r.bad_fields(), ["status"]);
 }
