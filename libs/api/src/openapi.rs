@@ -73,7 +73,8 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "Bookshelf API", version = "1.0.0",
         description = "A book-library backend: accounts, a catalog, personal libraries and orders. \
-Errors are application/problem+json (RFC 9457). Lists use keyset pagination (`limit` 1..100, opaque `cursor`)."),
+Errors are application/problem+json (RFC 9457). Lists use keyset pagination (`limit` 1..100, opaque `cursor`). \
+No string, in a body or a query parameter, may contain U+0000 (400 naming the field)."),
     paths(
         crate::auth::register, crate::auth::login, crate::auth::refresh, crate::auth::logout,
         crate::meta::jwks, crate::meta::openapi,
