@@ -75,6 +75,15 @@ pub async fn create(state: Arc<AppState>, req: Request) -> Result<Response<Body>
                 "this Idempotency-Key was used with a different request body".into(),
             ))
         }
+        CreateOutcome::TotalTooLarge => {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "items",
+                format!(
+                    "the order's total is over {} cents, the largest amount there is",
+                    i64::MAX
+                ),
+            )]))
+        }
         CreateOutcome::UnknownBooks(lines) => {
             return Err(ApiError::Validation(
                 lines

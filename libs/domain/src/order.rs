@@ -151,6 +151,17 @@ impl OrderInput {
     }
 }
 
+/// The order's total from each line's unit price, or `None` when it does not fit the
+/// 64-bit cents every amount is stored in (prices have no upper bound in the contract, so
+/// 100 copies of a very expensive book could overflow; that is refused, never wrapped).
+pub fn total_cents(lines: &[OrderLine], unit_price: impl Fn(&OrderLine) -> i64) -> Option<i64> {
+    lines.iter().try_fold(0i64, |sum, l| {
+        unit_price(l)
+            .checked_mul(i64::from(l.quantity))
+            .and_then(|line| sum.checked_add(line))
+    })
+}
+
 /// What identifies "the same request" for an idempotency key: the validated lines.
 pub fn request_fingerprint(lines: &[OrderLine]) -> [u8; 32] {
     let canonical = serde_json::to_vec(lines).unwrap_or_default();
@@ -212,6 +223,25 @@ mod tests {
             .map(|_| json!({"bookId": Uuid::new_v4(), "quantity": 1}))
             .collect();
         assert_eq!(lines(json!({"items": many})).unwrap_err(), ["items"]);
+    }
+
+    #[test]
+    fn totals_add_up_or_refuse_to_overflow() {
+        let line = |q| OrderLine {
+            book_id: Uuid::new_v4(),
+            quantity: q,
+        };
+        let lines = [line(2), line(3)];
+        assert_eq!(
+            total_cents(&lines, |l| if l.quantity == 2 { 1099 } else { 500 }),
+            Some(3698)
+        );
+        assert_eq!(total_cents(&[], |_| 1), Some(0));
+        assert_eq!(total_cents(&[line(1)], |_| i64::MAX), Some(i64::MAX));
+        assert_eq!(total_cents(&[line(2)], |_| i64::MAX), None);
+        assert_eq!(total_cents(&lines, |_| i64::MAX / 5), Some(i64::MAX / 5 * 5));
+        assert_eq!(total_cents(&lines, |_| i64::MAX / 4), None);
+        assert_eq!(total_cents(&[line(1), line(1)], |_| i64::MAX / 2 + 1), None);
     }
 
     #[test]

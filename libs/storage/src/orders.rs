@@ -80,6 +80,8 @@ pub async fn get(db: &PgPool, id: Uuid) -> Result<Order> {
 pub enum CreateOutcome {
     /// A new order; `outbox_id` is its unsent queue message.
     Created { order: Order, outbox_id: i64 },
+    /// The lines' total does not fit in 64-bit cents.
+    TotalTooLarge,
     /// The idempotency key was used before with the same request: the first order.
     Replayed(Order),
     /// The idempotency key was used before with a different request.
@@ -156,10 +158,10 @@ pub async fn create(
         return Ok(CreateOutcome::UnknownBooks(unknown));
     }
 
-    let total: i64 = lines
-        .iter()
-        .map(|l| books[&l.book_id].1.saturating_mul(l.quantity as i64))
-        .fold(0i64, i64::saturating_add);
+    let Some(total) = bookshelf_domain::order::total_cents(lines, |l| books[&l.book_id].1) else {
+        tx.rollback().await?;
+        return Ok(CreateOutcome::TotalTooLarge);
+    };
     sqlx::query("INSERT INTO orders (id, user_id, total_cents) VALUES ($1, $2, $3)")
         .bind(id)
         .bind(user)

@@ -182,6 +182,14 @@ async fn invalid_orders_name_the_bad_lines() {
             .bad_fields(),
         ["items"]
     );
+    // Prices have no upper bound, so a total can overflow 64-bit cents: refused, not wrapped.
+    let dear = id_of(&create_book(&app, &admin, json!({"priceCents": i64::MAX})).await);
+    let r = app.post("/orders", Some(&t), order_body(&[(&dear, 2)])).await;
+    assert_eq!(r.bad_fields(), ["items"]);
+    let r = app
+        .post("/orders", Some(&t), order_body(&[(&dear, 1), (&book, 1)]))
+        .await;
+    assert_eq!(r.bad_fields(), ["items"]);
     let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
         .fetch_one(&app.pool)
         .await
