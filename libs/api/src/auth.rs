@@ -106,7 +106,6 @@ async fn sign_in(state: &AppState, user: User, status: StatusCode) -> Result<Res
         (status = 201, description = "Account created and signed in", body = AuthResponse),
         (status = 400, description = "Invalid fields", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Email already registered", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = crate::openapi::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn register(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     let body: RegisterRequest = read_json(&req)?;
@@ -253,7 +252,6 @@ pub async fn refresh(state: Arc<AppState>, req: Request) -> Result<Response<Body
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
     responses(
         (status = 204, description = "The session of this access token is revoked"),
-        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn logout(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     let who = Identity::from_request(&req)?;

@@ -94,7 +94,6 @@ fn text_param(req: &Request, v: &mut Validator, name: &str, max: usize) -> Optio
     responses(
         (status = 200, description = "A page of books", body = BookPage),
         (status = 400, description = "Bad query parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     Identity::from_request(&req)?;
@@ -136,7 +135,6 @@ pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, 
     responses(
         (status = 200, description = "The book", body = Book, headers(("ETag" = String, description = "Current version"))),
         (status = 400, description = "id is not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such book", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
@@ -152,7 +150,6 @@ pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, A
         (status = 201, description = "Created", body = Book,
             headers(("ETag" = String, description = "Version"), ("Location" = String, description = "/books/{id}"))),
         (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "ISBN already in the catalog", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -175,7 +172,6 @@ pub async fn create(state: Arc<AppState>, req: Request) -> Result<Response<Body>
     responses(
         (status = 200, description = "Updated", body = Book, headers(("ETag" = String, description = "New version"))),
         (status = 400, description = "Invalid fields (including any `stock`)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such book", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "ISBN already in the catalog", body = Problem, content_type = "application/problem+json"),
@@ -198,7 +194,6 @@ pub async fn update(state: Arc<AppState>, req: Request) -> Result<Response<Body>
     responses(
         (status = 204, description = "Deleted; library entries of it go too, orders keep their copies"),
         (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such book", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match names an older version", body = Problem, content_type = "application/problem+json"),
@@ -224,7 +219,6 @@ pub struct StockLevel {
     responses(
         (status = 200, description = "New stock level; the change is in the ledger", body = StockLevel),
         (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such book", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Stock would go below zero; nothing changed", body = Problem, content_type = "application/problem+json"),

@@ -4,7 +4,12 @@ use std::sync::OnceLock;
 
 use bookshelf_domain::{Book, FieldError, LibraryEntry, Order, Profile};
 use serde::Serialize;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Object, Ref, RefOr, Type};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 /// An error (RFC 9457 problem details); `errors` lists every invalid field of a 400.
@@ -69,6 +74,84 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The error responses that any operation of a kind can give, whatever its handler does:
+/// written once here instead of on every handler, and referenced from components.
+/// An operation's own entry for a status (a 401 that explains login) is kept.
+struct CommonResponses;
+
+const PROBLEM_JSON: &str = "application/problem+json";
+
+fn problem(description: &str, header: Option<(&str, &str)>) -> Response {
+    let mut r = ResponseBuilder::new().description(description).content(
+        PROBLEM_JSON,
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build(),
+    );
+    if let Some((name, about)) = header {
+        r = r.header(
+            name,
+            HeaderBuilder::new()
+                .schema(Object::with_type(Type::String))
+                .description(Some(about))
+                .build(),
+        );
+    }
+    r.build()
+}
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let retry_after = Some(("Retry-After", "Seconds to wait before trying again"));
+        let common = [
+            ("BadRequest", "400", problem("Malformed request: a bad path id, query parameter or body (a string containing U+0000 included)", None)),
+            ("Unauthorized", "401", problem("Missing, malformed, expired, tampered or revoked access token", Some(("WWW-Authenticate", "Always `Bearer`")))),
+            ("PayloadTooLarge", "413", problem("Body over 64 KiB", None)),
+            ("TooManyRequests", "429", problem("Throttled by the gateway's rate limit", retry_after)),
+            ("Unavailable", "503", problem("The database is unreachable or saturated; nothing was changed", retry_after)),
+        ];
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, _, response) in &common {
+            components
+                .responses
+                .insert(name.to_string(), RefOr::T(response.clone()));
+        }
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            // The two documents served from memory need no database.
+            let uses_db = !matches!(path.as_str(), "/openapi.json" | "/.well-known/jwks.json");
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                add_common(op, uses_db, &common);
+            }
+        }
+    }
+}
+
+fn add_common(op: &mut Operation, uses_db: bool, common: &[(&str, &str, Response)]) {
+    let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+    let has_body = op.request_body.is_some();
+    for (name, status, _) in common {
+        let applies = match *status {
+            "401" => secured,
+            "413" => has_body,
+            "503" => uses_db,
+            _ => true,
+        };
+        if applies {
+            op.responses
+                .responses
+                .entry(status.to_string())
+                .or_insert_with(|| RefOr::Ref(Ref::from_response_name(*name)));
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Bookshelf API", version = "1.0.0",
@@ -86,7 +169,7 @@ No string, in a body or a query parameter, may contain U+0000 (400 naming the fi
         crate::orders::create, crate::orders::list, crate::orders::get, crate::orders::cancel,
     ),
     components(schemas(Problem, FieldError, ProfilePage, BookPage, LibraryPage, OrderPage)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonResponses),
     tags(
         (name = "auth", description = "Accounts and sessions"),
         (name = "users", description = "Profiles"),

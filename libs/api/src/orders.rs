@@ -36,7 +36,6 @@ fn visible_to(order: &Order, who: &Identity) -> bool {
             headers(("Location" = String, description = "/orders/{id}"))),
         (status = 200, description = "Replay of an Idempotency-Key: the first order", body = Order),
         (status = 400, description = "Invalid lines, or a book that does not exist", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Idempotency-Key reused with a different body", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
@@ -120,7 +119,6 @@ pub async fn create(state: Arc<AppState>, req: Request) -> Result<Response<Body>
     responses(
         (status = 200, description = "The order", body = Order),
         (status = 400, description = "id is not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order, or not the caller's", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
@@ -143,7 +141,6 @@ pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, A
     responses(
         (status = 200, description = "The caller's orders (an admin's: everyone's), oldest first", body = OrderPage),
         (status = 400, description = "Bad query parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     let who = Identity::from_request(&req)?;
@@ -174,7 +171,6 @@ pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, 
     responses(
         (status = 200, description = "Cancelled; a confirmed order's stock went back", body = Order),
         (status = 400, description = "id is not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order, or not the caller's", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already cancelled or rejected", body = Problem, content_type = "application/problem+json"),
     ))]

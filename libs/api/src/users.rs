@@ -25,7 +25,6 @@ fn me_missing(e: StorageError) -> ApiError {
 #[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's profile", body = Profile),
-        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn me_get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     let who = Identity::from_request(&req)?;
@@ -53,7 +52,6 @@ pub struct UpdateMeRequest {
     responses(
         (status = 200, description = "The updated profile", body = Profile),
         (status = 400, description = "Invalid fields", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Email already registered", body = crate::openapi::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn me_update(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
@@ -106,7 +104,6 @@ pub struct ChangePasswordRequest {
     responses(
         (status = 204, description = "Password changed; every other session is revoked"),
         (status = 400, description = "Invalid fields", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Current password is wrong", body = crate::openapi::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn me_password(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
@@ -151,7 +148,6 @@ pub async fn me_password(state: Arc<AppState>, req: Request) -> Result<Response<
 #[utoipa::path(delete, path = "/users/me", tag = "users", security(("bearer" = [])),
     responses(
         (status = 204, description = "Account, sessions and library deleted; orders are kept, detached"),
-        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn me_delete(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     let who = Identity::from_request(&req)?;
@@ -165,7 +161,6 @@ pub async fn me_delete(state: Arc<AppState>, req: Request) -> Result<Response<Bo
     responses(
         (status = 200, description = "Public profile", body = PublicProfile),
         (status = 400, description = "id is not a UUID", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::openapi::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
@@ -186,7 +181,6 @@ pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, A
     responses(
         (status = 200, description = "A page of full profiles, oldest first", body = crate::openapi::ProfilePage),
         (status = 400, description = "Bad limit or cursor", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Caller is not an admin", body = crate::openapi::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {

@@ -92,7 +92,27 @@ async fn openapi_document_covers_every_route() {
             "{} {}: security vs. authorizer",
             route.method, route.path
         );
+        // What the gateway and the wrapper can answer on any route is documented on each.
+        let responses = op["responses"].as_object().unwrap();
+        let mut expected = vec!["400", "429"];
+        if secured {
+            expected.push("401");
+        }
+        if op.get("requestBody").is_some() {
+            expected.push("413");
+        }
+        for status in expected {
+            assert!(
+                responses.contains_key(status),
+                "{} {} does not document {status}",
+                route.method,
+                route.path
+            );
+        }
     }
+    let unauthorized = &r.body["components"]["responses"]["Unauthorized"];
+    assert!(unauthorized["headers"]["WWW-Authenticate"].is_object());
+    assert!(unauthorized["content"]["application/problem+json"].is_object());
 }
 
 #[test]
