@@ -18,10 +18,10 @@ use crate::AppState;
 #[serde(rename_all = "camelCase")]
 pub struct RegisterRequest {
     #[serde(default)]
-    #[schema(value_type = String, format = "email", max_length = 254)]
+    #[schema(value_type = String, format = "email", max_length = 254, required = true)]
     pub email: Input<String>,
     #[serde(default)]
-    #[schema(value_type = String, min_length = 8, max_length = 128)]
+    #[schema(value_type = String, min_length = 8, max_length = 128, required = true)]
     pub password: Input<String>,
     #[serde(default)]
     #[schema(value_type = Option<String>, min_length = 1, max_length = 64)]
@@ -32,10 +32,10 @@ pub struct RegisterRequest {
 #[serde(rename_all = "camelCase")]
 pub struct LoginRequest {
     #[serde(default)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, required = true)]
     pub email: Input<String>,
     #[serde(default)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, required = true)]
     pub password: Input<String>,
 }
 
@@ -43,7 +43,7 @@ pub struct LoginRequest {
 #[serde(rename_all = "camelCase")]
 pub struct RefreshRequest {
     #[serde(default)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, required = true)]
     pub refresh_token: Input<String>,
 }
 

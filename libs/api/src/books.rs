@@ -89,7 +89,7 @@ fn text_param(req: &Request, v: &mut Validator, name: &str, max: usize) -> Optio
         ("author" = Option<String>, Query, description = "One of the book's authors, exactly, ignoring case"),
         ("tag" = Option<String>, Query, description = "One of the book's tags"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
-        ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
+        ("cursor" = Option<String>, Query, min_length = 1, description = "nextCursor of the previous page"),
     ),
     responses(
         (status = 200, description = "A page of books", body = BookPage),

@@ -19,7 +19,7 @@ use crate::AppState;
         ("status" = Option<ReadingStatus>, Query, description = "Only entries with this status"),
         ("favorite" = Option<bool>, Query, description = "Only favourites (true) or the rest (false)"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
-        ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
+        ("cursor" = Option<String>, Query, min_length = 1, description = "nextCursor of the previous page"),
     ),
     responses(
         (status = 200, description = "A page of the caller's entries, in the order they were added", body = LibraryPage),

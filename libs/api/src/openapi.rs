@@ -3,7 +3,9 @@
 use std::sync::OnceLock;
 
 use bookshelf_domain::{Book, FieldError, LibraryEntry, Order, Profile};
+use chrono::Datelike;
 use serde::Serialize;
+use serde_json::{json, Value};
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
@@ -157,7 +159,7 @@ fn add_common(op: &mut Operation, uses_db: bool, common: &[(&str, &str, Response
     info(title = "Bookshelf API", version = "1.0.0",
         description = "A book-library backend: accounts, a catalog, personal libraries and orders. \
 Errors are application/problem+json (RFC 9457). Lists use keyset pagination (`limit` 1..100, opaque `cursor`). \
-No string, in a body or a query parameter, may contain U+0000 (400 naming the field)."),
+No string field of a body, and no query parameter, may contain U+0000 (400 naming the field)."),
     paths(
         crate::auth::register, crate::auth::login, crate::auth::refresh, crate::auth::logout,
         crate::meta::jwks, crate::meta::openapi,
@@ -184,5 +186,44 @@ pub struct ApiDoc;
 /// The document as JSON, built once.
 pub fn json() -> &'static serde_json::Value {
     static DOC: OnceLock<serde_json::Value> = OnceLock::new();
-    DOC.get_or_init(|| serde_json::to_value(ApiDoc::openapi()).unwrap_or_default())
+    DOC.get_or_init(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        refine_bodies(&mut doc, chrono::Utc::now().year());
+        doc
+    })
+}
+
+/// What the derive cannot say about request bodies, said on the generated document: the
+/// limits of each `authors` and `tags` item, the latest `publishedYear`, a non-zero `delta`,
+/// and the PATCH body of a book (the create body with nothing required and no `stock`,
+/// which a PATCH may not name).
+fn refine_bodies(doc: &mut Value, current_year: i32) {
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["BookInput"]["description"] =
+        json!("A new book: `title`, `authors`, `priceCents` and `stock` required.");
+    let book = &mut schemas["BookInput"]["properties"];
+    book["authors"]["items"] = json!({"type": "string", "minLength": 1, "maxLength": 200});
+    book["tags"]["items"] = json!({"type": "string", "minLength": 1, "maxLength": 40});
+    book["publishedYear"]["maximum"] = json!(current_year + 1);
+    let mut patch = schemas["BookInput"].clone();
+    if let Some(p) = patch.as_object_mut() {
+        p.remove("required");
+        p.insert(
+            "description".into(),
+            json!("Any book fields but `stock`; `null` clears a nullable one."),
+        );
+    }
+    if let Some(props) = patch["properties"].as_object_mut() {
+        props.remove("stock");
+    }
+    schemas["BookPatch"] = patch;
+    schemas["InventoryInput"]["properties"]["delta"] = json!({
+        "description": "Non-zero; negative takes stock away.",
+        "oneOf": [
+            {"type": "integer", "format": "int32", "minimum": i32::MIN, "maximum": -1},
+            {"type": "integer", "format": "int32", "minimum": 1, "maximum": i32::MAX},
+        ],
+    });
+    doc["paths"]["/books/{id}"]["patch"]["requestBody"]["content"]["application/json"]["schema"] =
+        json!({"$ref": "#/components/schemas/BookPatch"});
 }

@@ -136,7 +136,7 @@ pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, A
     params(
         ("status" = Option<OrderStatus>, Query, description = "Only orders with this status"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
-        ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
+        ("cursor" = Option<String>, Query, min_length = 1, description = "nextCursor of the previous page"),
     ),
     responses(
         (status = 200, description = "The caller's orders (an admin's: everyone's), oldest first", body = OrderPage),

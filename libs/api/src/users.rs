@@ -36,14 +36,14 @@ pub async fn me_get(state: Arc<AppState>, req: Request) -> Result<Response<Body>
 #[serde(rename_all = "camelCase")]
 pub struct UpdateMeRequest {
     #[serde(default)]
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 64)]
+    #[schema(value_type = String, min_length = 1, max_length = 64)]
     pub display_name: Input<String>,
     /// `null` clears the bio.
     #[serde(default)]
     #[schema(value_type = Option<String>, max_length = 500)]
     pub bio: Input<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, format = "email", max_length = 254)]
+    #[schema(value_type = String, format = "email", max_length = 254)]
     pub email: Input<String>,
 }
 
@@ -92,10 +92,10 @@ pub async fn me_update(state: Arc<AppState>, req: Request) -> Result<Response<Bo
 #[serde(rename_all = "camelCase")]
 pub struct ChangePasswordRequest {
     #[serde(default)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, required = true)]
     pub current_password: Input<String>,
     #[serde(default)]
-    #[schema(value_type = String, min_length = 8, max_length = 128)]
+    #[schema(value_type = String, min_length = 8, max_length = 128, required = true)]
     pub new_password: Input<String>,
 }
 
@@ -176,7 +176,7 @@ pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, A
 #[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])),
     params(
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
-        ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
+        ("cursor" = Option<String>, Query, min_length = 1, description = "nextCursor of the previous page"),
     ),
     responses(
         (status = 200, description = "A page of full profiles, oldest first", body = crate::openapi::ProfilePage),

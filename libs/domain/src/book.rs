@@ -39,20 +39,21 @@ impl Book {
     }
 }
 
-/// A book's body as sent on create and update. Every field is optional here; `validate_*`
-/// decides what is required.
+/// A book's body as sent on create and update. Deserialising never fails on a field;
+/// `validate_*` decides what is required. The schema is the create body's; the OpenAPI
+/// document adds the item limits and derives the PATCH body from it.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BookInput {
     #[serde(default)]
-    #[schema(value_type = String, min_length = 1, max_length = 300)]
+    #[schema(value_type = String, min_length = 1, max_length = 300, required = true)]
     pub title: Input<String>,
     #[serde(default)]
-    #[schema(value_type = Vec<String>, min_items = 1, max_items = 20)]
+    #[schema(value_type = Vec<String>, min_items = 1, max_items = 20, required = true)]
     pub authors: Input<Vec<serde_json::Value>>,
     /// ISBN-10 or ISBN-13; stored as ISBN-13.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[0-9Xx -]{10,17}$")]
     pub isbn: Input<String>,
     #[serde(default)]
     #[schema(value_type = Option<i32>, minimum = -3000)]
@@ -64,11 +65,11 @@ pub struct BookInput {
     #[schema(value_type = Option<Vec<String>>, max_items = 20)]
     pub tags: Input<Vec<serde_json::Value>>,
     #[serde(default)]
-    #[schema(value_type = i64, minimum = 0)]
+    #[schema(value_type = i64, minimum = 0, required = true)]
     pub price_cents: Input<i64>,
     /// Only on create; afterwards stock changes through inventory and orders.
     #[serde(default)]
-    #[schema(value_type = i32, minimum = 0)]
+    #[schema(value_type = i32, minimum = 0, required = true)]
     pub stock: Input<i64>,
 }
 
@@ -278,10 +279,10 @@ impl BookInput {
 pub struct InventoryInput {
     /// Non-zero; negative takes stock away.
     #[serde(default)]
-    #[schema(value_type = i32)]
+    #[schema(value_type = i32, required = true)]
     pub delta: Input<i64>,
     #[serde(default)]
-    #[schema(value_type = String, min_length = 1, max_length = 200)]
+    #[schema(value_type = String, min_length = 1, max_length = 200, required = true)]
     pub reason: Input<String>,
 }
 

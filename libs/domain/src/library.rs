@@ -68,7 +68,7 @@ pub struct LibraryEntry {
 #[serde(rename_all = "camelCase")]
 pub struct EntryInput {
     #[serde(default)]
-    #[schema(value_type = ReadingStatus)]
+    #[schema(value_type = ReadingStatus, required = true)]
     pub status: Input<String>,
     #[serde(default)]
     #[schema(value_type = Option<i16>, minimum = 1, maximum = 5)]

@@ -73,11 +73,11 @@ pub const REJECTED_INSUFFICIENT_STOCK: &str = "insufficient_stock";
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct OrderInput {
     #[serde(default)]
-    #[schema(value_type = Vec<OrderLineInput>, min_items = 1, max_items = 50)]
+    #[schema(value_type = Vec<OrderLineInput>, min_items = 1, max_items = 50, required = true)]
     pub items: Input<Vec<serde_json::Value>>,
 }
 
-/// One requested line (documentation shape; lines are checked one by one).
+/// One line of an order: a book and how many copies.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderLineInput {
@@ -128,7 +128,7 @@ impl OrderInput {
             );
             let quantity = v.check(
                 &format!("items[{i}].quantity"),
-                match obj.get("quantity").map(serde_json::Value::as_i64) {
+                match obj.get("quantity").map(crate::input::integer) {
                     Some(Some(q)) if (1..=100).contains(&q) => Ok(q as i32),
                     Some(Some(_)) => Err("must be from 1 to 100".into()),
                     Some(None) => Err("must be an integer from 1 to 100".into()),

@@ -195,7 +195,8 @@ fn each_binary_serves_its_own_registry_entry() {
 }
 
 /// PostgreSQL text cannot hold U+0000; such input is a 400 naming the field on every route
-/// that would store or search it, never a 500 from the database.
+/// that would store or search it, never a 500 from the database. Fields a body does not
+/// define are ignored, NUL or not.
 #[tokio::test]
 async fn nul_characters_are_400_naming_the_field_everywhere() {
     let app = TestApp::start().await;
@@ -242,14 +243,14 @@ async fn nul_characters_are_400_naming_the_field_everywhere() {
             "/books".into(),
             Some(&admin),
             json!({"title": nul, "authors": ["ok", nul], "tags": [nul], "description": nul, "priceCents": 1, "stock": 1}),
-            vec!["authors[1]", "description", "tags[0]", "title"],
+            vec!["authors", "description", "tags", "title"],
         ),
         (
             Method::PATCH,
             format!("/books/{book}"),
             Some(&admin),
             json!({"authors": [nul]}),
-            vec!["authors[0]"],
+            vec!["authors"],
         ),
         (
             Method::POST,
@@ -266,6 +267,15 @@ async fn nul_characters_are_400_naming_the_field_everywhere() {
             vec!["review"],
         ),
     ];
+    let r = app
+        .send(
+            Method::PATCH,
+            "/users/me",
+            Some(&user),
+            Some(json!({"bio": "fine", "x\u{0}": nul})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     for (method, path, token, body, fields) in cases {
         let r = app.send(method.clone(), &path, token, Some(body)).await;
         assert_eq!(r.bad_fields(), fields, "{method} {path}");
