@@ -17,14 +17,16 @@ use crate::AppState;
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterRequest {
+    /// Trimmed, then at most 254 characters; unique ignoring case.
     #[serde(default)]
-    #[schema(value_type = String, format = "email", max_length = 254, required = true)]
+    #[schema(value_type = String, format = "email", required = true)]
     pub email: Input<String>,
     #[serde(default)]
     #[schema(value_type = String, min_length = 8, max_length = 128, required = true)]
     pub password: Input<String>,
+    /// 1 to 64 characters after trimming; defaults to the part of the email before `@`.
     #[serde(default)]
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 64)]
+    #[schema(value_type = Option<String>, min_length = 1)]
     pub display_name: Input<String>,
 }
 

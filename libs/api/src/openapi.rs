@@ -194,7 +194,8 @@ pub fn json() -> &'static serde_json::Value {
 }
 
 /// What the derive cannot say about request bodies, said on the generated document: the
-/// limits of each `authors` and `tags` item, the latest `publishedYear`, a non-zero `delta`,
+/// limits of each `authors` and `tags` item (in words: like every trimmed field, their
+/// maximum applies after trimming, which a `maxLength` would misstate), the latest `publishedYear`, a non-zero `delta`,
 /// and the PATCH body of a book (the create body with nothing required and no `stock`,
 /// which a PATCH may not name).
 fn refine_bodies(doc: &mut Value, current_year: i32) {
@@ -202,8 +203,9 @@ fn refine_bodies(doc: &mut Value, current_year: i32) {
     schemas["BookInput"]["description"] =
         json!("A new book: `title`, `authors`, `priceCents` and `stock` required.");
     let book = &mut schemas["BookInput"]["properties"];
-    book["authors"]["items"] = json!({"type": "string", "minLength": 1, "maxLength": 200});
-    book["tags"]["items"] = json!({"type": "string", "minLength": 1, "maxLength": 40});
+    book["authors"]["items"] =
+        json!({"type": "string", "minLength": 1, "description": "1 to 200 characters after trimming"});
+    book["tags"]["items"] = json!({"type": "string", "minLength": 1, "description": "1 to 40 characters after trimming; stored lower-cased"});
     book["publishedYear"]["maximum"] = json!(current_year + 1);
     let mut patch = schemas["BookInput"].clone();
     if let Some(p) = patch.as_object_mut() {

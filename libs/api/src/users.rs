@@ -35,15 +35,17 @@ pub async fn me_get(state: Arc<AppState>, req: Request) -> Result<Response<Body>
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateMeRequest {
+    /// 1 to 64 characters after trimming.
     #[serde(default)]
-    #[schema(value_type = String, min_length = 1, max_length = 64)]
+    #[schema(value_type = String, min_length = 1)]
     pub display_name: Input<String>,
     /// `null` clears the bio.
     #[serde(default)]
     #[schema(value_type = Option<String>, max_length = 500)]
     pub bio: Input<String>,
+    /// Trimmed, then at most 254 characters; unique ignoring case.
     #[serde(default)]
-    #[schema(value_type = String, format = "email", max_length = 254)]
+    #[schema(value_type = String, format = "email")]
     pub email: Input<String>,
 }
 

@@ -45,8 +45,9 @@ impl Book {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BookInput {
+    /// 1 to 300 characters after trimming.
     #[serde(default)]
-    #[schema(value_type = String, min_length = 1, max_length = 300, required = true)]
+    #[schema(value_type = String, min_length = 1, required = true)]
     pub title: Input<String>,
     #[serde(default)]
     #[schema(value_type = Vec<String>, min_items = 1, max_items = 20, required = true)]
@@ -281,8 +282,9 @@ pub struct InventoryInput {
     #[serde(default)]
     #[schema(value_type = i32, required = true)]
     pub delta: Input<i64>,
+    /// 1 to 200 characters after trimming.
     #[serde(default)]
-    #[schema(value_type = String, min_length = 1, max_length = 200, required = true)]
+    #[schema(value_type = String, min_length = 1, required = true)]
     pub reason: Input<String>,
 }
 
