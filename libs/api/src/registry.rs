@@ -50,11 +50,11 @@ where
     let (method, path) = (req.method().clone(), req.raw_http_path().to_string());
     let started = Instant::now();
     let response = async {
-        let result = match check_query(&req) {
-            Ok(()) => handler(state, req).await,
-            Err(e) => Err(e),
+        let result = async {
+            check_query(&req)?;
+            handler(state, req).await
         };
-        match result {
+        match result.await {
             Ok(r) => r,
             Err(e) => e.into_response(rid.as_deref()),
         }

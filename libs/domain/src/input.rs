@@ -27,8 +27,10 @@ impl<'de, T: DeserializeOwned + Expected> Deserialize<'de> for Input<T> {
                 "must not contain the NUL character (U+0000)".into(),
             ));
         }
-        if let Some(n) = value.as_f64().filter(|_| value.is_f64()).and_then(integral_f64) {
-            value = n.into();
+        if value.is_f64() {
+            if let Some(n) = integer(&value) {
+                value = n.into();
+            }
         }
         Ok(match serde_json::from_value::<T>(value) {
             Ok(v) => Input::Value(v),
