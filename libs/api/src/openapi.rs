@@ -195,9 +195,9 @@ pub fn json() -> &'static serde_json::Value {
 
 /// What the derive cannot say about request bodies, said on the generated document: the
 /// limits of each `authors` and `tags` item (in words: like every trimmed field, their
-/// maximum applies after trimming, which a `maxLength` would misstate), the latest `publishedYear`, a non-zero `delta`,
-/// and the PATCH body of a book (the create body with nothing required and no `stock`,
-/// which a PATCH may not name).
+/// maximum applies after trimming, which a `maxLength` would misstate), the latest
+/// `publishedYear`, a non-zero `delta`, and the PATCH body of a book (the create body with
+/// nothing required and no `stock`, which a PATCH may not name).
 fn refine_bodies(doc: &mut Value, current_year: i32) {
     let schemas = &mut doc["components"]["schemas"];
     schemas["BookInput"]["description"] =
