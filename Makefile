@@ -11,7 +11,7 @@ export PATH := $(BOOKSHELF_TOOLS_VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= eu-west-1
 
-.PHONY: dev test hurl lambda-check deny lint fmt build tools keys admin seed deploy-check bench
+.PHONY: dev test hurl lambda-check deny lint fmt build tools keys admin seed deploy-check deploy-tests bench
 
 ## Serve the whole API on http://127.0.0.1:$${PORT:-3000}
 dev:
@@ -40,8 +40,8 @@ lint: tools
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
 	scripts/deny.sh
-	cfn-lint template.yaml
 	sam validate --lint --template template.yaml
+	scripts/deploy-tests.sh
 
 ## Dependency policy (deny.toml): licences, bans, sources; advisories when the database is reachable
 deny:
@@ -60,6 +60,10 @@ seed:
 ## Benchmarks (release build, wrk, cold starts, order pipeline, sizes, criterion) → BENCHMARKS.md
 bench:
 	scripts/bench.sh
+
+## The deployed stack, proved offline: SAM transform assertions, moto CloudFormation, checkov
+deploy-tests: tools
+	scripts/deploy-tests.sh
 
 ## Lint and validate the template offline, sam build every function, report artifact sizes
 deploy-check:

@@ -23,4 +23,12 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "Installing ${need[*]} into $venv ..."
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "${need[@]}"
 fi
+# checkov (the template's policy scanner) pins its own versions of libraries the SAM CLI
+# also uses, so it gets a virtualenv of its own.
+checkov_venv=${BOOKSHELF_CHECKOV_VENV:-$HOME/.cache/bookshelf/checkov}
+if [ ! -x "$checkov_venv/bin/checkov" ]; then
+  echo "Installing checkov into $checkov_venv (about 90 s, first time only) ..."
+  python3 -m venv "$checkov_venv"
+  "$checkov_venv/bin/python" -m pip install -q --disable-pip-version-check checkov
+fi
 "$here/ensure-hurl.sh"

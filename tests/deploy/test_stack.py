@@ -1,0 +1,170 @@
+"""Creates the transformed stack in moto's CloudFormation (in process, no AWS) and checks
+what it builds: the queues and redrive, the event source mapping, the schedule, the roles.
+
+moto has no model for a few resource types; those are replaced by stand-ins here, and only
+those (STUBBED, with the reason). References to a stubbed resource become fixed strings.
+"""
+
+import io
+import json
+import os
+import unittest
+import zipfile
+
+import cfn
+
+# Resource types moto's CloudFormation cannot create, and why each is stubbed.
+STUBBED = {
+    "AWS::ApiGateway::Stage": "moto has no CloudFormation model for stages",
+    "AWS::ApiGateway::Deployment": "moto ignores a RestApi Body, so a deployment finds no methods",
+    "AWS::ApiGateway::Account": "no moto model (account-level setting)",
+    "AWS::CloudWatch::Alarm": "no moto model",
+    "AWS::RDS::DBProxy": "no moto model",
+    "AWS::RDS::DBProxyTargetGroup": "no moto model",
+    "AWS::RDS::DBInstance": "its credentials are {{resolve:secretsmanager}} references, which moto does not resolve",
+    "AWS::SecretsManager::Secret": "no moto model",
+    "AWS::SecretsManager::SecretTargetAttachment": "no moto model",
+}
+
+
+def _substitute(value, stubs):
+    """Replaces Ref/GetAtt of stubbed resources with fixed strings, and Fn::Cidr (which
+    moto lacks) with the subnets it would compute."""
+    if isinstance(value, list):
+        return [_substitute(v, stubs) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Ref"} and value["Ref"] in stubs:
+        return f"stub-{value['Ref']}"
+    if set(value) == {"Fn::GetAtt"}:
+        att = value["Fn::GetAtt"]
+        name, attr = (att[0], att[1]) if isinstance(att, list) else att.split(".", 1)
+        if name in stubs:
+            return f"stub-{name}-{attr}"
+    if set(value) == {"Fn::Select"}:
+        index, source = value["Fn::Select"]
+        if isinstance(source, dict) and "Fn::Cidr" in source:
+            return f"10.42.{16 * int(index)}.0/20"
+    if set(value) == {"Fn::Sub"}:
+        sub = value["Fn::Sub"]
+        text, variables = (sub, {}) if isinstance(sub, str) else (sub[0], sub[1])
+        for stub in stubs:
+            text = text.replace("${%s}" % stub, f"stub-{stub}")
+            for attr in ("Arn", "Endpoint", "QueueName"):
+                text = text.replace("${%s.%s}" % (stub, attr), f"stub-{stub}-{attr}")
+        return {"Fn::Sub": [text, _substitute(variables, stubs)] if variables else text}
+    return {k: _substitute(v, stubs) for k, v in value.items()}
+
+
+def moto_template(doc):
+    doc = cfn.deep_copy(doc)
+    stubs = {name for name, r in doc["Resources"].items() if r["Type"] in STUBBED}
+    for name in stubs:
+        del doc["Resources"][name]
+    for r in doc["Resources"].values():
+        r.pop("DependsOn", None) if not isinstance(r.get("DependsOn"), (str, list)) else None
+        if isinstance(r.get("DependsOn"), list):
+            r["DependsOn"] = [d for d in r["DependsOn"] if d not in stubs]
+        elif r.get("DependsOn") in stubs:
+            del r["DependsOn"]
+    doc["Resources"] = _substitute(doc["Resources"], stubs)
+    doc["Outputs"] = _substitute(doc.get("Outputs", {}), stubs)
+    return doc, stubs
+
+
+class MotoStack(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                          AWS_DEFAULT_REGION="eu-west-1")
+        from moto import mock_aws
+        import boto3
+
+        cls.mock = mock_aws()
+        cls.mock.start()
+        cls.boto3 = boto3
+        # What `sam package` would have uploaded: a zip per function (a stand-in bootstrap).
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="bookshelf-artifacts",
+                         CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as z:
+            z.writestr("bootstrap", "#!/bin/sh\n")
+        for name in cfn.resources_of(cfn.transformed(), "AWS::Lambda::Function"):
+            s3.put_object(Bucket="bookshelf-artifacts", Key=f"{name}.zip", Body=archive.getvalue())
+        doc, cls.stubs = moto_template(cfn.transformed())
+        cls.stubbed_types = {cfn.transformed()["Resources"][s]["Type"] for s in cls.stubs}
+        cf = boto3.client("cloudformation")
+        cf.create_stack(StackName="bookshelf", TemplateBody=json.dumps(doc),
+                        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"])
+        stack = cf.describe_stacks(StackName="bookshelf")["Stacks"][0]
+        cls.status = stack["StackStatus"]
+        cls.reason = stack.get("StackStatusReason")
+        resources = cf.describe_stack_resources(StackName="bookshelf")["StackResources"]
+        # (moto lists one resource without its logical id; nothing below needs it.)
+        resources = [r for r in resources if "LogicalResourceId" in r]
+        cls.physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId") for r in resources}
+        cls.failed = {r["LogicalResourceId"]: (r["ResourceType"], r.get("ResourceStatusReason"))
+                      for r in resources if r["ResourceStatus"] != "CREATE_COMPLETE"}
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.mock.stop()
+
+    def test_the_stack_is_created(self):
+        self.assertEqual(self.status, "CREATE_COMPLETE", self.reason)
+        self.assertEqual(self.failed, {})
+        # Only the listed types were stubbed.
+        self.assertEqual(self.stubbed_types - set(STUBBED), set())
+
+    def test_the_orders_queue_redrives_to_its_dead_letter_queue(self):
+        sqs = self.boto3.client("sqs")
+        url = self.physical["OrdersQueue"]
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        redrive = json.loads(attrs["RedrivePolicy"])
+        dlq_url = self.physical["OrdersDeadLetterQueue"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.assertEqual(redrive["deadLetterTargetArn"], dlq_arn)
+        self.assertEqual(int(redrive["maxReceiveCount"]), 5)
+        self.assertEqual(int(attrs["VisibilityTimeout"]), 180)
+        self.assertEqual(attrs.get("SqsManagedSseEnabled"), "true")
+
+    def test_the_processor_consumes_the_queue_with_partial_failures(self):
+        lam = self.boto3.client("lambda")
+        mappings = lam.list_event_source_mappings(FunctionName=self.physical["OrderProcessorFunction"])
+        (mapping,) = mappings["EventSourceMappings"]
+        self.assertTrue(mapping["EventSourceArn"].endswith(":" + self.physical["OrdersQueue"].rsplit("/", 1)[-1]))
+        self.assertEqual(mapping["BatchSize"], 10)
+        self.assertEqual(mapping.get("FunctionResponseTypes"), ["ReportBatchItemFailures"])
+
+    def test_the_relay_runs_every_minute(self):
+        events = self.boto3.client("events")
+        rule = events.describe_rule(Name=self.physical["OutboxRelayFunctionEveryMinute"])
+        self.assertEqual(rule["ScheduleExpression"], "rate(1 minute)")
+        targets = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+        self.assertEqual([t["Arn"].rsplit(":", 1)[-1] for t in targets], [self.physical["OutboxRelayFunction"]])
+
+    def test_functions_and_their_roles(self):
+        lam = self.boto3.client("lambda")
+        iam = self.boto3.client("iam")
+        for name in cfn.resources_of(cfn.transformed(), "AWS::Lambda::Function"):
+            fn = lam.get_function(FunctionName=self.physical[name])["Configuration"]
+            self.assertEqual(fn["Runtime"], "provided.al2023", name)
+            self.assertEqual(fn["Handler"], "bootstrap", name)
+            role = iam.get_role(RoleName=fn["Role"].rsplit("/", 1)[-1])["Role"]
+            trust = role["AssumeRolePolicyDocument"]
+            trust = json.loads(trust) if isinstance(trust, str) else trust
+            self.assertEqual(trust["Statement"][0]["Principal"], {"Service": ["lambda.amazonaws.com"]}, name)
+        relay = lam.get_function(FunctionName=self.physical["OutboxRelayFunction"])
+        self.assertEqual(relay.get("Concurrency", {}).get("ReservedConcurrentExecutions"), 1)
+
+    def test_log_groups_exist_with_retention(self):
+        logs = self.boto3.client("logs")
+        groups = {g["logGroupName"]: g for g in logs.describe_log_groups()["logGroups"]}
+        for name in cfn.resources_of(cfn.transformed(), "AWS::Logs::LogGroup"):
+            group = groups[self.physical[name]]
+            self.assertEqual(group.get("retentionInDays"), 30, name)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,273 @@
+"""Assertions on the CloudFormation that `sam deploy` would submit (see cfn.py).
+
+Each test names the deploy defect it keeps out; run with `python -m unittest` from this
+directory (scripts/deploy-tests.sh, part of `make test`).
+"""
+
+import json
+import re
+import unittest
+
+import cfn
+
+DOC = cfn.transformed()
+SAM = cfn.sam_template()
+RESOURCES = DOC["Resources"]
+
+# The routes that skip the authorizer; every other method must use it.
+PUBLIC_ROUTES = {
+    ("POST", "/auth/register"),
+    ("POST", "/auth/login"),
+    ("POST", "/auth/refresh"),
+    ("GET", "/.well-known/jwks.json"),
+    ("GET", "/openapi.json"),
+}
+
+# Functions that never query: no VPC, no database settings, no database secret.
+NO_DATABASE = {"OpenApiFunction", "JwksFunction"}
+
+# Every gateway response type API Gateway has (its GatewayResponse.responseType values).
+GATEWAY_RESPONSE_TYPES = {
+    "DEFAULT_4XX", "DEFAULT_5XX", "RESOURCE_NOT_FOUND", "UNAUTHORIZED", "INVALID_API_KEY",
+    "ACCESS_DENIED", "AUTHORIZER_FAILURE", "AUTHORIZER_CONFIGURATION_ERROR",
+    "INVALID_SIGNATURE", "EXPIRED_TOKEN", "MISSING_AUTHENTICATION_TOKEN",
+    "INTEGRATION_FAILURE", "INTEGRATION_TIMEOUT", "API_CONFIGURATION_ERROR",
+    "UNSUPPORTED_MEDIA_TYPE", "BAD_REQUEST_PARAMETERS", "BAD_REQUEST_BODY",
+    "REQUEST_TOO_LARGE", "THROTTLED", "QUOTA_EXCEEDED", "WAF_FILTERED",
+}
+
+IAM_TABLE = cfn.ROOT / "tests" / "deploy" / "iam.json"
+
+
+def functions(doc=DOC):
+    return cfn.resources_of(doc, "AWS::Lambda::Function")
+
+
+def function_permissions(doc=DOC):
+    """Function → its role's managed policies (by name) and inline statements, with
+    resources named by the logical id they point at."""
+    out = {}
+    for name, fn in functions(doc).items():
+        role = doc["Resources"][cfn.ref_name(fn["Properties"]["Role"])]["Properties"]
+        managed = sorted(arn.rsplit("/", 1)[-1] for arn in role.get("ManagedPolicyArns", []))
+        statements = []
+        for policy in role.get("Policies", []):
+            for s in policy["PolicyDocument"]["Statement"]:
+                actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+                resources = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
+                for r in resources:
+                    target = cfn.ref_name(r)
+                    if target is None and isinstance(r, dict) and "Fn::Sub" in r:
+                        target = cfn.ref_name(next(iter(r["Fn::Sub"][1].values())))
+                    statements.append(f"{s['Effect']} {','.join(sorted(actions))} on {target or json.dumps(r)}")
+        statements.sort()
+        out[name] = {"managed": managed, "statements": statements}
+    return out
+
+
+def problem_body(response):
+    return json.loads(response["responseTemplates"]["application/json"].replace(
+        "$context.error.messageString", '"message"'))
+
+
+class Stages(unittest.TestCase):
+    def test_exactly_one_stage_and_no_implicit_one(self):
+        stages = cfn.resources_of(DOC, "AWS::ApiGateway::Stage")
+        self.assertEqual(len(stages), 1, stages.keys())
+        (stage,) = stages.values()
+        self.assertEqual(stage["Properties"]["StageName"], {"Ref": "StageName"})
+        self.assertIn("MethodSettings", stage["Properties"])
+        self.assertIn("AccessLogSetting", stage["Properties"])
+        # A Deployment with a StageName makes a second stage ("Stage") of its own.
+        for name, dep in cfn.resources_of(DOC, "AWS::ApiGateway::Deployment").items():
+            self.assertNotIn("StageName", dep["Properties"], name)
+
+    def test_throttling_covers_every_method(self):
+        (stage,) = cfn.resources_of(DOC, "AWS::ApiGateway::Stage").values()
+        settings = stage["Properties"]["MethodSettings"]
+        self.assertTrue(any(s["ResourcePath"] == "/*" and s["HttpMethod"] == "*"
+                            and s["ThrottlingRateLimit"] > 0 for s in settings), settings)
+
+    def test_access_logs_have_their_account_role_first(self):
+        # A fresh account has no API Gateway CloudWatch Logs role: the stage would fail.
+        (stage,) = cfn.resources_of(DOC, "AWS::ApiGateway::Stage").values()
+        variables = stage["Properties"].get("Variables", {})
+        self.assertEqual(
+            variables.get("cloudWatchRole"),
+            {"Fn::If": ["CreateApiGatewayAccount", {"Ref": "ApiGatewayAccount"}, "existing"]},
+        )
+        account = RESOURCES["ApiGatewayAccount"]
+        self.assertEqual(account["Type"], "AWS::ApiGateway::Account")
+        self.assertEqual(account.get("Condition"), "CreateApiGatewayAccount")
+        self.assertEqual(account["DeletionPolicy"], "Retain")
+        role = RESOURCES[cfn.ref_name(account["Properties"]["CloudWatchRoleArn"])]
+        self.assertEqual(role["DeletionPolicy"], "Retain")
+        self.assertEqual(role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"],
+                         {"Service": "apigateway.amazonaws.com"})
+        self.assertTrue(any("AmazonAPIGatewayPushToCloudWatchLogs" in json.dumps(a)
+                            for a in role["Properties"]["ManagedPolicyArns"]))
+        self.assertEqual(DOC["Parameters"]["ApiGatewayCloudWatchRole"]["Default"], "create")
+
+
+class Routes(unittest.TestCase):
+    def methods(self):
+        body = RESOURCES["BookshelfApi"]["Properties"]["Body"]
+        for path, ops in body["paths"].items():
+            for method, op in ops.items():
+                if "x-amazon-apigateway-integration" in op:
+                    yield method.upper(), path, op
+
+    def test_every_private_method_uses_the_authorizer_and_public_ones_do_not(self):
+        seen = set()
+        for method, path, op in self.methods():
+            seen.add((method, path))
+            expected = [{"NONE": []}] if (method, path) in PUBLIC_ROUTES else [{"BookshelfAuthorizer": []}]
+            self.assertEqual(op.get("security"), expected, f"{method} {path}")
+        self.assertTrue(PUBLIC_ROUTES <= seen, PUBLIC_ROUTES - seen)
+        self.assertGreater(len(seen), len(PUBLIC_ROUTES))
+
+    def test_the_authorizer_is_a_cached_request_authorizer_on_the_header(self):
+        body = RESOURCES["BookshelfApi"]["Properties"]["Body"]
+        scheme = body["components"]["securitySchemes"]["BookshelfAuthorizer"]
+        auth = scheme["x-amazon-apigateway-authorizer"]
+        self.assertEqual(auth["type"], "request")
+        self.assertEqual(auth["identitySource"], "method.request.header.Authorization")
+        self.assertTrue(0 < auth["authorizerResultTtlInSeconds"] <= 60)
+
+    def test_every_gateway_response_type_is_problem_json_with_its_own_status(self):
+        responses = RESOURCES["BookshelfApi"]["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"]
+        self.assertEqual(set(responses), GATEWAY_RESPONSE_TYPES)
+        for kind, response in responses.items():
+            status = int(response["statusCode"])
+            self.assertEqual(response["responseParameters"]["gatewayresponse.header.Content-Type"],
+                             "'application/problem+json'", kind)
+            body = problem_body(response)
+            self.assertEqual(body["status"], status, kind)
+            self.assertIn("title", body, kind)
+            self.assertEqual(body["requestId"], "$context.requestId", kind)
+        for kind in ("AUTHORIZER_CONFIGURATION_ERROR", "AUTHORIZER_FAILURE"):
+            # A failing Lambda authorizer is AUTHORIZER_CONFIGURATION_ERROR on AWS: both
+            # must say "outage, retry", never a bare 500.
+            self.assertEqual(responses[kind]["statusCode"], "503", kind)
+            self.assertIn("gatewayresponse.header.Retry-After", responses[kind]["responseParameters"], kind)
+        self.assertEqual(responses["UNAUTHORIZED"]["responseParameters"]["gatewayresponse.header.WWW-Authenticate"],
+                         "'Bearer'")
+
+
+class Functions(unittest.TestCase):
+    def test_iam_statements_equal_the_reviewed_table(self):
+        expected = json.loads(IAM_TABLE.read_text())
+        actual = function_permissions()
+        self.assertEqual(sorted(actual), sorted(expected), "functions differ from tests/deploy/iam.json")
+        for name in expected:
+            self.assertEqual(actual[name], expected[name], f"{name}: IAM differs from tests/deploy/iam.json")
+
+    def test_only_db_migrate_reads_the_master_secret(self):
+        for name, perms in function_permissions().items():
+            reads = {s.split(" on ")[1] for s in perms["statements"] if "secretsmanager:GetSecretValue" in s}
+            self.assertEqual("DatabaseSecret" in reads, name == "DbMigrateFunction", name)
+            self.assertEqual("AppDatabaseSecret" in reads, name not in NO_DATABASE, name)
+            self.assertEqual("SigningKeysSecret" in reads,
+                             name in {"AuthRegisterFunction", "AuthLoginFunction", "AuthRefreshFunction"}, name)
+
+    def test_database_settings_only_where_the_function_queries(self):
+        for name, fn in functions().items():
+            props = fn["Properties"]
+            env = props.get("Environment", {}).get("Variables", {})
+            if name in NO_DATABASE:
+                self.assertNotIn("VpcConfig", props, name)
+                self.assertFalse({"DB_SECRET_ARN", "DB_HOST", "DB_NAME"} & set(env), name)
+            else:
+                self.assertIn("VpcConfig", props, name)
+                secret = "DatabaseSecret" if name == "DbMigrateFunction" else "AppDatabaseSecret"
+                self.assertEqual(env.get("DB_SECRET_ARN"), {"Ref": secret}, name)
+                self.assertEqual(cfn.ref_name(env.get("DB_HOST")), "DatabaseProxy", name)
+        self.assertEqual(RESOURCES["DbMigrateFunction"]["Properties"]["Environment"]["Variables"]["APP_DB_SECRET_ARN"],
+                         {"Ref": "AppDatabaseSecret"})
+
+    def test_the_proxy_admits_the_application_role(self):
+        auth = RESOURCES["DatabaseProxy"]["Properties"]["Auth"]
+        self.assertEqual({cfn.ref_name(a["SecretArn"]) for a in auth}, {"DatabaseSecret", "AppDatabaseSecret"})
+        self.assertTrue(RESOURCES["DatabaseProxy"]["Properties"]["RequireTLS"])
+
+    def test_every_function_logs_to_its_own_group_made_before_it(self):
+        groups = cfn.resources_of(DOC, "AWS::Logs::LogGroup")
+        used = set()
+        for name, fn in functions().items():
+            group = cfn.ref_name(fn["Properties"].get("LoggingConfig", {}).get("LogGroup"))
+            self.assertIn(group, groups, f"{name} has no LoggingConfig.LogGroup of this stack")
+            self.assertNotIn(group, used, f"{name} shares {group}")
+            used.add(group)
+            self.assertIn("RetentionInDays", groups[group]["Properties"], group)
+            self.assertEqual(fn["Properties"]["LoggingConfig"].get("LogFormat"), "JSON", name)
+
+    def test_the_order_consumer_reports_partial_failures_and_is_capped(self):
+        (mapping,) = cfn.resources_of(DOC, "AWS::Lambda::EventSourceMapping").values()
+        props = mapping["Properties"]
+        self.assertEqual(props["FunctionResponseTypes"], ["ReportBatchItemFailures"])
+        self.assertEqual(props["ScalingConfig"], {"MaximumConcurrency": {"Ref": "OrderProcessorMaxConcurrency"}})
+        cap = DOC["Parameters"]["OrderProcessorMaxConcurrency"]
+        self.assertLessEqual(cap["MaxValue"], 20)
+        self.assertGreaterEqual(cap["MinValue"], 2)  # SQS event sources take 2..1000
+
+    def test_the_relay_runs_alone(self):
+        self.assertEqual(RESOURCES["OutboxRelayFunction"]["Properties"]["ReservedConcurrentExecutions"], 1)
+
+    def test_every_function_timeout_bounds_its_work(self):
+        queue = cfn.resources_of(DOC, "AWS::SQS::Queue")["OrdersQueue"]["Properties"]
+        processor = RESOURCES["OrderProcessorFunction"]["Properties"]["Timeout"]
+        self.assertGreaterEqual(queue["VisibilityTimeout"], 6 * processor)
+
+
+class DataSafety(unittest.TestCase):
+    def test_stateful_resources_survive_deletion(self):
+        for kind in ("AWS::SecretsManager::Secret", "AWS::SQS::Queue"):
+            for name, r in cfn.resources_of(DOC, kind).items():
+                self.assertEqual(r.get("DeletionPolicy"), "Retain", name)
+                self.assertEqual(r.get("UpdateReplacePolicy"), "Retain", name)
+        db = RESOURCES["Database"]
+        self.assertEqual(db["DeletionPolicy"], "Snapshot")
+        self.assertEqual(db["Properties"]["DeletionProtection"], {"Ref": "DatabaseDeletionProtection"})
+        self.assertEqual(DOC["Parameters"]["DatabaseDeletionProtection"]["Default"], "true")
+
+    def test_the_engine_version_cannot_drift_from_the_template(self):
+        props = RESOURCES["Database"]["Properties"]
+        pinned_minor = re.fullmatch(r"\d+\.\d+", props["EngineVersion"]) is not None
+        # A pinned minor and automatic minor upgrades drift apart; one of the two must go.
+        self.assertFalse(pinned_minor and props.get("AutoMinorVersionUpgrade", True), props["EngineVersion"])
+        self.assertTrue(props["StorageEncrypted"])
+
+
+class Operations(unittest.TestCase):
+    def test_every_alarm_notifies_the_topic(self):
+        alarms = cfn.resources_of(DOC, "AWS::CloudWatch::Alarm")
+        self.assertGreaterEqual(len(alarms), 5)
+        for name, alarm in alarms.items():
+            self.assertEqual(alarm["Properties"].get("AlarmActions"), [{"Ref": "AlarmTopic"}], name)
+        sub = RESOURCES["AlarmEmailSubscription"]
+        self.assertEqual(sub["Condition"], "HasAlarmEmail")
+        self.assertEqual(sub["Properties"]["Endpoint"], {"Ref": "AlarmEmail"})
+        # CloudWatch cannot publish to a topic under the AWS-managed SNS key.
+        self.assertNotEqual(RESOURCES["AlarmTopic"]["Properties"].get("KmsMasterKeyId"), "alias/aws/sns")
+
+    def test_no_alarm_counts_refused_tokens(self):
+        # A Lambda authorizer's "Unauthorized" is a function error: the Errors metric of
+        # the authorizer fires on every bad token.
+        for name, alarm in cfn.resources_of(DOC, "AWS::CloudWatch::Alarm").items():
+            props = alarm["Properties"]
+            dims = {cfn.ref_name(d["Value"]) for d in props.get("Dimensions", [])}
+            self.assertFalse(props["MetricName"] == "Errors" and "AuthorizerFunction" in dims, name)
+        alarm = RESOURCES["AuthorizerFailuresAlarm"]["Properties"]
+        self.assertEqual(alarm["MetricName"], "AuthorizerFailures")
+        self.assertEqual(alarm["Namespace"], {"Fn::Sub": "Bookshelf/${AWS::StackName}"})
+        env = RESOURCES["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
+        self.assertEqual(env["METRICS_NAMESPACE"], alarm["Namespace"])
+
+    def test_the_relay_alarm_watches_the_relay(self):
+        alarm = RESOURCES["OutboxRelayErrorsAlarm"]["Properties"]
+        self.assertEqual(alarm["MetricName"], "Errors")
+        self.assertEqual([cfn.ref_name(d["Value"]) for d in alarm["Dimensions"]], ["OutboxRelayFunction"])
+
+
+if __name__ == "__main__":
+    unittest.main()
