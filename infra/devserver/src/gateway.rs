@@ -261,10 +261,14 @@ impl Gateway {
             Err(AuthorizerError::Unauthorized) => {
                 Err(self.gateway_response("UNAUTHORIZED", "Unauthorized", request_id))
             }
-            Err(AuthorizerError::Failure(e)) => {
-                tracing::error!(request_id, error = %e, "authorizer failed");
-                Err(self.gateway_response("AUTHORIZER_FAILURE", "Internal server error", request_id))
-            }
+            // A Lambda authorizer that errors (anything but "Unauthorized") is, to API
+            // Gateway, one it could not use: AUTHORIZER_CONFIGURATION_ERROR, not
+            // AUTHORIZER_FAILURE. (The authorizer has logged the cause.)
+            Err(AuthorizerError::Failure(_)) => Err(self.gateway_response(
+                "AUTHORIZER_CONFIGURATION_ERROR",
+                "Internal server error",
+                request_id,
+            )),
         }
     }
 

@@ -20,16 +20,61 @@ use tokio::net::TcpListener;
 pub use gateway::Gateway;
 pub use template::Template;
 
-/// Connects, applies the migrations, and hands back the pool.
-pub async fn prepare_database(url: &str) -> Result<PgPool> {
+/// Connects as the URL's user and applies the migrations (the operator commands: they
+/// leave the application role, which a running dev server uses, alone).
+pub async fn migrate_database(url: &str) -> Result<PgPool> {
     let options: sqlx::postgres::PgConnectOptions =
         url.parse().context("DATABASE_URL is not a PostgreSQL URL")?;
     // The dev server serves many requests at once, unlike one Lambda environment.
-    let pool = bookshelf_storage::pool(options, 20);
-    bookshelf_storage::migrate(&pool)
+    let owner = bookshelf_storage::pool(options, 20);
+    bookshelf_storage::migrate(&owner)
         .await
         .context("applying migrations")?;
-    Ok(pool)
+    Ok(owner)
+}
+
+/// The two ways the local runtime connects, as deployed: the owner (migrations, seeding,
+/// operator commands, tests' own checks) and the application role the handlers use.
+pub struct Databases {
+    pub owner: PgPool,
+    pub app: PgPool,
+}
+
+/// Connects, applies the migrations, creates the application role `<database>_app` with
+/// a fresh password (what `db-migrate` does deployed), and hands back both pools. A user
+/// of `DATABASE_URL` that may not create roles serves as itself, and says so.
+pub async fn prepare_database(url: &str) -> Result<Databases> {
+    let owner = migrate_database(url).await?;
+    let options = (*owner.connect_options()).clone();
+    let role = format!("{}_app", options.get_database().unwrap_or("postgres"));
+    let password = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    match bookshelf_api::ops::ensure_app_role(&owner, &role, &password).await {
+        Ok(()) => {
+            let app = bookshelf_storage::pool(options.username(&role).password(&password), 20);
+            Ok(Databases { owner, app })
+        }
+        Err(e) if insufficient_privilege(&e) => {
+            tracing::warn!(
+                user = options.get_username(),
+                "this user may not create roles: serving as it, not as an application role"
+            );
+            Ok(Databases {
+                app: owner.clone(),
+                owner,
+            })
+        }
+        Err(e) => Err(e).context("creating the application role"),
+    }
+}
+
+fn insufficient_privilege(e: &bookshelf_api::ops::OpsError) -> bool {
+    use bookshelf_storage::StorageError;
+    matches!(e, bookshelf_api::ops::OpsError::Storage(StorageError::Database(sqlx::Error::Database(db)))
+        if db.code().as_deref() == Some("42501"))
 }
 
 /// Makes sure an admin account with these credentials exists (the operator command).

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bookshelf_devserver::{
-    ensure_admin, local_state, pg::PgCluster, prepare_database, template_path, Server, Template,
+    ensure_admin, local_state, migrate_database, pg::PgCluster, prepare_database, template_path, Server,
+    Template,
 };
 use bookshelf_queue::{MemoryQueue, Queue, SqsQueue};
 use tokio::net::TcpListener;
@@ -78,13 +79,13 @@ async fn serve() -> Result<()> {
         }
     };
     let result = async {
-        let pool = prepare_database(&url).await?;
+        let databases = prepare_database(&url).await?;
         let (email, password) = admin_credentials();
-        ensure_admin(&pool, &email, &password).await?;
+        ensure_admin(&databases.owner, &email, &password).await?;
         let keys = bookshelf_config::signing_keys().await?;
         let queue = local_queue().await?;
         let queue_name = queue.describe();
-        let state = local_state(pool, &keys, Some(queue));
+        let state = local_state(databases.app, &keys, Some(queue));
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .with_context(|| format!("binding 127.0.0.1:{port}"))?;
@@ -175,7 +176,7 @@ async fn with_postgres(args: &[String]) -> Result<ExitCode> {
 
 async fn create_admin() -> Result<()> {
     let url = std::env::var("DATABASE_URL").context("DATABASE_URL must point at the database")?;
-    let pool = prepare_database(&url).await?;
+    let pool = migrate_database(&url).await?;
     let (email, password) = admin_credentials();
     ensure_admin(&pool, &email, &password).await?;
     println!("admin {email} is ready");
@@ -194,7 +195,7 @@ async fn seed(count: Option<&String>) -> Result<()> {
             .map(|u| u.trim().to_string())
             .context("set DATABASE_URL, or start `make dev` first")?,
     };
-    let pool = prepare_database(&url).await?;
+    let pool = migrate_database(&url).await?;
     let seed = chrono::Utc::now().timestamp_micros() as u64;
     let started = std::time::Instant::now();
     let inserted = bookshelf_devserver::seed::seed_books(&pool, count, seed).await?;
@@ -207,7 +208,7 @@ async fn seed(count: Option<&String>) -> Result<()> {
 
 async fn migrate() -> Result<()> {
     let url = std::env::var("DATABASE_URL").context("DATABASE_URL must point at the database")?;
-    prepare_database(&url).await?;
+    migrate_database(&url).await?;
     println!("migrations applied");
     Ok(())
 }

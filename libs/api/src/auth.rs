@@ -97,7 +97,7 @@ fn refresh_expiry() -> chrono::DateTime<Utc> {
 /// Starts a new session for `user` and answers with its tokens.
 async fn sign_in(state: &AppState, user: User, status: StatusCode) -> Result<Response<Body>, ApiError> {
     let token = refresh_token::generate();
-    let session = sessions::create(&state.db, user.id, &token.hash, refresh_expiry()).await?;
+    let session = sessions::create(state.db()?, user.id, &token.hash, refresh_expiry()).await?;
     tracing::info!(user_id = %user.id, session_id = %session, "session started");
     Ok(json(status, &token_pair(state, user, session, token.token)?))
 }
@@ -134,7 +134,7 @@ pub async fn register(state: Arc<AppState>, req: Request) -> Result<Response<Bod
 
     let hash = blocking(move || password::hash(&password)).await?;
     let user = users::insert(
-        &state.db,
+        state.db()?,
         NewUser {
             email: &email,
             password_hash: &hash,
@@ -186,12 +186,12 @@ pub async fn login(state: Arc<AppState>, req: Request) -> Result<Response<Body>,
     if let Some(ip) = &ip_key {
         keys.push((ip.as_str(), LOGIN_FAILURES_PER_IP));
     }
-    if let Some(wait) = throttle::blocked_for(&state.db, &keys, LOGIN_WINDOW).await? {
+    if let Some(wait) = throttle::blocked_for(state.db()?, &keys, LOGIN_WINDOW).await? {
         tracing::warn!(retry_after_secs = wait.as_secs(), "login throttled");
         return Err(ApiError::TooManyRequests(wait.as_secs().max(1)));
     }
 
-    let found = users::find_credentials(&state.db, email.trim()).await?;
+    let found = users::find_credentials(state.db()?, email.trim()).await?;
     let user = match found {
         Some((user, hash)) => {
             let ok = blocking(move || password::verify(&password, &hash)).await?;
@@ -205,10 +205,10 @@ pub async fn login(state: Arc<AppState>, req: Request) -> Result<Response<Body>,
     let Some(user) = user else {
         tracing::info!("login refused");
         let failed: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
-        throttle::record_failure(&state.db, &failed, LOGIN_WINDOW).await?;
+        throttle::record_failure(state.db()?, &failed, LOGIN_WINDOW).await?;
         return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
     };
-    throttle::clear(&state.db, &account_key).await?;
+    throttle::clear(state.db()?, &account_key).await?;
     sign_in(&state, user, StatusCode::OK).await
 }
 
@@ -228,7 +228,7 @@ pub async fn refresh(state: Arc<AppState>, req: Request) -> Result<Response<Body
 
     let next = refresh_token::generate();
     let outcome = sessions::rotate(
-        &state.db,
+        state.db()?,
         &refresh_token::digest(&presented),
         &next.hash,
         refresh_expiry(),
@@ -257,7 +257,7 @@ pub async fn refresh(state: Arc<AppState>, req: Request) -> Result<Response<Body
     ))]
 pub async fn logout(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     let who = Identity::from_request(&req)?;
-    sessions::revoke(&state.db, who.session_id, "logout").await?;
+    sessions::revoke(state.db()?, who.session_id, "logout").await?;
     tracing::info!(user_id = %who.user_id, session_id = %who.session_id, "signed out");
     Ok(no_content())
 }

@@ -17,7 +17,8 @@ pub enum AuthorizerError {
     /// API Gateway turns exactly this message into its UNAUTHORIZED (401) response.
     #[error("Unauthorized")]
     Unauthorized,
-    /// An outage (database unreachable): the gateway answers 500, never an Allow.
+    /// An outage (database unreachable): never an Allow. API Gateway answers a failed Lambda
+    /// authorizer with its AUTHORIZER_CONFIGURATION_ERROR response (503 in template.yaml).
     #[error("authorizer failure: {0}")]
     Failure(String),
 }
@@ -60,7 +61,21 @@ fn bearer(event: &ApiGatewayCustomAuthorizerRequestTypeRequest) -> Option<&str> 
         .filter(|t| !t.is_empty())
 }
 
+/// Decides one request. A refusal is `Unauthorized`; a failure to decide is counted in
+/// the `AuthorizerFailures` metric (the alarm's, since Lambda counts refusals as errors too).
 pub async fn authorize(
+    state: Arc<AppState>,
+    event: ApiGatewayCustomAuthorizerRequestTypeRequest,
+) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
+    let decision = decide(state, event).await;
+    if let Err(AuthorizerError::Failure(reason)) = &decision {
+        tracing::error!(%reason, "authorizer failed");
+        bookshelf_config::metrics::count(bookshelf_config::metrics::AUTHORIZER_FAILURES, 1);
+    }
+    decision
+}
+
+async fn decide(
     state: Arc<AppState>,
     event: ApiGatewayCustomAuthorizerRequestTypeRequest,
 ) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
@@ -75,7 +90,8 @@ pub async fn authorize(
         tracing::info!(reason = %e, "token refused");
         AuthorizerError::Unauthorized
     })?;
-    let role = match sessions::status(&state.db, claims.sid, claims.sub).await {
+    let db = state.db().map_err(|e| AuthorizerError::Failure(e.to_string()))?;
+    let role = match sessions::status(db, claims.sid, claims.sub).await {
         Ok(SessionStatus::Active(role)) => role,
         Ok(SessionStatus::Inactive) => {
             tracing::info!(user_id = %claims.sub, session_id = %claims.sid, "session is not active");

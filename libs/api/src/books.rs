@@ -110,7 +110,7 @@ pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, 
             let page: Option<PageParams<RankCursor>> = v.merge(PageParams::parse(limit, cursor));
             v.finish()?;
             let page = page.ok_or_else(|| ApiError::Internal("page parameters missing".into()))?;
-            let (items, next) = books::search(&state.db, &filter, query, page).await?;
+            let (items, next) = books::search(state.db()?, &filter, query, page).await?;
             Page {
                 items,
                 next_cursor: next.map(|c| c.encode()),
@@ -120,7 +120,7 @@ pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, 
             let page: Option<PageParams<Cursor>> = v.merge(PageParams::parse(limit, cursor));
             v.finish()?;
             let page = page.ok_or_else(|| ApiError::Internal("page parameters missing".into()))?;
-            let (items, next) = books::list_recent(&state.db, &filter, page).await?;
+            let (items, next) = books::list_recent(state.db()?, &filter, page).await?;
             Page {
                 items,
                 next_cursor: next.map(|c| c.encode()),
@@ -140,7 +140,7 @@ pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, 
 pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     Identity::from_request(&req)?;
     let id = path_uuid(&req, "id")?;
-    let book = books::get(&state.db, id).await.map_err(book_not_found)?;
+    let book = books::get(state.db()?, id).await.map_err(book_not_found)?;
     Ok(book_response(StatusCode::OK, &book))
 }
 
@@ -158,7 +158,7 @@ pub async fn create(state: Arc<AppState>, req: Request) -> Result<Response<Body>
     who.require_admin()?;
     let input: BookInput = read_json(&req)?;
     let new = input.validate_new(current_year())?;
-    let book = books::insert(&state.db, &new, Some(who.user_id)).await?;
+    let book = books::insert(state.db()?, &new, Some(who.user_id)).await?;
     tracing::info!(book_id = %book.id, "book created");
     Ok(book_response(StatusCode::CREATED, &book))
 }
@@ -182,7 +182,7 @@ pub async fn update(state: Arc<AppState>, req: Request) -> Result<Response<Body>
     let id = path_uuid(&req, "id")?;
     let input: BookInput = read_json(&req)?;
     let patch = input.validate_patch(current_year())?;
-    let book = written(books::update(&state.db, id, &patch, expected_version(&req, id)).await?)?;
+    let book = written(books::update(state.db()?, id, &patch, expected_version(&req, id)).await?)?;
     Ok(book_response(StatusCode::OK, &book))
 }
 
@@ -201,7 +201,7 @@ pub async fn update(state: Arc<AppState>, req: Request) -> Result<Response<Body>
 pub async fn delete(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     Identity::from_request(&req)?.require_admin()?;
     let id = path_uuid(&req, "id")?;
-    written(books::delete(&state.db, id, expected_version(&req, id)).await?)?;
+    written(books::delete(state.db()?, id, expected_version(&req, id)).await?)?;
     tracing::info!(book_id = %id, "book deleted");
     Ok(no_content())
 }
@@ -229,7 +229,7 @@ pub async fn inventory(state: Arc<AppState>, req: Request) -> Result<Response<Bo
     let id = path_uuid(&req, "id")?;
     let input: InventoryInput = read_json(&req)?;
     let (delta, reason) = input.validate()?;
-    let outcome = books::change_stock(&state.db, id, delta, &reason, Some(who.user_id))
+    let outcome = books::change_stock(state.db()?, id, delta, &reason, Some(who.user_id))
         .await
         .map_err(|e| match e {
             StorageError::Conflict(_) => ApiError::Conflict("that change puts stock out of range".into()),

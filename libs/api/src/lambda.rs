@@ -16,7 +16,7 @@ const POOL_SIZE: u32 = 2;
 /// Serves one HTTP function of the registry behind API Gateway.
 pub async fn run_http(function: &'static HttpFunction) -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let state = Arc::new(AppState::from_env(function.keys, POOL_SIZE).await?);
+    let state = Arc::new(AppState::from_env(function.keys, function.database, POOL_SIZE).await?);
     let handler = function.handler;
     lambda_http::run(service_fn(move |req| {
         let state = state.clone();
@@ -28,7 +28,7 @@ pub async fn run_http(function: &'static HttpFunction) -> Result<(), Error> {
 /// Serves the REQUEST authorizer.
 pub async fn run_authorizer() -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let state = Arc::new(AppState::from_env(KeyAccess::Public, POOL_SIZE).await?);
+    let state = Arc::new(AppState::from_env(KeyAccess::Public, true, POOL_SIZE).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
         let state = state.clone();
         async move { crate::authorizer::authorize(state, event.payload).await }
@@ -40,7 +40,7 @@ pub async fn run_authorizer() -> Result<(), Error> {
 /// `ReportBatchItemFailures`).
 pub async fn run_order_processor() -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let state = Arc::new(AppState::from_env(KeyAccess::None, POOL_SIZE).await?);
+    let state = Arc::new(AppState::from_env(KeyAccess::None, true, POOL_SIZE).await?);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
             let state = state.clone();
@@ -54,36 +54,82 @@ pub async fn run_order_processor() -> Result<(), Error> {
 /// function's error metric and alarms.
 pub async fn run_outbox_relay() -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let state = Arc::new(AppState::from_env(KeyAccess::None, POOL_SIZE).await?);
+    let state = Arc::new(AppState::from_env(KeyAccess::None, true, POOL_SIZE).await?);
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<serde_json::Value>| {
         let state = state.clone();
         async move {
             // Younger rows are still being sent by their own request.
-            crate::worker::relay_outbox(&state, 30).await.map_err(Error::from)
+            crate::worker::relay_outbox(&state, 30).await.map_err(|e| {
+                tracing::error!(error = %chain(&e), "outbox relay run failed");
+                Error::from(e)
+            })
         }
     }))
     .await
 }
 
+/// An error and its causes, outermost first, for the one log line that reports it.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// What `db-migrate` may be asked besides migrating. The password is never logged.
 #[derive(Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct MigrateRequest {
     admin_email: Option<String>,
     admin_password: Option<String>,
 }
 
-/// Serves `db-migrate`: applies the migrations, and ensures the first admin when the
+/// The invocation's payload: `{}` (or null) to migrate, plus both admin fields to ensure
+/// the first admin. Anything else is refused before anything runs: a typo must not
+/// migrate "successfully" with no admin.
+fn migrate_request(payload: serde_json::Value) -> Result<MigrateRequest, String> {
+    if payload.is_null() {
+        return Ok(MigrateRequest::default());
+    }
+    let request: MigrateRequest =
+        serde_json::from_value(payload).map_err(|e| format!("malformed db-migrate request: {e}"))?;
+    if request.admin_email.is_some() != request.admin_password.is_some() {
+        return Err("adminEmail and adminPassword come together".into());
+    }
+    Ok(request)
+}
+
+/// Serves `db-migrate`: applies the migrations as the master user, then creates or updates
+/// the application role the API connects as, and ensures the first admin when the
 /// invocation names one. Invoked once per deploy, never on a cold start of the API.
 pub async fn run_db_migrate() -> Result<(), Error> {
     bookshelf_config::init_tracing();
     let db = bookshelf_storage::pool(bookshelf_config::database().await?, 1);
+    let app_role = bookshelf_config::app_role().await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let db = db.clone();
+        let app_role = app_role
+            .as_ref()
+            .map(|r| (r.username.clone(), r.password.clone()));
         async move {
-            let request: MigrateRequest = serde_json::from_value(event.payload).unwrap_or_default();
+            let request = migrate_request(event.payload)?;
             let applied = crate::ops::migrate(&db).await?;
             tracing::info!(?applied, "migrations applied");
+            let role = match app_role {
+                Some((name, password)) => {
+                    crate::ops::ensure_app_role(&db, &name, &password).await?;
+                    tracing::info!(role = %name, "application role ensured");
+                    Some(name)
+                }
+                None => {
+                    tracing::info!("no APP_DB_SECRET_ARN (local run): no application role");
+                    None
+                }
+            };
             let admin = match (request.admin_email, request.admin_password) {
                 (Some(email), Some(password)) => {
                     crate::ops::ensure_admin(&db, &email, &password).await?;
@@ -92,8 +138,31 @@ pub async fn run_db_migrate() -> Result<(), Error> {
                 }
                 _ => None,
             };
-            Ok::<_, Error>(serde_json::json!({"migrations": applied, "admin": admin}))
+            Ok::<_, Error>(serde_json::json!({"migrations": applied, "appRole": role, "admin": admin}))
         }
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn db_migrate_refuses_what_it_would_misread() {
+        assert!(migrate_request(json!({})).is_ok());
+        assert!(migrate_request(serde_json::Value::Null).is_ok());
+        let both = migrate_request(json!({"adminEmail": "a@b.c", "adminPassword": "long enough"})).unwrap();
+        assert_eq!(both.admin_email.as_deref(), Some("a@b.c"));
+        for bad in [
+            json!({"adminEmail": "a@b.c"}),
+            json!({"admin_email": "a@b.c", "admin_password": "x"}),
+            json!({"adminEmail": 1, "adminPassword": "x"}),
+            json!([1, 2]),
+            json!("migrate"),
+        ] {
+            assert!(migrate_request(bad.clone()).is_err(), "{bad}");
+        }
+    }
 }

@@ -45,7 +45,8 @@ pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, 
     ));
     v.finish()?;
     let page = page.ok_or_else(|| ApiError::Internal("page parameters missing".into()))?;
-    let (items, next) = library::list(&state.db, who.user_id, EntryFilter { status, favorite }, page).await?;
+    let (items, next) =
+        library::list(state.db()?, who.user_id, EntryFilter { status, favorite }, page).await?;
     Ok(json(
         StatusCode::OK,
         &Page {
@@ -69,7 +70,7 @@ pub async fn put(state: Arc<AppState>, req: Request) -> Result<Response<Body>, A
     let book = path_uuid(&req, "bookId")?;
     let input: EntryInput = read_json(&req)?;
     let change = input.validate()?;
-    let (entry, created) = library::put(&state.db, who.user_id, book, &change)
+    let (entry, created) = library::put(state.db()?, who.user_id, book, &change)
         .await
         .map_err(|e| match e {
             StorageError::NotFound => ApiError::not_found("book"),
@@ -95,7 +96,7 @@ pub async fn put(state: Arc<AppState>, req: Request) -> Result<Response<Body>, A
 pub async fn delete(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     let who = Identity::from_request(&req)?;
     let book = path_uuid(&req, "bookId")?;
-    library::delete(&state.db, who.user_id, book)
+    library::delete(state.db()?, who.user_id, book)
         .await
         .map_err(|e| match e {
             StorageError::NotFound => ApiError::not_found("library entry"),

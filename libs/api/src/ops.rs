@@ -38,3 +38,56 @@ pub async fn ensure_admin(db: &PgPool, email: &str, password_text: &str) -> Resu
         .await?;
     Ok(())
 }
+
+/// Creates (or updates the password of) the application's database role and grants it
+/// exactly what the API uses: rows of the application's tables (SELECT, INSERT, UPDATE,
+/// DELETE) and their sequences. It owns nothing, cannot change the schema (PostgreSQL 15+
+/// gives PUBLIC no CREATE on `public`), and cannot read the migration history. Run after
+/// every migration, so tables a migration adds are granted too.
+pub async fn ensure_app_role(db: &PgPool, role: &str, password: &str) -> Result<(), OpsError> {
+    let valid = role.len() <= 63
+        && role.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && role
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        return Err(OpsError::Invalid(format!(
+            "role name {role:?} is not a plain identifier"
+        )));
+    }
+    if password.len() < 16 {
+        return Err(OpsError::Invalid(
+            "role password is shorter than 16 characters".into(),
+        ));
+    }
+    let storage = |e: sqlx::Error| OpsError::Storage(e.into());
+    let mut tx = db.begin().await.map_err(storage)?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+        .bind(role)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(storage)?;
+    // Utility statements take no bind parameters: PostgreSQL itself quotes the name (%I)
+    // and the password (%L), so neither is ever spliced into SQL by this code.
+    let verb = if exists { "ALTER" } else { "CREATE" };
+    let statements = [
+        format!("{verb} ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD %L"),
+        "GRANT CONNECT ON DATABASE %3$I TO %1$I".to_string(),
+        "GRANT USAGE ON SCHEMA public TO %1$I".to_string(),
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO %1$I".to_string(),
+        "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO %1$I".to_string(),
+        "REVOKE ALL ON TABLE _sqlx_migrations FROM %1$I".to_string(),
+    ];
+    for template in statements {
+        let sql: String = sqlx::query_scalar("SELECT format($1, $2::text, $3::text, current_database())")
+            .bind(&template)
+            .bind(role)
+            .bind(password)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(storage)?;
+        sqlx::raw_sql(&sql).execute(&mut *tx).await.map_err(storage)?;
+    }
+    tx.commit().await.map_err(storage)?;
+    Ok(())
+}

@@ -57,7 +57,7 @@ pub async fn create(state: Arc<AppState>, req: Request) -> Result<Response<Body>
     let fingerprint = request_fingerprint(&lines);
 
     let outcome = orders::create(
-        &state.db,
+        state.db()?,
         who.user_id,
         &lines,
         key.as_deref().map(|k| (k, fingerprint)),
@@ -100,13 +100,13 @@ pub async fn create(state: Arc<AppState>, req: Request) -> Result<Response<Body>
     match &state.queue {
         Some(queue) => match queue.send(&payload).await {
             Ok(()) => {
-                if let Err(e) = orders::mark_sent(&state.db, outbox_id).await {
+                if let Err(e) = orders::mark_sent(state.db()?, outbox_id).await {
                     tracing::warn!(order_id = %order.id, error = %e, "sent, but not marked sent; the relay will send again");
                 }
             }
             Err(e) => {
                 tracing::warn!(order_id = %order.id, error = %e, "queue send failed; the outbox relay will retry");
-                let _ = orders::mark_failed(&state.db, outbox_id, &e.to_string()).await;
+                let _ = orders::mark_failed(state.db()?, outbox_id, &e.to_string()).await;
             }
         },
         None => tracing::warn!(order_id = %order.id, "no queue configured; the outbox relay will send"),
@@ -124,7 +124,7 @@ pub async fn create(state: Arc<AppState>, req: Request) -> Result<Response<Body>
 pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     let who = Identity::from_request(&req)?;
     let id = path_uuid(&req, "id")?;
-    let order = match orders::get(&state.db, id).await {
+    let order = match orders::get(state.db()?, id).await {
         Ok(o) if visible_to(&o, &who) => o,
         Ok(_) | Err(StorageError::NotFound) => return Err(ApiError::not_found("order")),
         Err(e) => return Err(e.into()),
@@ -156,7 +156,7 @@ pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, 
         user: (who.role != Role::Admin).then_some(who.user_id),
         status,
     };
-    let (items, next) = orders::list(&state.db, filter, page).await?;
+    let (items, next) = orders::list(state.db()?, filter, page).await?;
     Ok(json(
         StatusCode::OK,
         &Page {
@@ -178,7 +178,7 @@ pub async fn cancel(state: Arc<AppState>, req: Request) -> Result<Response<Body>
     let who = Identity::from_request(&req)?;
     let id = path_uuid(&req, "id")?;
     let owner = (who.role != Role::Admin).then_some(who.user_id);
-    match orders::cancel(&state.db, id, owner).await? {
+    match orders::cancel(state.db()?, id, owner).await? {
         CancelOutcome::Cancelled(order) => {
             tracing::info!(order_id = %id, "order cancelled");
             Ok(json(StatusCode::OK, &order))

@@ -26,6 +26,9 @@ pub type HttpHandler = fn(Arc<AppState>, Request) -> BoxFuture;
 pub struct HttpFunction {
     pub name: &'static str,
     pub keys: KeyAccess,
+    /// Whether it queries. Those that do not get no database settings, credentials or
+    /// network path deployed (template.yaml; a test keeps the two in step).
+    pub database: bool,
     pub handler: HttpHandler,
 }
 
@@ -71,12 +74,13 @@ where
 }
 
 macro_rules! functions {
-    ($($konst:ident = $name:literal, $keys:ident => $handler:path;)*) => {
+    ($($konst:ident = $name:literal, $keys:ident, $db:ident => $handler:path;)*) => {
         $(
             #[doc = concat!("`", $name, "`: what its Lambda binary serves.")]
             pub const $konst: HttpFunction = HttpFunction {
                 name: $name,
                 keys: KeyAccess::$keys,
+                database: functions!(@db $db),
                 handler: |state, req| Box::pin(serve($name, state, req, $handler)),
             };
         )*
@@ -84,34 +88,36 @@ macro_rules! functions {
         /// names only its own constant, so the linker drops every other handler.
         pub static HTTP_FUNCTIONS: &[HttpFunction] = &[$($konst),*];
     };
+    (@db Db) => { true };
+    (@db NoDb) => { false };
 }
 
 functions! {
-    AUTH_REGISTER = "auth-register", Signing => auth::register;
-    AUTH_LOGIN = "auth-login", Signing => auth::login;
-    AUTH_REFRESH = "auth-refresh", Signing => auth::refresh;
-    AUTH_LOGOUT = "auth-logout", None => auth::logout;
-    JWKS = "jwks", Public => meta::jwks;
-    OPENAPI = "openapi", None => meta::openapi;
-    USERS_ME_GET = "users-me-get", None => users::me_get;
-    USERS_ME_UPDATE = "users-me-update", None => users::me_update;
-    USERS_ME_PASSWORD = "users-me-password", None => users::me_password;
-    USERS_ME_DELETE = "users-me-delete", None => users::me_delete;
-    USERS_GET = "users-get", None => users::get;
-    USERS_LIST = "users-list", None => users::list;
-    BOOKS_LIST = "books-list", None => books::list;
-    BOOKS_GET = "books-get", None => books::get;
-    BOOKS_CREATE = "books-create", None => books::create;
-    BOOKS_UPDATE = "books-update", None => books::update;
-    BOOKS_DELETE = "books-delete", None => books::delete;
-    BOOKS_INVENTORY = "books-inventory", None => books::inventory;
-    LIBRARY_LIST = "library-list", None => library::list;
-    LIBRARY_PUT = "library-put", None => library::put;
-    LIBRARY_DELETE = "library-delete", None => library::delete;
-    ORDERS_CREATE = "orders-create", None => orders::create;
-    ORDERS_GET = "orders-get", None => orders::get;
-    ORDERS_LIST = "orders-list", None => orders::list;
-    ORDERS_CANCEL = "orders-cancel", None => orders::cancel;
+    AUTH_REGISTER = "auth-register", Signing, Db => auth::register;
+    AUTH_LOGIN = "auth-login", Signing, Db => auth::login;
+    AUTH_REFRESH = "auth-refresh", Signing, Db => auth::refresh;
+    AUTH_LOGOUT = "auth-logout", None, Db => auth::logout;
+    JWKS = "jwks", Public, NoDb => meta::jwks;
+    OPENAPI = "openapi", None, NoDb => meta::openapi;
+    USERS_ME_GET = "users-me-get", None, Db => users::me_get;
+    USERS_ME_UPDATE = "users-me-update", None, Db => users::me_update;
+    USERS_ME_PASSWORD = "users-me-password", None, Db => users::me_password;
+    USERS_ME_DELETE = "users-me-delete", None, Db => users::me_delete;
+    USERS_GET = "users-get", None, Db => users::get;
+    USERS_LIST = "users-list", None, Db => users::list;
+    BOOKS_LIST = "books-list", None, Db => books::list;
+    BOOKS_GET = "books-get", None, Db => books::get;
+    BOOKS_CREATE = "books-create", None, Db => books::create;
+    BOOKS_UPDATE = "books-update", None, Db => books::update;
+    BOOKS_DELETE = "books-delete", None, Db => books::delete;
+    BOOKS_INVENTORY = "books-inventory", None, Db => books::inventory;
+    LIBRARY_LIST = "library-list", None, Db => library::list;
+    LIBRARY_PUT = "library-put", None, Db => library::put;
+    LIBRARY_DELETE = "library-delete", None, Db => library::delete;
+    ORDERS_CREATE = "orders-create", None, Db => orders::create;
+    ORDERS_GET = "orders-get", None, Db => orders::get;
+    ORDERS_LIST = "orders-list", None, Db => orders::list;
+    ORDERS_CANCEL = "orders-cancel", None, Db => orders::cancel;
 }
 
 /// The function of this name, if there is one.

@@ -8,7 +8,9 @@ use crate::registry::KeyAccess;
 
 /// Everything a handler needs, built once per execution environment (outside the handler).
 pub struct AppState {
-    pub db: PgPool,
+    /// `None` in functions that never query (registry: `database: false`): they get no
+    /// credentials, no VPC and no pool deployed.
+    db: Option<PgPool>,
     /// Where new orders are announced; `None` leaves them to the outbox relay.
     pub queue: Option<Queue>,
     /// Count failed logins from loopback addresses per address too. Off by default: locally
@@ -24,7 +26,7 @@ impl AppState {
         let public = keys.public_keys().clone();
         let verifier = TokenVerifier::new(&public);
         AppState {
-            db,
+            db: Some(db),
             queue: None,
             throttle_loopback: false,
             issuer: Some(TokenIssuer::new(keys)),
@@ -43,33 +45,55 @@ impl AppState {
     }
 
     /// A Lambda's state: only the key material its function needs is loaded, so a function
-    /// that never signs never holds the private key.
-    pub async fn from_env(keys: KeyAccess, max_connections: u32) -> Result<AppState, ConfigError> {
-        let db = bookshelf_storage::pool(bookshelf_config::database().await?, max_connections);
+    /// that never signs never holds the private key, and one that never queries has no pool.
+    pub async fn from_env(
+        keys: KeyAccess,
+        database: bool,
+        max_connections: u32,
+    ) -> Result<AppState, ConfigError> {
+        let db = match database {
+            true => Some(bookshelf_storage::pool(
+                bookshelf_config::database().await?,
+                max_connections,
+            )),
+            false => None,
+        };
         // Only the functions that send (orders-create, outbox-relay) have QUEUE_URL.
         let queue = SqsQueue::from_env().await.map(Queue::Sqs);
-        let state = match keys {
-            KeyAccess::Signing => AppState::new(db, &bookshelf_config::signing_keys().await?),
+        let (issuer, public) = match keys {
+            KeyAccess::Signing => {
+                let signing = bookshelf_config::signing_keys().await?;
+                let public = signing.public_keys().clone();
+                let verifier = TokenVerifier::new(&public);
+                (Some(TokenIssuer::new(&signing)), Some((public, verifier)))
+            }
             KeyAccess::Public => {
                 let public = bookshelf_config::public_keys().await?;
                 let verifier = TokenVerifier::new(&public);
-                AppState {
-                    db,
-                    queue: None,
-                    throttle_loopback: false,
-                    issuer: None,
-                    public: Some((public, verifier)),
-                }
+                (None, Some((public, verifier)))
             }
-            KeyAccess::None => AppState {
-                db,
-                queue: None,
-                throttle_loopback: false,
-                issuer: None,
-                public: None,
-            },
+            KeyAccess::None => (None, None),
         };
-        Ok(AppState { queue, ..state })
+        Ok(AppState {
+            db,
+            queue,
+            throttle_loopback: false,
+            issuer,
+            public,
+        })
+    }
+
+    /// The pool, in a function that has one.
+    pub fn db(&self) -> Result<&PgPool, ApiError> {
+        self.db
+            .as_ref()
+            .ok_or_else(|| ApiError::Internal("this function has no database".into()))
+    }
+
+    /// Replaces the pool (tests: a pool with other limits).
+    pub fn with_db(mut self, db: PgPool) -> AppState {
+        self.db = Some(db);
+        self
     }
 
     pub fn issuer(&self) -> Result<&TokenIssuer, ApiError> {

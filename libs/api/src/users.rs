@@ -28,7 +28,7 @@ fn me_missing(e: StorageError) -> ApiError {
     ))]
 pub async fn me_get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     let who = Identity::from_request(&req)?;
-    let user = users::get(&state.db, who.user_id).await.map_err(me_missing)?;
+    let user = users::get(state.db()?, who.user_id).await.map_err(me_missing)?;
     Ok(json(StatusCode::OK, &Profile::from(user)))
 }
 
@@ -84,7 +84,7 @@ pub async fn me_update(state: Arc<AppState>, req: Request) -> Result<Response<Bo
         display_name: display_name.flatten(),
         bio: bio.flatten(),
     };
-    let user = users::update_profile(&state.db, who.user_id, patch)
+    let user = users::update_profile(state.db()?, who.user_id, patch)
         .await
         .map_err(me_missing)?;
     Ok(json(StatusCode::OK, &Profile::from(user)))
@@ -124,7 +124,7 @@ pub async fn me_password(state: Arc<AppState>, req: Request) -> Result<Response<
         return Err(ApiError::Internal("validated fields missing".into()));
     };
 
-    let stored = users::password_hash(&state.db, who.user_id)
+    let stored = users::password_hash(state.db()?, who.user_id)
         .await
         .map_err(me_missing)?;
     let (matches, new_hash) = tokio::task::spawn_blocking(move || {
@@ -137,7 +137,7 @@ pub async fn me_password(state: Arc<AppState>, req: Request) -> Result<Response<
         return Err(ApiError::Forbidden("current password is incorrect".into()));
     };
 
-    let mut tx = state.db.begin().await.map_err(StorageError::from)?;
+    let mut tx = state.db()?.begin().await.map_err(StorageError::from)?;
     users::set_password(&mut *tx, who.user_id, &new_hash)
         .await
         .map_err(me_missing)?;
@@ -153,7 +153,9 @@ pub async fn me_password(state: Arc<AppState>, req: Request) -> Result<Response<
     ))]
 pub async fn me_delete(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     let who = Identity::from_request(&req)?;
-    users::delete(&state.db, who.user_id).await.map_err(me_missing)?;
+    users::delete(state.db()?, who.user_id)
+        .await
+        .map_err(me_missing)?;
     tracing::info!(user_id = %who.user_id, "account deleted");
     Ok(no_content())
 }
@@ -168,7 +170,7 @@ pub async fn me_delete(state: Arc<AppState>, req: Request) -> Result<Response<Bo
 pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     Identity::from_request(&req)?;
     let id = path_uuid(&req, "id")?;
-    let user = users::get(&state.db, id).await.map_err(|e| match e {
+    let user = users::get(state.db()?, id).await.map_err(|e| match e {
         StorageError::NotFound => ApiError::not_found("user"),
         other => other.into(),
     })?;
@@ -188,7 +190,7 @@ pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, A
 pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     Identity::from_request(&req)?.require_admin()?;
     let page: PageParams = PageParams::parse(query_param(&req, "limit"), query_param(&req, "cursor"))?;
-    let (items, next) = users::list(&state.db, page).await?;
+    let (items, next) = users::list(state.db()?, page).await?;
     Ok(json(
         StatusCode::OK,
         &Page {

@@ -32,7 +32,7 @@ pub async fn process_batch(state: Arc<AppState>, event: SqsEvent) -> SqsBatchRes
                 tracing::error!(message_id = %id, receives, "malformed order message; it will reach the DLQ");
                 true
             }
-            Some(OrderMessage { order_id }) => match orders::process(&state.db, order_id).await {
+            Some(OrderMessage { order_id }) => match process(&state, order_id).await {
                 Ok(ProcessOutcome::Confirmed) => {
                     tracing::info!(message_id = %id, %order_id, "order confirmed");
                     false
@@ -64,6 +64,10 @@ pub async fn process_batch(state: Arc<AppState>, event: SqsEvent) -> SqsBatchRes
     response
 }
 
+async fn process(state: &AppState, order_id: uuid::Uuid) -> Result<ProcessOutcome, bookshelf_http::ApiError> {
+    Ok(orders::process(state.db()?, order_id).await?)
+}
+
 /// What one relay run did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -72,52 +76,82 @@ pub struct RelayReport {
     pub failed: u32,
 }
 
+/// Why a relay run failed. A run that could not send a message is a failure (the
+/// function's error metric, and its alarm), even though the rows stay for the next run.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("no queue is configured")]
+    NoQueue,
+    #[error("no database is configured")]
+    NoDatabase,
+    #[error("outbox storage")]
+    Storage(#[from] bookshelf_storage::StorageError),
+    #[error("{failed} of {attempted} outbox messages could not be sent ({sent} sent)", attempted = .sent + .failed)]
+    SendFailed {
+        sent: u32,
+        failed: u32,
+        #[source]
+        last: bookshelf_queue::QueueError,
+    },
+}
+
+impl From<sqlx::Error> for RelayError {
+    fn from(e: sqlx::Error) -> Self {
+        RelayError::Storage(e.into())
+    }
+}
+
 /// Sends outbox messages the request path could not (queue outage, crash after commit).
 /// Rows are claimed with SKIP LOCKED, so concurrent relays never send one twice at once;
 /// a send that succeeds but is not recorded is sent again later, which the worker absorbs.
-pub async fn relay_outbox(state: &AppState, min_age_secs: i64) -> Result<RelayReport, String> {
+/// Every attempt is recorded (committed) before a failed run returns its error.
+pub async fn relay_outbox(state: &AppState, min_age_secs: i64) -> Result<RelayReport, RelayError> {
     let Some(queue) = &state.queue else {
-        return Err("no queue is configured".into());
+        return Err(RelayError::NoQueue);
     };
     let mut report = RelayReport::default();
+    let mut last_error = None;
     loop {
-        let mut tx = state.db.begin().await.map_err(|e| e.to_string())?;
-        let batch = orders::claim_unsent(&mut tx, min_age_secs, 100)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut tx = state.db().map_err(|_| RelayError::NoDatabase)?.begin().await?;
+        let batch = orders::claim_unsent(&mut tx, min_age_secs, 100).await?;
         if batch.is_empty() {
-            return Ok(report);
+            break;
         }
         let mut progressed = false;
         for (outbox_id, payload) in &batch {
             match queue.send(&payload.to_string()).await {
                 Ok(()) => {
-                    orders::mark_sent(&mut *tx, *outbox_id)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    orders::mark_sent(&mut *tx, *outbox_id).await?;
                     report.sent += 1;
                     progressed = true;
                 }
                 Err(e) => {
-                    orders::mark_failed(&mut *tx, *outbox_id, &e.to_string())
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    orders::mark_failed(&mut *tx, *outbox_id, &e.to_string()).await?;
                     report.failed += 1;
+                    last_error = Some(e);
                 }
             }
         }
-        tx.commit().await.map_err(|e| e.to_string())?;
+        tx.commit().await?;
         if !progressed || batch.len() < 100 {
-            if report.failed > 0 {
-                tracing::warn!(
-                    sent = report.sent,
-                    failed = report.failed,
-                    "outbox relay could not send everything"
-                );
-            } else if report.sent > 0 {
-                tracing::info!(sent = report.sent, "outbox relay sent pending messages");
-            }
-            return Ok(report);
+            break;
+        }
+    }
+    if report.sent > 0 {
+        tracing::info!(sent = report.sent, "outbox relay sent pending messages");
+    }
+    match last_error {
+        None => Ok(report),
+        Some(last) => {
+            bookshelf_config::metrics::count(
+                bookshelf_config::metrics::OUTBOX_SEND_FAILURES,
+                u64::from(report.failed),
+            );
+            Err(RelayError::SendFailed {
+                sent: report.sent,
+                failed: report.failed,
+                last,
+            })
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Where configuration comes from. Deployed: environment variables set by `template.yaml`
 //! and secrets from Secrets Manager. Locally: `DATABASE_URL` and a git-ignored key file.
 
+pub mod metrics;
+
 use std::path::Path;
 use std::str::FromStr;
 
@@ -52,44 +54,73 @@ async fn secret_string(arn: &str) -> Result<String, ConfigError> {
         })
 }
 
-/// Connection options: `DATABASE_URL`, or the RDS secret named by `DB_SECRET_ARN`
+/// Connection options: `DATABASE_URL`, or the credentials secret named by `DB_SECRET_ARN`
 /// (the standard `{username, password, host, port, dbname}` JSON) with `DB_HOST` pointing
-/// at the RDS Proxy endpoint. Deployed connections require TLS.
+/// at the RDS Proxy endpoint.
 pub async fn database() -> Result<PgConnectOptions, ConfigError> {
+    database_from(&var("DB_SECRET_ARN").ok_or(ConfigError::Missing("DATABASE_URL or DB_SECRET_ARN"))?).await
+}
+
+/// As `database()`, with the credentials of the secret `arn` unless `DATABASE_URL` is set.
+pub async fn database_from(arn: &str) -> Result<PgConnectOptions, ConfigError> {
     if let Some(url) = var("DATABASE_URL") {
         return PgConnectOptions::from_str(&url).map_err(|e| ConfigError::Invalid {
             var: "DATABASE_URL",
             reason: e.to_string(),
         });
     }
-    let arn = var("DB_SECRET_ARN").ok_or(ConfigError::Missing("DATABASE_URL or DB_SECRET_ARN"))?;
-    #[derive(serde::Deserialize)]
-    struct DbSecret {
-        username: String,
-        password: String,
-        host: Option<String>,
-        port: Option<u16>,
-        dbname: Option<String>,
-    }
     let secret: DbSecret =
-        serde_json::from_str(&secret_string(&arn).await?).map_err(|e| ConfigError::Secret {
-            arn: arn.clone(),
+        serde_json::from_str(&secret_string(arn).await?).map_err(|e| ConfigError::Secret {
+            arn: arn.into(),
             reason: e.to_string(),
         })?;
-    let host = var("DB_HOST")
-        .or(secret.host)
-        .ok_or(ConfigError::Missing("DB_HOST"))?;
+    proxy_options(secret, var("DB_HOST"), var("DB_NAME"))
+}
+
+/// The application role's credentials (db-migrate creates the role): the secret named by
+/// `APP_DB_SECRET_ARN`. `None` when unset, which only a local run may be (`DATABASE_URL`).
+pub async fn app_role() -> Result<Option<DbSecret>, ConfigError> {
+    let Some(arn) = var("APP_DB_SECRET_ARN") else {
+        return match var("DATABASE_URL") {
+            Some(_) => Ok(None),
+            None => Err(ConfigError::Missing("APP_DB_SECRET_ARN")),
+        };
+    };
+    serde_json::from_str(&secret_string(&arn).await?)
+        .map(Some)
+        .map_err(|e| ConfigError::Secret {
+            arn,
+            reason: e.to_string(),
+        })
+}
+
+/// An RDS credentials secret. `host` is absent from secrets no RDS attachment fills in
+/// (the application role's); `DB_HOST` names the proxy then.
+#[derive(serde::Deserialize)]
+pub struct DbSecret {
+    pub username: String,
+    pub password: String,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub dbname: Option<String>,
+}
+
+/// Deployed connections verify the proxy's certificate and host name (`verify-full`):
+/// RDS Proxy presents an ACM certificate that chains to Amazon's roots, which rustls
+/// trusts through webpki-roots. `require` would accept any certificate.
+pub fn proxy_options(
+    secret: DbSecret,
+    host: Option<String>,
+    dbname: Option<String>,
+) -> Result<PgConnectOptions, ConfigError> {
+    let host = host.or(secret.host).ok_or(ConfigError::Missing("DB_HOST"))?;
     Ok(PgConnectOptions::new()
         .host(&host)
         .port(secret.port.unwrap_or(5432))
         .username(&secret.username)
         .password(&secret.password)
-        .database(
-            &var("DB_NAME")
-                .or(secret.dbname)
-                .unwrap_or_else(|| "bookshelf".into()),
-        )
-        .ssl_mode(PgSslMode::Require))
+        .database(&dbname.or(secret.dbname).unwrap_or_else(|| "bookshelf".into()))
+        .ssl_mode(PgSslMode::VerifyFull))
 }
 
 /// The private signing keys: `BOOKSHELF_SIGNING_KEYS` (JSON), the secret named by
@@ -195,6 +226,38 @@ pub fn init_tracing() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deployed_connections_verify_the_proxy_certificate_and_host() {
+        let secret = DbSecret {
+            username: "bookshelf_app".into(),
+            password: "pw".into(),
+            host: None,
+            port: None,
+            dbname: None,
+        };
+        let options = proxy_options(secret, Some("proxy.example".into()), Some("shelf".into())).unwrap();
+        assert!(matches!(options.get_ssl_mode(), PgSslMode::VerifyFull));
+        assert_eq!(options.get_host(), "proxy.example");
+        assert_eq!(options.get_username(), "bookshelf_app");
+        assert_eq!(options.get_database(), Some("shelf"));
+        assert_eq!(options.get_port(), 5432);
+    }
+
+    #[test]
+    fn a_secret_without_a_host_needs_db_host() {
+        let secret = DbSecret {
+            username: "u".into(),
+            password: "p".into(),
+            host: None,
+            port: None,
+            dbname: None,
+        };
+        assert!(matches!(
+            proxy_options(secret, None, None),
+            Err(ConfigError::Missing("DB_HOST"))
+        ));
+    }
 
     #[test]
     fn key_file_is_created_once_and_reused() {

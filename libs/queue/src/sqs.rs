@@ -9,6 +9,19 @@ fn err<E: std::error::Error + 'static>(e: aws_sdk_sqs::error::SdkError<E>) -> Qu
     QueueError(aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
 }
 
+/// The deployed bounds: 1 s to connect, 1.2 s per attempt, two attempts, `SEND_BUDGET` in all.
+fn bounded(config: aws_sdk_sqs::config::Builder) -> aws_sdk_sqs::config::Builder {
+    config
+        .timeout_config(
+            aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .operation_attempt_timeout(Duration::from_millis(1200))
+                .operation_timeout(SqsQueue::SEND_BUDGET)
+                .build(),
+        )
+        .retry_config(aws_sdk_sqs::config::retry::RetryConfig::standard().with_max_attempts(2))
+}
+
 /// A queue on SQS or an SQS-compatible endpoint.
 #[derive(Clone)]
 pub struct SqsQueue {
@@ -21,10 +34,30 @@ impl SqsQueue {
         SqsQueue { client, url }
     }
 
-    /// The deployed queue: `QUEUE_URL`, with the execution environment's shared SDK config.
+    /// The deployed queue: `QUEUE_URL`, with the execution environment's shared SDK config
+    /// and the send bounds of `send_timeouts`.
     pub async fn from_env() -> Option<SqsQueue> {
         let url = std::env::var("QUEUE_URL").ok().filter(|u| !u.is_empty())?;
-        Some(SqsQueue::new(Client::new(bookshelf_config::aws().await), url))
+        let config = aws_sdk_sqs::config::Builder::from(bookshelf_config::aws().await);
+        Some(SqsQueue::new(Client::from_conf(bounded(config).build()), url))
+    }
+
+    /// How long a deployed send may take, all attempts included: well under the 10 s
+    /// function timeout, so an SQS that hangs costs a request at most this and the order
+    /// (already committed) still answers 202; the relay sends it later. The SDK's default
+    /// has no operation timeout at all.
+    pub const SEND_BUDGET: Duration = Duration::from_secs(3);
+
+    /// A client for `endpoint` with the deployed send bounds (tests: a server that hangs).
+    pub fn bounded_client(endpoint: &str) -> Client {
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "test", "test", None, None, "local",
+            ));
+        Client::from_conf(bounded(config).build())
     }
 
     /// A client for an SQS-compatible endpoint on this machine (moto), with fixed test

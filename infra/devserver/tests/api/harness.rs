@@ -113,7 +113,9 @@ impl TestApp {
             .expect("create test database");
         let mut url = reqwest::Url::parse(base).expect("DATABASE_URL is a URL");
         url.set_path(&name);
-        let pool = prepare_database(url.as_str()).await.expect("migrate");
+        // The handlers connect as the application role, as deployed; `pool` is the owner's.
+        let databases = prepare_database(url.as_str()).await.expect("migrate");
+        let pool = databases.owner;
         ensure_admin(&pool, ADMIN_EMAIL, ADMIN_PASSWORD)
             .await
             .expect("admin");
@@ -121,7 +123,7 @@ impl TestApp {
         let template = Template::load(&repo_root().join("template.yaml")).expect("template");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         // A short visibility timeout so retries and the DLQ happen within a test.
-        let mut state = AppState::new(pool.clone(), &keys);
+        let mut state = AppState::new(databases.app, &keys);
         if let Some(q) = queue {
             state = state.with_queue(q);
         }

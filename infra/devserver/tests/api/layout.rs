@@ -144,19 +144,20 @@ fn cargo_lambda_watch_routes_match_the_template() {
 
 #[tokio::test]
 async fn a_saturated_pool_sheds_load_with_503_not_a_hang() {
-    let app = crate::harness::TestApp::start_custom(None, |mut s| {
-        let options = (*s.db.connect_options()).clone();
-        s.db = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(std::time::Duration::from_millis(300))
-            .connect_lazy_with(options);
-        s
+    let app = crate::harness::TestApp::start_custom(None, |s| {
+        let options = (*s.db().unwrap().connect_options()).clone();
+        s.with_db(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(std::time::Duration::from_millis(300))
+                .connect_lazy_with(options),
+        )
     })
     .await;
     let auth = app.register("busy@example.org", "password123").await;
     let token = auth["accessToken"].as_str().unwrap().to_string();
 
-    let held = app.state.db.acquire().await.unwrap();
+    let held = app.state.db().unwrap().acquire().await.unwrap();
     let started = std::time::Instant::now();
     // A handler's own query, and the authorizer's session check, both give up quickly.
     let login = app
@@ -171,6 +172,11 @@ async fn a_saturated_pool_sheds_load_with_503_not_a_hang() {
     let me = app.get("/users/me", Some(&token)).await;
     me.problem(503);
     assert_eq!(me.header("retry-after"), Some("1"));
+    // What API Gateway does with a Lambda authorizer that fails (not one that refuses).
+    assert_eq!(
+        me.header("x-amzn-errortype"),
+        Some("AUTHORIZER_CONFIGURATION_ERROR")
+    );
     assert!(
         started.elapsed() < std::time::Duration::from_secs(5),
         "answered, did not hang"

@@ -323,3 +323,94 @@ async fn the_relay_schedule_never_strands_a_received_batch() {
     stop.send(true).unwrap();
     worker.await.unwrap();
 }
+
+/// A queue endpoint that accepts connections and never answers (an SQS that hangs).
+async fn hanging_endpoint() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (url, task)
+}
+
+/// The deployed client gives up within its send budget: a hanging SQS turns a committed
+/// order into a 202 for the relay, not into a Lambda timeout and a 5xx.
+#[tokio::test]
+async fn a_hanging_queue_costs_an_order_its_send_budget_not_a_5xx() {
+    let (endpoint, server) = hanging_endpoint().await;
+    let queue = SqsQueue::new(
+        SqsQueue::bounded_client(&endpoint),
+        format!("{endpoint}/123456789012/bookshelf-orders"),
+    );
+    let started = Instant::now();
+    let sent = tokio::time::timeout(SqsQueue::SEND_BUDGET * 3, queue.send("{}"))
+        .await
+        .expect("the send gave up instead of hanging");
+    assert!(sent.is_err());
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "it did wait for the server"
+    );
+
+    // No worker (it would poll the same hanging endpoint); the order path only sends.
+    let app = TestApp::start_with(None).await;
+    let admin = app.admin_token().await;
+    let t = token(&app.register("hang@example.org", "password123").await);
+    let book = id_of(&create_book(&app, &admin, json!({"stock": 3})).await);
+    let hanging = bookshelf_api::AppState::new(app.pool.clone(), &app.keys).with_queue(Queue::Sqs(queue));
+    let hanging = std::sync::Arc::new(hanging);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let template =
+        bookshelf_devserver::Template::load(&crate::harness::repo_root().join("template.yaml")).unwrap();
+    let gateway = bookshelf_devserver::Server::start(listener, &template, hanging.clone())
+        .await
+        .unwrap();
+    let r = app
+        .client
+        .post(format!("{}/orders", gateway.url()))
+        .bearer_auth(&t)
+        .json(&json!({"items": [{"bookId": book, "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let unsent: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL AND attempts = 1")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(unsent, 1, "left for the relay, with the failed attempt recorded");
+    server.abort();
+}
+
+/// A relay run that could not send is a failed run (the function's error metric, so its
+/// alarm fires during an SQS outage), and every attempt is still recorded.
+#[tokio::test]
+async fn a_relay_run_that_cannot_send_fails() {
+    let app = TestApp::start_with(None).await;
+    let admin = app.admin_token().await;
+    let t = token(&app.register("relayfail@example.org", "password123").await);
+    let book = id_of(&create_book(&app, &admin, json!({"stock": 3})).await);
+    order(&app, &t, &book, 1).await; // no queue: left in the outbox
+    let dead_port = bookshelf_devserver::pg::free_port().unwrap();
+    let dead = SqsQueue::new(
+        SqsQueue::local_client(&format!("http://127.0.0.1:{dead_port}")),
+        format!("http://127.0.0.1:{dead_port}/123456789012/bookshelf-orders"),
+    );
+    let relaying = bookshelf_api::AppState::new(app.pool.clone(), &app.keys).with_queue(Queue::Sqs(dead));
+    match relay_outbox(&relaying, 0).await {
+        Err(bookshelf_api::worker::RelayError::SendFailed {
+            sent: 0, failed: 1, ..
+        }) => {}
+        other => panic!("expected a failed run, got {other:?}"),
+    }
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM outbox WHERE sent_at IS NULL")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(attempts, 1, "the attempt is committed even though the run failed");
+}

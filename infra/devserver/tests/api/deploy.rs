@@ -1,0 +1,146 @@
+//! What the code assumes about the deployed stack, checked against template.yaml and a
+//! real PostgreSQL: which functions reach the database, and as whom.
+
+use std::collections::BTreeMap;
+
+use bookshelf_api::HTTP_FUNCTIONS;
+use serde_norway::Value;
+
+use crate::harness::{repo_root, TestApp};
+
+/// Binary → (has DB_SECRET_ARN, has VpcConfig), for every function of template.yaml.
+fn database_settings() -> BTreeMap<String, (bool, bool)> {
+    let text = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
+    let doc: Value = serde_norway::from_str(&text).unwrap();
+    let mut out = BTreeMap::new();
+    for (_, r) in doc["Resources"].as_mapping().unwrap() {
+        let Some(binary) = r["Metadata"]["BuildProperties"]["Binary"].as_str() else {
+            continue;
+        };
+        let props = &r["Properties"];
+        let secret = !props["Environment"]["Variables"]["DB_SECRET_ARN"].is_null();
+        let vpc = !props["VpcConfig"].is_null();
+        out.insert(binary.to_string(), (secret, vpc));
+    }
+    out
+}
+
+#[test]
+fn functions_that_never_query_have_no_database_deployed() {
+    let deployed = database_settings();
+    for f in HTTP_FUNCTIONS {
+        let (secret, vpc) = deployed[f.name];
+        assert_eq!(
+            secret, f.database,
+            "{}: DB_SECRET_ARN vs. the registry's `database`",
+            f.name
+        );
+        assert_eq!(
+            vpc, f.database,
+            "{}: VpcConfig vs. the registry's `database`",
+            f.name
+        );
+    }
+    assert!(
+        HTTP_FUNCTIONS.iter().any(|f| !f.database),
+        "openapi and jwks never query"
+    );
+}
+
+/// SQLSTATE 42501: insufficient_privilege.
+async fn refused(pool: &sqlx::PgPool, sql: &str) {
+    match sqlx::raw_sql(sql).execute(pool).await {
+        Err(sqlx::Error::Database(e)) => {
+            assert_eq!(e.code().as_deref(), Some("42501"), "{sql}: {e}")
+        }
+        other => panic!("{sql}: expected a privilege error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn handlers_connect_as_an_application_role_that_cannot_change_the_schema() {
+    let app = TestApp::start().await;
+    let db = app.state.db().unwrap();
+    let (user, superuser, creates_roles): (String, bool, bool) = sqlx::query_as(
+        "SELECT rolname::text, rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(db)
+    .await
+    .unwrap();
+    assert!(user.ends_with("_app"), "connected as {user}");
+    assert!(!superuser && !creates_roles);
+
+    // Every other test drives the API through this role; here, what it must not do.
+    for sql in [
+        "CREATE TABLE intruder (id int)",
+        "DROP TABLE books",
+        "ALTER TABLE users ADD COLUMN intruder int",
+        "TRUNCATE orders",
+        "CREATE ROLE intruder",
+        "SELECT * FROM _sqlx_migrations",
+        "DELETE FROM _sqlx_migrations",
+        "CREATE FUNCTION intruder() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+    ] {
+        refused(db, sql).await;
+    }
+    let books: i64 = sqlx::query_scalar("SELECT count(*) FROM books")
+        .fetch_one(db)
+        .await
+        .unwrap();
+    assert!(books >= 0);
+
+    // Running it again (every deploy does) sets the secret's password again, stored as
+    // a SCRAM verifier (the local cluster trusts loopback, so the verifier is what shows it).
+    let verifier = |pool: sqlx::PgPool, role: String| async move {
+        sqlx::query_scalar::<_, String>("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
+            .bind(role)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let before = verifier(app.pool.clone(), user.clone()).await;
+    bookshelf_api::ops::ensure_app_role(&app.pool, &user, "a-new-password-of-some-length")
+        .await
+        .unwrap();
+    let after = verifier(app.pool.clone(), user.clone()).await;
+    assert!(after.starts_with("SCRAM-SHA-256$"), "{after}");
+    assert_ne!(before, after);
+    refused(db, "CREATE TABLE intruder (id int)").await;
+}
+
+#[tokio::test]
+async fn the_application_role_name_and_password_are_checked_before_use() {
+    let app = TestApp::start().await;
+    for (role, password) in [
+        ("Robert'); DROP TABLE books;--", "long enough password"),
+        ("UPPER", "long enough password"),
+        ("fine_name", "short"),
+    ] {
+        assert!(
+            bookshelf_api::ops::ensure_app_role(&app.pool, role, password)
+                .await
+                .is_err(),
+            "{role}"
+        );
+    }
+}
+
+/// What the README says about statements: sqlx prepares each distinct query once per
+/// connection, as a named statement, and reuses it (its statement cache). Deployed, RDS
+/// Proxy pins a client connection that prepared statements (see README, "Deploying").
+#[tokio::test]
+async fn statements_are_named_and_reused_per_connection() {
+    let app = TestApp::start().await;
+    let mut conn = app.state.db().unwrap().acquire().await.unwrap();
+    const SQL: &str = "SELECT count(*) FROM books WHERE stock > $1";
+    for _ in 0..3 {
+        sqlx::query(SQL).bind(0).execute(&mut *conn).await.unwrap();
+    }
+    let prepared: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM pg_prepared_statements WHERE statement = $1")
+            .bind(SQL)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+    assert_eq!(prepared.len(), 1, "prepared once, reused: {prepared:?}");
+}
