@@ -58,20 +58,16 @@ async fn secret_string(arn: &str) -> Result<String, ConfigError> {
 /// (the standard `{username, password, host, port, dbname}` JSON) with `DB_HOST` pointing
 /// at the RDS Proxy endpoint.
 pub async fn database() -> Result<PgConnectOptions, ConfigError> {
-    database_from(&var("DB_SECRET_ARN").ok_or(ConfigError::Missing("DATABASE_URL or DB_SECRET_ARN"))?).await
-}
-
-/// As `database()`, with the credentials of the secret `arn` unless `DATABASE_URL` is set.
-pub async fn database_from(arn: &str) -> Result<PgConnectOptions, ConfigError> {
     if let Some(url) = var("DATABASE_URL") {
         return PgConnectOptions::from_str(&url).map_err(|e| ConfigError::Invalid {
             var: "DATABASE_URL",
             reason: e.to_string(),
         });
     }
+    let arn = var("DB_SECRET_ARN").ok_or(ConfigError::Missing("DATABASE_URL or DB_SECRET_ARN"))?;
     let secret: DbSecret =
-        serde_json::from_str(&secret_string(arn).await?).map_err(|e| ConfigError::Secret {
-            arn: arn.into(),
+        serde_json::from_str(&secret_string(&arn).await?).map_err(|e| ConfigError::Secret {
+            arn: arn.clone(),
             reason: e.to_string(),
         })?;
     proxy_options(secret, var("DB_HOST"), var("DB_NAME"))

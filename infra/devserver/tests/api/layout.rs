@@ -44,6 +44,23 @@ fn template_registry_crates_and_events_agree() {
         assert!(!files.is_empty(), "events/{f}/ has no sample event");
     }
 
+    // Every sample event has its exact expected outcome (events/expected.json), and
+    // every expectation names an event that exists.
+    let expected: serde_json::Map<String, Value> =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("events/expected.json")).unwrap())
+            .unwrap();
+    let mut events = BTreeSet::new();
+    for f in &all {
+        for e in std::fs::read_dir(repo_root().join("events").join(f)).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            if name.ends_with(".json") {
+                events.insert(format!("{f}/{name}"));
+            }
+        }
+    }
+    let listed: BTreeSet<String> = expected.keys().cloned().collect();
+    assert_eq!(events, listed, "events/*/*.json vs. events/expected.json");
+
     // One route per method and path.
     let mut seen = BTreeSet::new();
     for r in &t.routes {
