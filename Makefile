@@ -11,7 +11,7 @@ export PATH := $(BOOKSHELF_TOOLS_VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= eu-west-1
 
-.PHONY: dev test hurl lambda-check deny lint fmt build tools keys admin seed deploy-check deploy-tests bench
+.PHONY: dev test hurl lambda-check deny lint fmt build tools keys admin seed deploy-check deploy-tests sam-local bench
 
 ## Serve the whole API on http://127.0.0.1:$${PORT:-3000}
 dev:
@@ -24,6 +24,12 @@ test: tools lint build
 	$(DEV) with-postgres -- scripts/contract-fuzz.sh
 	$(DEV) with-postgres -- scripts/hurl-suites.sh
 	$(DEV) with-postgres -- scripts/lambda-dev-check.sh
+	$(DEV) with-postgres -- scripts/sam-local.sh
+
+## sam build + sam local invoke of every sample event + sam local start-api with the hurl
+## suites, in Docker (in make test; skipped, saying so, when no Docker engine answers)
+sam-local: tools build
+	$(DEV) with-postgres -- scripts/sam-local.sh
 
 ## cargo lambda watch + cargo lambda invoke --data-file for every sample event (in make test)
 lambda-check: tools build

@@ -210,6 +210,11 @@ class Functions(unittest.TestCase):
         self.assertLessEqual(cap["MaxValue"], 20)
         self.assertGreaterEqual(cap["MinValue"], 2)  # SQS event sources take 2..1000
 
+    def test_the_architecture_is_a_parameter_defaulting_to_arm64(self):
+        self.assertEqual(DOC["Parameters"]["Architecture"]["Default"], "arm64")
+        for name, fn in functions().items():
+            self.assertEqual(fn["Properties"]["Architectures"], [{"Ref": "Architecture"}], name)
+
     def test_the_relay_runs_alone(self):
         self.assertEqual(RESOURCES["OutboxRelayFunction"]["Properties"]["ReservedConcurrentExecutions"], 1)
 

@@ -8,6 +8,8 @@
 //!   bookshelf-dev seed [N]                 add N (default 10000) demo books to DATABASE_URL, or
 //!                                          to the database of a running `make dev`
 //!   bookshelf-dev keys                     print new signing keys and their JWK Set (deploy)
+//!   bookshelf-dev worker                   only the order worker and outbox relay, on the
+//!                                          queue at SQS_ENDPOINT (beside `sam local`)
 
 use std::process::ExitCode;
 
@@ -40,6 +42,7 @@ async fn main() -> ExitCode {
         Some("migrate") => migrate().await.map(|()| ExitCode::SUCCESS),
         Some("seed") => seed(args.get(1)).await.map(|()| ExitCode::SUCCESS),
         Some("keys") => keys(&args[1..]).await.map(|()| ExitCode::SUCCESS),
+        Some("worker") => worker().await.map(|()| ExitCode::SUCCESS),
         Some(other) => Err(anyhow::anyhow!("unknown command {other:?}; see the README")),
     };
     match result {
@@ -114,6 +117,26 @@ async fn serve() -> Result<()> {
         c.stop().await?;
     }
     result
+}
+
+/// What Lambda's event source mapping and the relay's schedule do deployed, for functions
+/// served by something that runs neither (`sam local start-api`): polls the orders queue at
+/// `SQS_ENDPOINT` and hands batches to the same order-processor handler, and runs the
+/// outbox relay every 2 s, against `DATABASE_URL`.
+async fn worker() -> Result<()> {
+    let url = std::env::var("DATABASE_URL").context("DATABASE_URL must point at the database")?;
+    std::env::var("SQS_ENDPOINT").context("SQS_ENDPOINT must name the SQS-compatible server")?;
+    let pool = migrate_database(&url).await?;
+    let queue = local_queue().await?;
+    println!("order worker on {}", queue.describe());
+    // The worker signs nothing; the state wants keys, so it gets throw-away ones.
+    let state = local_state(pool, &bookshelf_auth::SigningKeys::generate(), Some(queue));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = bookshelf_devserver::worker::spawn(state, Duration::from_secs(2), stopped);
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    task.await?;
+    Ok(())
 }
 
 /// The orders queue: an SQS-compatible server at `SQS_ENDPOINT` (e.g. moto), with its DLQ
