@@ -22,6 +22,17 @@ fn bounded(config: aws_sdk_sqs::config::Builder) -> aws_sdk_sqs::config::Builder
         .retry_config(aws_sdk_sqs::config::retry::RetryConfig::standard().with_max_attempts(2))
 }
 
+/// An SQS-compatible endpoint on this machine, with fixed test credentials and region.
+fn local_config(endpoint: &str) -> aws_sdk_sqs::config::Builder {
+    aws_sdk_sqs::Config::builder()
+        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "local",
+        ))
+}
+
 /// A queue on SQS or an SQS-compatible endpoint.
 #[derive(Clone)]
 pub struct SqsQueue {
@@ -50,26 +61,13 @@ impl SqsQueue {
 
     /// A client for `endpoint` with the deployed send bounds (tests: a server that hangs).
     pub fn bounded_client(endpoint: &str) -> Client {
-        let config = aws_sdk_sqs::Config::builder()
-            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "test", "test", None, None, "local",
-            ));
-        Client::from_conf(bounded(config).build())
+        Client::from_conf(bounded(local_config(endpoint)).build())
     }
 
     /// A client for an SQS-compatible endpoint on this machine (moto), with fixed test
     /// credentials and region, and tight timeouts so an outage fails fast.
     pub fn local_client(endpoint: &str) -> Client {
-        let config = aws_sdk_sqs::Config::builder()
-            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "test", "test", None, None, "local",
-            ))
+        let config = local_config(endpoint)
             .timeout_config(
                 aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(2))

@@ -103,12 +103,7 @@ async fn orders_flow_through_sqs() {
 async fn a_queue_outage_at_order_time_is_recovered_by_the_relay() {
     let moto = Moto::start().await;
     let (live, _dlq) = moto.queues().await;
-    // Nothing listens here: every send fails.
-    let dead_port = bookshelf_devserver::pg::free_port().unwrap();
-    let dead = SqsQueue::new(
-        SqsQueue::local_client(&format!("http://127.0.0.1:{dead_port}")),
-        live.url().to_string(),
-    );
+    let dead = dead_queue(live.url());
     let app = TestApp::start_with(Some(Queue::Sqs(dead))).await;
     let admin = app.admin_token().await;
     let t = token(&app.register("outage@example.org", "password123").await);
@@ -324,6 +319,15 @@ async fn the_relay_schedule_never_strands_a_received_batch() {
     worker.await.unwrap();
 }
 
+/// A queue whose endpoint nobody listens on: every send fails at once.
+fn dead_queue(url: &str) -> SqsQueue {
+    let dead_port = bookshelf_devserver::pg::free_port().unwrap();
+    SqsQueue::new(
+        SqsQueue::local_client(&format!("http://127.0.0.1:{dead_port}")),
+        url.to_string(),
+    )
+}
+
 /// A queue endpoint that accepts connections and never answers (an SQS that hangs).
 async fn hanging_endpoint() -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -396,11 +400,7 @@ async fn a_relay_run_that_cannot_send_fails() {
     let t = token(&app.register("relayfail@example.org", "password123").await);
     let book = id_of(&create_book(&app, &admin, json!({"stock": 3})).await);
     order(&app, &t, &book, 1).await; // no queue: left in the outbox
-    let dead_port = bookshelf_devserver::pg::free_port().unwrap();
-    let dead = SqsQueue::new(
-        SqsQueue::local_client(&format!("http://127.0.0.1:{dead_port}")),
-        format!("http://127.0.0.1:{dead_port}/123456789012/bookshelf-orders"),
-    );
+    let dead = dead_queue("http://127.0.0.1:9/123456789012/bookshelf-orders");
     let relaying = bookshelf_api::AppState::new(app.pool.clone(), &app.keys).with_queue(Queue::Sqs(dead));
     match relay_outbox(&relaying, 0).await {
         Err(bookshelf_api::worker::RelayError::SendFailed {
