@@ -60,8 +60,14 @@ pub async fn run_outbox_relay() -> Result<(), Error> {
         async move {
             // Younger rows are still being sent by their own request.
             crate::worker::relay_outbox(&state, 30).await.map_err(|e| {
-                tracing::error!(error = %chain(&e), "outbox relay run failed");
-                Error::from(e)
+                let message = chain(&e);
+                tracing::error!(error = %message, "outbox relay run failed");
+                // What the invocation reports (and `sam remote invoke` shows): the whole
+                // chain, under a name an operator can search for.
+                lambda_runtime::Diagnostic {
+                    error_type: "OutboxRelayFailed".into(),
+                    error_message: message,
+                }
             })
         }
     }))
