@@ -243,6 +243,37 @@ class DataSafety(unittest.TestCase):
         self.assertTrue(props["StorageEncrypted"])
 
 
+class Network(unittest.TestCase):
+    def test_nothing_in_the_vpc_reaches_the_internet(self):
+        for kind in ("AWS::EC2::InternetGateway", "AWS::EC2::NatGateway", "AWS::EC2::EgressOnlyInternetGateway",
+                     "AWS::EC2::VPCGatewayAttachment", "AWS::EC2::Route"):
+            self.assertEqual(cfn.resources_of(DOC, kind), {}, kind)
+        services = {json.dumps(r["Properties"]["ServiceName"]) for r in cfn.resources_of(DOC, "AWS::EC2::VPCEndpoint").values()}
+        self.assertEqual(services, {json.dumps({"Fn::Sub": "com.amazonaws.${AWS::Region}.sqs"}),
+                                    json.dumps({"Fn::Sub": "com.amazonaws.${AWS::Region}.secretsmanager"})})
+
+    def test_only_the_functions_reach_the_proxy_and_only_the_proxy_the_database(self):
+        def ingress(group):
+            return RESOURCES[group]["Properties"].get("SecurityGroupIngress", [])
+        (proxy,) = ingress("ProxySecurityGroup")
+        self.assertEqual((proxy["FromPort"], proxy["ToPort"]), (5432, 5432))
+        self.assertEqual(cfn.ref_name(proxy["SourceSecurityGroupId"]), "FunctionSecurityGroup")
+        (database,) = ingress("DatabaseSecurityGroup")
+        self.assertEqual((database["FromPort"], database["ToPort"]), (5432, 5432))
+        self.assertEqual(cfn.ref_name(database["SourceSecurityGroupId"]), "ProxySecurityGroup")
+        self.assertEqual(ingress("FunctionSecurityGroup"), [])
+        db = RESOURCES["Database"]["Properties"]
+        self.assertFalse(db["PubliclyAccessible"])
+        self.assertEqual([cfn.ref_name(g) for g in db["VPCSecurityGroups"]], ["DatabaseSecurityGroup"])
+
+    def test_database_credentials_are_generated_never_written(self):
+        db = RESOURCES["Database"]["Properties"]
+        for key in ("MasterUsername", "MasterUserPassword"):
+            self.assertIn("{{resolve:secretsmanager:${DatabaseSecret}", json.dumps(db[key]), key)
+        for name in ("DatabaseSecret", "AppDatabaseSecret"):
+            self.assertIn("GenerateSecretString", RESOURCES[name]["Properties"], name)
+
+
 class Operations(unittest.TestCase):
     def test_every_alarm_notifies_the_topic(self):
         alarms = cfn.resources_of(DOC, "AWS::CloudWatch::Alarm")
