@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
-DEV := $(CARGO) run --quiet -p bookshelf-devserver --bin bookshelf-dev --
+# Not --quiet: a first run compiles for minutes, and cargo's progress says so.
+DEV := $(CARGO) run -p bookshelf-devserver --bin bookshelf-dev --
 # One test runner: nextest when installed (process per test), cargo test otherwise.
 TEST_RUNNER := $(shell if $(CARGO) nextest --version >/dev/null 2>&1; then echo "nextest run --no-fail-fast"; else echo "test --no-fail-fast"; fi)
 # Python tools (cfn-lint, sam) live in a private virtualenv made by scripts/ensure-tools.sh.

@@ -10,8 +10,8 @@ version=0.20.2
 root=${BOOKSHELF_TOOLS_ROOT:-$HOME/.cache/bookshelf}
 deny="$root/bin/cargo-deny"
 if ! { [ -x "$deny" ] && "$deny" --version 2>/dev/null | grep -q "$version"; }; then
-  echo "Building cargo-deny $version into $root (first time only, a few minutes) ..."
-  cargo install "cargo-deny@$version" --locked --root "$root" --quiet
+  echo "Building cargo-deny $version into $root with cargo install (first time only, ~3 min on 2 cores) ..."
+  cargo install "cargo-deny@$version" --locked --root "$root"
 fi
 
 # Only errors: duplicate versions are warnings by policy and would drown them.

@@ -13,19 +13,7 @@ if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "^hurl $version"; the
   exit 0
 fi
 # hurl links libcurl and its build generates bindings with libclang.
-missing=()
-for pkg in libcurl4-openssl-dev libclang-dev pkg-config libxml2-dev; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "Installing ${missing[*]} (needed to build hurl) ..."
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null \
-      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null; }
-  else
-    echo "hurl needs: sudo apt-get install ${missing[*]}" >&2
-    exit 1
-  fi
-fi
-echo "Building hurl $version into $root (first time only, a few minutes) ..."
-cargo install "hurl@$version" --locked --root "$root" --quiet
+. "$(dirname "$0")/lib/apt.sh"
+apt_install "building hurl" 60 libcurl4-openssl-dev libclang-dev pkg-config libxml2-dev
+echo "Building hurl $version into $root with cargo install (first time only, ~3.5 min on 2 cores) ..."
+cargo install "hurl@$version" --locked --root "$root"

@@ -20,7 +20,7 @@ need=()
 [ -x "$venv/bin/st" ] || need+=(schemathesis)
 [ -x "$venv/bin/cargo-lambda" ] || need+=(cargo-lambda)
 if [ ${#need[@]} -gt 0 ]; then
-  echo "Installing ${need[*]} into $venv ..."
+  echo "Installing ${need[*]} from PyPI into $venv (first time only, ~60 s) ..."
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "${need[@]}"
 fi
 # checkov (the template's policy scanner) pins its own versions of libraries the SAM CLI

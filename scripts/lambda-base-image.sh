@@ -12,11 +12,8 @@ artifacts=${1:?usage: lambda-base-image.sh DIR}
 static_busybox() { [ -x "$1" ] && [[ $(ldd "$1" 2>&1 || true) == *"not a dynamic"* ]]; }
 busybox=/bin/busybox
 if ! static_busybox "$busybox"; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "Installing busybox-static (a static shell and coreutils for the local Lambda image, ~5 s) ..." >&2
-    ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
-  fi
+  . "$(dirname "$0")/lib/apt.sh"
+  apt_install "the local Lambda base image (a static shell and coreutils)" 5 busybox-static || true
   static_busybox "$busybox" || { echo "lambda-base-image: needs a static busybox (apt-get install busybox-static)" >&2; exit 1; }
 fi
 
