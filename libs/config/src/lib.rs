@@ -213,7 +213,12 @@ pub fn init_tracing() {
             .with_ansi(false)
             .try_init()
     } else {
-        builder.with_target(false).try_init()
+        // Colour only for a terminal: a log file or CI output gets no escape codes.
+        use std::io::IsTerminal;
+        builder
+            .with_target(false)
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init()
     };
     // A second init (tests, the dev server) keeps the first subscriber; that is fine.
     let _ = result;
