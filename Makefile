@@ -12,7 +12,7 @@ export PATH := $(BOOKSHELF_TOOLS_VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= eu-west-1
 
-.PHONY: dev test hurl lambda-check deny lint fmt build tools keys admin seed deploy-check deploy-tests sam-local bench
+.PHONY: dev test hurl lambda-check deny lint sqlx-prepare fmt build tools keys admin seed deploy-check deploy-tests sam-local bench
 
 ## Serve the whole API on http://127.0.0.1:$${PORT:-3000}
 dev:
@@ -46,9 +46,14 @@ tools:
 lint: tools
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
+	scripts/sqlx-prepare.sh --check
 	scripts/deny.sh
 	sam validate --lint --template template.yaml
 	scripts/deploy-tests.sh
+
+## Regenerate .sqlx/ (the query macros' view of the schema) after changing a query or a migration
+sqlx-prepare:
+	scripts/sqlx-prepare.sh
 
 ## Dependency policy (deny.toml): licences, bans, sources; advisories when the database is reachable
 deny:

@@ -101,12 +101,30 @@ pub fn local_state(pool: PgPool, keys: &SigningKeys, queue: Option<bookshelf_que
 }
 
 impl Server {
-    /// Serves `template` on `listener` with the handlers over `state`.
+    /// Serves `template` on `listener` with the handlers over `state`, and runs the order
+    /// worker and the outbox relay on `state`'s queue, if it has one.
     pub async fn start(listener: TcpListener, template: &Template, state: Arc<AppState>) -> Result<Server> {
+        Self::start_with(listener, template, state, true).await
+    }
+
+    /// The gateway alone: nothing consumes the queue or relays the outbox (tests that
+    /// watch what the request path alone does with a queue).
+    pub async fn start_gateway_only(
+        listener: TcpListener,
+        template: &Template,
+        state: Arc<AppState>,
+    ) -> Result<Server> {
+        Self::start_with(listener, template, state, false).await
+    }
+
+    async fn start_with(
+        listener: TcpListener,
+        template: &Template,
+        state: Arc<AppState>,
+        with_worker: bool,
+    ) -> Result<Server> {
         let (stop_worker, stop_rx) = tokio::sync::watch::channel(false);
-        let worker = state
-            .queue
-            .is_some()
+        let worker = (with_worker && state.queue.is_some())
             .then(|| worker::spawn(state.clone(), std::time::Duration::from_secs(2), stop_rx));
         let gateway = Arc::new(Gateway::new(template, state)?);
         let app = axum::Router::new().fallback(move |req| gateway.clone().handle(req));
@@ -147,7 +165,7 @@ impl Server {
 /// The project's `template.yaml`: `BOOKSHELF_TEMPLATE`, else found from the working
 /// directory upwards.
 pub fn template_path() -> Result<std::path::PathBuf> {
-    if let Ok(p) = std::env::var("BOOKSHELF_TEMPLATE") {
+    if let Some(p) = bookshelf_config::env::get(bookshelf_config::env::Var::Template) {
         return Ok(p.into());
     }
     let mut dir = std::env::current_dir()?;

@@ -17,19 +17,13 @@ use anyhow::{bail, Context, Result};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bookshelf_config::env::{self, Var};
 use bookshelf_devserver::{
     ensure_admin, local_state, migrate_database, pg::PgCluster, prepare_database, template_path, Server,
     Template,
 };
 use bookshelf_queue::{MemoryQueue, Queue, SqsQueue};
 use tokio::net::TcpListener;
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_string())
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -56,23 +50,19 @@ async fn main() -> ExitCode {
 
 fn admin_credentials() -> (String, String) {
     (
-        env_or("BOOKSHELF_ADMIN_EMAIL", "admin@bookshelf.local"),
-        env_or("BOOKSHELF_ADMIN_PASSWORD", "bookshelf-admin"),
+        env::get_or(Var::AdminEmail, "admin@bookshelf.local"),
+        env::get_or(Var::AdminPassword, "bookshelf-admin"),
     )
 }
 
 async fn serve() -> Result<()> {
-    let port: u16 = env_or("PORT", "3000")
-        .parse()
-        .context("PORT must be a port number")?;
+    let port: u16 = env::parse(Var::Port)?.unwrap_or(3000);
     let template = Template::load(&template_path()?)?;
 
-    let (url, cluster) = match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+    let (url, cluster) = match env::get(Var::DatabaseUrl) {
         Some(url) => (url, None),
         None => {
-            let dir = std::env::var("BOOKSHELF_PGDATA")
-                .ok()
-                .filter(|d| !d.is_empty())
+            let dir = env::get(Var::PgData)
                 .map_or_else(bookshelf_devserver::pg::default_dev_dir, std::path::PathBuf::from);
             let dir = dir.display().to_string();
             println!("Starting a private PostgreSQL cluster in {dir} ...");
@@ -124,8 +114,8 @@ async fn serve() -> Result<()> {
 /// `SQS_ENDPOINT` and hands batches to the same order-processor handler, and runs the
 /// outbox relay every 2 s, against `DATABASE_URL`.
 async fn worker() -> Result<()> {
-    let url = std::env::var("DATABASE_URL").context("DATABASE_URL must point at the database")?;
-    std::env::var("SQS_ENDPOINT").context("SQS_ENDPOINT must name the SQS-compatible server")?;
+    let url = env::require(Var::DatabaseUrl)?;
+    env::require(Var::SqsEndpoint)?;
     let pool = migrate_database(&url).await?;
     let queue = local_queue().await?;
     println!("order worker on {}", queue.describe());
@@ -142,7 +132,7 @@ async fn worker() -> Result<()> {
 /// The orders queue: an SQS-compatible server at `SQS_ENDPOINT` (e.g. moto), with its DLQ
 /// and redrive policy created if missing; otherwise an in-process queue.
 async fn local_queue() -> Result<Queue> {
-    match std::env::var("SQS_ENDPOINT").ok().filter(|e| !e.is_empty()) {
+    match env::get(Var::SqsEndpoint) {
         Some(endpoint) => {
             let client = SqsQueue::local_client(&endpoint);
             let (queue, _dlq) = SqsQueue::ensure(client, "bookshelf-orders", 30, 5)
@@ -198,7 +188,7 @@ async fn with_postgres(args: &[String]) -> Result<ExitCode> {
 }
 
 async fn create_admin() -> Result<()> {
-    let url = std::env::var("DATABASE_URL").context("DATABASE_URL must point at the database")?;
+    let url = env::require(Var::DatabaseUrl)?;
     let pool = migrate_database(&url).await?;
     let (email, password) = admin_credentials();
     ensure_admin(&pool, &email, &password).await?;
@@ -212,7 +202,7 @@ async fn seed(count: Option<&String>) -> Result<()> {
     let count: usize = count
         .map_or(Ok(10_000), |c| c.parse())
         .context("the count must be a number")?;
-    let url = match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+    let url = match env::get(Var::DatabaseUrl) {
         Some(url) => url,
         None => std::fs::read_to_string(DEV_URL_FILE)
             .map(|u| u.trim().to_string())
@@ -230,7 +220,7 @@ async fn seed(count: Option<&String>) -> Result<()> {
 }
 
 async fn migrate() -> Result<()> {
-    let url = std::env::var("DATABASE_URL").context("DATABASE_URL must point at the database")?;
+    let url = env::require(Var::DatabaseUrl)?;
     migrate_database(&url).await?;
     println!("migrations applied");
     Ok(())

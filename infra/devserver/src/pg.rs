@@ -16,7 +16,7 @@ pub struct PgCluster {
 
 /// The newest `/usr/lib/postgresql/<v>/bin` with `initdb`, or `PG_BIN`, or `pg_config --bindir`.
 pub fn find_bin() -> Result<PathBuf> {
-    if let Ok(dir) = std::env::var("PG_BIN") {
+    if let Some(dir) = bookshelf_config::env::get(bookshelf_config::env::Var::PgBin) {
         return Ok(PathBuf::from(dir));
     }
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")

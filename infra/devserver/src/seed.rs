@@ -2,9 +2,8 @@
 //! tags, descriptions, prices and stock, with valid unique ISBNs. For demos and benchmarks.
 
 use anyhow::Result;
-use bookshelf_domain::isbn;
-use sqlx::{PgPool, Postgres, QueryBuilder};
-use uuid::Uuid;
+use bookshelf_domain::{isbn, NewBook};
+use sqlx::PgPool;
 
 /// splitmix64: tiny, fast, good enough for demo data, and reproducible without a crate.
 struct Rng(u64);
@@ -226,18 +225,7 @@ fn title(r: &mut Rng) -> String {
     }
 }
 
-struct SeedBook {
-    title: String,
-    authors: Vec<String>,
-    isbn: String,
-    year: i32,
-    description: String,
-    tags: Vec<String>,
-    price: i64,
-    stock: i32,
-}
-
-fn book(r: &mut Rng, n: u64, isbn_base: u64) -> SeedBook {
+fn book(r: &mut Rng, n: u64, isbn_base: u64) -> NewBook {
     let authors = (0..1 + usize::from(r.below(5) == 0))
         .map(|_| format!("{} {}", r.pick(FIRST), r.pick(LAST)))
         .collect();
@@ -258,14 +246,17 @@ fn book(r: &mut Rng, n: u64, isbn_base: u64) -> SeedBook {
             "the collapse of an empire"
         ]),
     );
-    SeedBook {
+    NewBook {
         title: title(r),
         authors,
-        isbn: isbn::complete(&format!("979{:09}", (isbn_base + n) % 1_000_000_000)),
-        year: 1850 + r.below(177) as i32,
-        description,
+        isbn: Some(isbn::complete(&format!(
+            "979{:09}",
+            (isbn_base + n) % 1_000_000_000
+        ))),
+        published_year: Some(1850 + r.below(177) as i32),
+        description: Some(description),
         tags,
-        price: 299 + 50 * r.below(95) as i64,
+        price_cents: 299 + 50 * r.below(95) as i64,
         stock: r.below(60) as i32,
     }
 }
@@ -280,30 +271,15 @@ pub async fn seed_books(pool: &PgPool, count: usize, seed: u64) -> Result<u64> {
     let mut n = 0u64;
     while (n as usize) < count {
         let batch = (count - n as usize).min(1000);
-        let books: Vec<SeedBook> = (0..batch)
+        let books: Vec<NewBook> = (0..batch)
             .map(|i| book(&mut r, n + i as u64, isbn_base))
             .collect();
-        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-            "INSERT INTO books (id, title, authors, isbn, published_year, description, tags, price_cents, stock) ",
-        );
-        q.push_values(&books, |mut row, b| {
-            row.push_bind(Uuid::new_v4())
-                .push_bind(&b.title)
-                .push_bind(&b.authors)
-                .push_bind(&b.isbn)
-                .push_bind(b.year)
-                .push_bind(&b.description)
-                .push_bind(&b.tags)
-                .push_bind(b.price)
-                .push_bind(b.stock);
-        });
-        q.push(" ON CONFLICT (isbn) DO NOTHING");
-        inserted += q.build().execute(pool).await?.rows_affected();
+        inserted += bookshelf_storage::books::insert_many(pool, &books).await?;
         n += batch as u64;
     }
     // Fresh statistics, as after any bulk load: without them the planner guesses the
     // catalog's selectivity and may scan every row for a search.
-    sqlx::query("ANALYZE books").execute(pool).await?;
+    bookshelf_storage::books::analyze(pool).await?;
     Ok(inserted)
 }
 
@@ -315,20 +291,21 @@ mod tests {
     fn books_are_varied_valid_and_reproducible() {
         let mut a = Rng(7);
         let mut b = Rng(7);
-        let first: Vec<SeedBook> = (0..500).map(|i| book(&mut a, i, 0)).collect();
-        let again: Vec<SeedBook> = (0..500).map(|i| book(&mut b, i, 0)).collect();
+        let first: Vec<NewBook> = (0..500).map(|i| book(&mut a, i, 0)).collect();
+        let again: Vec<NewBook> = (0..500).map(|i| book(&mut b, i, 0)).collect();
         assert_eq!(
             first.iter().map(|b| &b.title).collect::<Vec<_>>(),
             again.iter().map(|b| &b.title).collect::<Vec<_>>()
         );
         let titles: std::collections::HashSet<&String> = first.iter().map(|b| &b.title).collect();
         assert!(titles.len() > 300, "{} distinct titles", titles.len());
-        let isbns: std::collections::HashSet<&String> = first.iter().map(|b| &b.isbn).collect();
+        let isbns: std::collections::HashSet<&str> = first.iter().filter_map(|b| b.isbn.as_deref()).collect();
         assert_eq!(isbns.len(), 500);
         for b in &first {
-            assert_eq!(isbn::normalize(&b.isbn).as_deref(), Ok(b.isbn.as_str()));
+            let code = b.isbn.as_deref().unwrap();
+            assert_eq!(isbn::normalize(code).as_deref(), Ok(code));
             assert!(!b.tags.is_empty() && b.tags.len() <= 3);
-            assert!(b.price >= 299 && b.stock >= 0);
+            assert!(b.price_cents >= 299 && b.stock >= 0);
         }
     }
 }

@@ -73,7 +73,7 @@ pub fn spawn(state: Arc<AppState>, relay_every: Duration, stop: watch::Receiver<
                 loop {
                     tick.tick().await;
                     if let Err(e) = relay_outbox(&state, relay_every.as_secs() as i64).await {
-                        tracing::warn!(error = %e, "outbox relay failed");
+                        tracing::warn!(error = %bookshelf_http::error_chain(&e), "outbox relay failed");
                     }
                 }
             }
@@ -81,7 +81,7 @@ pub fn spawn(state: Arc<AppState>, relay_every: Duration, stop: watch::Receiver<
         until_stopped(stop, async move {
             loop {
                 if let Err(e) = poll_once(&state, &queue, Duration::from_secs(1)).await {
-                    tracing::warn!(error = %e, "queue poll failed; retrying");
+                    tracing::warn!(error = %bookshelf_http::error_chain(&e), "queue poll failed; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use bookshelf_auth::{password, refresh as refresh_token, ACCESS_TOKEN_TTL_SECS};
-use bookshelf_domain::{validation, Input, Profile, Role, User, Validator};
+use bookshelf_domain::{field, validation, AllValid, Input, Profile, Role, User};
 use bookshelf_http::{json, no_content, read_json, source_ip, ApiError, Body, Identity, Request, Response};
-use bookshelf_storage::{sessions, throttle, users, NewUser, RefreshOutcome};
+use bookshelf_storage::{sessions, throttle, users, NewUser, RefreshOutcome, StorageError};
 use chrono::{Duration, Utc};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -65,9 +65,7 @@ pub struct AuthResponse {
 
 /// argon2 takes tens of milliseconds of CPU: keep it off the async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))
+    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)
 }
 
 /// Issues an access token for `session` and wraps it with the refresh token.
@@ -80,7 +78,7 @@ fn token_pair(
     let access = state
         .issuer()?
         .issue(user.id, user.role.as_str(), session, Utc::now().timestamp())
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(ApiError::internal)?;
     Ok(AuthResponse {
         user: user.into(),
         access_token: access,
@@ -111,25 +109,23 @@ async fn sign_in(state: &AppState, user: User, status: StatusCode) -> Result<Res
     ))]
 pub async fn register(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     let body: RegisterRequest = read_json(&req)?;
-    let mut v = Validator::new();
-    let email = v.check("email", body.email.required().and_then(|e| validation::email(&e)));
-    let password = v.check(
-        "password",
-        body.password
-            .required()
-            .and_then(|p| validation::password(&p).map(|()| p)),
-    );
-    let display_name = v.check(
-        "displayName",
-        body.display_name
-            .patch()
-            .map(Option::flatten)
-            .and_then(|d| d.map(|d| validation::display_name(&d)).transpose()),
-    );
-    v.finish()?;
-    let (Some(email), Some(password), Some(display_name)) = (email, password, display_name) else {
-        return Err(ApiError::Internal("validated fields missing".into()));
-    };
+    let (email, password, display_name) = (
+        field("email", body.email.required().and_then(|e| validation::email(&e))),
+        field(
+            "password",
+            body.password
+                .required()
+                .and_then(|p| validation::password(&p).map(|()| p)),
+        ),
+        field(
+            "displayName",
+            body.display_name
+                .patch()
+                .map(Option::flatten)
+                .and_then(|d| d.map(|d| validation::display_name(&d)).transpose()),
+        ),
+    )
+        .all_valid()?;
     let display_name = display_name.unwrap_or_else(|| validation::default_display_name(&email));
 
     let hash = blocking(move || password::hash(&password)).await?;
@@ -168,13 +164,11 @@ pub const LOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 
     ))]
 pub async fn login(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     let body: LoginRequest = read_json(&req)?;
-    let mut v = Validator::new();
-    let email = v.check("email", body.email.required());
-    let password = v.check("password", body.password.required());
-    v.finish()?;
-    let (Some(email), Some(password)) = (email, password) else {
-        return Err(ApiError::Internal("validated fields missing".into()));
-    };
+    let (email, password) = (
+        field("email", body.email.required()),
+        field("password", body.password.required()),
+    )
+        .all_valid()?;
 
     let account_key = format!("email:{}", email.trim().to_lowercase());
     let ip_key = source_ip(&req)
@@ -192,23 +186,29 @@ pub async fn login(state: Arc<AppState>, req: Request) -> Result<Response<Body>,
     }
 
     let found = users::find_credentials(state.db()?, email.trim()).await?;
-    let user = match found {
-        Some((user, hash)) => {
+    let user_id = match found {
+        Some(account) => {
+            let hash = account.password_hash;
             let ok = blocking(move || password::verify(&password, &hash)).await?;
-            ok.then_some(user)
+            ok.then_some(account.user_id)
         }
         None => {
             blocking(move || password::verify_dummy(&password)).await?;
             None
         }
     };
-    let Some(user) = user else {
+    let Some(user_id) = user_id else {
         tracing::info!("login refused");
         let failed: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
         throttle::record_failure(state.db()?, &failed, LOGIN_WINDOW).await?;
         return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
     };
     throttle::clear(state.db()?, &account_key).await?;
+    // Deleted since its password was checked: as if it had never existed.
+    let user = users::get(state.db()?, user_id).await.map_err(|e| match e {
+        StorageError::NotFound => ApiError::Unauthorized(BAD_CREDENTIALS.into()),
+        other => other.into(),
+    })?;
     sign_in(&state, user, StatusCode::OK).await
 }
 
@@ -221,10 +221,7 @@ pub async fn login(state: Arc<AppState>, req: Request) -> Result<Response<Body>,
     ))]
 pub async fn refresh(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     let body: RefreshRequest = read_json(&req)?;
-    let mut v = Validator::new();
-    let presented = v.check("refreshToken", body.refresh_token.required());
-    v.finish()?;
-    let presented = presented.unwrap_or_default();
+    let presented = field("refreshToken", body.refresh_token.required())?;
 
     let next = refresh_token::generate();
     let outcome = sessions::rotate(
@@ -255,8 +252,7 @@ pub async fn refresh(state: Arc<AppState>, req: Request) -> Result<Response<Body
     responses(
         (status = 204, description = "The session of this access token is revoked"),
     ))]
-pub async fn logout(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
-    let who = Identity::from_request(&req)?;
+pub async fn logout(state: Arc<AppState>, _req: Request, who: Identity) -> Result<Response<Body>, ApiError> {
     sessions::revoke(state.db()?, who.session_id, "logout").await?;
     tracing::info!(user_id = %who.user_id, session_id = %who.session_id, "signed out");
     Ok(no_content())

@@ -19,8 +19,8 @@ pub enum AuthorizerError {
     Unauthorized,
     /// An outage (database unreachable): never an Allow. API Gateway answers a failed Lambda
     /// authorizer with its AUTHORIZER_CONFIGURATION_ERROR response (503 in template.yaml).
-    #[error("authorizer failure: {0}")]
-    Failure(String),
+    #[error("authorizer failure")]
+    Failure(#[source] bookshelf_http::Cause),
 }
 
 impl From<AuthorizerError> for lambda_runtime::Diagnostic {
@@ -31,7 +31,7 @@ impl From<AuthorizerError> for lambda_runtime::Diagnostic {
         };
         lambda_runtime::Diagnostic {
             error_type: error_type.into(),
-            error_message: e.to_string(),
+            error_message: bookshelf_http::error_chain(&e),
         }
     }
 }
@@ -68,7 +68,8 @@ pub async fn authorize(
     event: ApiGatewayCustomAuthorizerRequestTypeRequest,
 ) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
     let decision = decide(state, event).await;
-    if let Err(AuthorizerError::Failure(reason)) = &decision {
+    if let Err(e @ AuthorizerError::Failure(_)) = &decision {
+        let reason = bookshelf_http::error_chain(e);
         tracing::error!(%reason, "authorizer failed");
         bookshelf_config::metrics::count(bookshelf_config::metrics::AUTHORIZER_FAILURES, 1);
     }
@@ -79,9 +80,7 @@ async fn decide(
     state: Arc<AppState>,
     event: ApiGatewayCustomAuthorizerRequestTypeRequest,
 ) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
-    let verifier = state
-        .verifier()
-        .map_err(|e| AuthorizerError::Failure(e.to_string()))?;
+    let verifier = state.verifier().map_err(|e| AuthorizerError::Failure(e.into()))?;
     let Some(token) = bearer(&event) else {
         tracing::info!("no bearer token");
         return Err(AuthorizerError::Unauthorized);
@@ -90,14 +89,14 @@ async fn decide(
         tracing::info!(reason = %e, "token refused");
         AuthorizerError::Unauthorized
     })?;
-    let db = state.db().map_err(|e| AuthorizerError::Failure(e.to_string()))?;
+    let db = state.db().map_err(|e| AuthorizerError::Failure(e.into()))?;
     let role = match sessions::status(db, claims.sid, claims.sub).await {
         Ok(SessionStatus::Active(role)) => role,
         Ok(SessionStatus::Inactive) => {
             tracing::info!(user_id = %claims.sub, session_id = %claims.sid, "session is not active");
             return Err(AuthorizerError::Unauthorized);
         }
-        Err(e) => return Err(AuthorizerError::Failure(e.to_string())),
+        Err(e) => return Err(AuthorizerError::Failure(e.into())),
     };
 
     let mut statement = IamPolicyStatement::default();

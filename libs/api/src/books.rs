@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use bookshelf_domain::{Book, BookInput, Cursor, InventoryInput, PageParams, RankCursor, Validator};
+use bookshelf_domain::{
+    field, AllValid, Book, BookInput, Checked, Cursor, InventoryInput, PageParams, RankCursor,
+};
 use bookshelf_http::{
     if_match, json, no_content, path_uuid, query_param, read_json, ApiError, Body, Identity, Page, Request,
     Response,
@@ -71,16 +73,34 @@ fn current_year() -> i32 {
 }
 
 /// An optional text query parameter: trimmed, blank treated as absent, at most `max` chars.
-fn text_param(req: &Request, v: &mut Validator, name: &str, max: usize) -> Option<String> {
-    let raw = query_param(req, name)?.trim();
-    if raw.is_empty() {
-        return None;
+fn text_param(req: &Request, name: &str, max: usize) -> Checked<Option<String>> {
+    let raw = query_param(req, name).map(str::trim).filter(|r| !r.is_empty());
+    field(
+        name,
+        match raw {
+            Some(r) if r.chars().count() > max => Err(format!("must be at most {max} characters")),
+            r => Ok(r.map(str::to_string)),
+        },
+    )
+}
+
+/// GET /books walks one of two orders, and its cursors are of that order's kind.
+enum Listing {
+    Search {
+        query: String,
+        page: PageParams<RankCursor>,
+    },
+    Recent(PageParams<Cursor>),
+}
+
+fn listing(q: Checked<Option<String>>, limit: Option<&str>, cursor: Option<&str>) -> Checked<Listing> {
+    match q {
+        Ok(Some(query)) => PageParams::parse(limit, cursor).map(|page| Listing::Search { query, page }),
+        // No search (or a bad one, whose error comes first): pages in creation order.
+        q => (q, PageParams::parse(limit, cursor))
+            .all_valid()
+            .map(|(_, page)| Listing::Recent(page)),
     }
-    if raw.chars().count() > max {
-        v.push(name, format!("must be at most {max} characters"));
-        return None;
-    }
-    Some(raw.to_string())
 }
 
 #[utoipa::path(get, path = "/books", tag = "books", security(("bearer" = [])),
@@ -95,31 +115,27 @@ fn text_param(req: &Request, v: &mut Validator, name: &str, max: usize) -> Optio
         (status = 200, description = "A page of books", body = BookPage),
         (status = 400, description = "Bad query parameter", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
-    Identity::from_request(&req)?;
-    let mut v = Validator::new();
-    let q = text_param(&req, &mut v, "q", 200);
-    let filter = BookFilter {
-        q: q.clone(),
-        author: text_param(&req, &mut v, "author", 200),
-        tag: text_param(&req, &mut v, "tag", 40).map(|t| t.to_lowercase()),
-    };
+pub async fn list(state: Arc<AppState>, req: Request, _who: Identity) -> Result<Response<Body>, ApiError> {
     let (limit, cursor) = (query_param(&req, "limit"), query_param(&req, "cursor"));
-    let page = match &q {
-        Some(query) => {
-            let page: Option<PageParams<RankCursor>> = v.merge(PageParams::parse(limit, cursor));
-            v.finish()?;
-            let page = page.ok_or_else(|| ApiError::Internal("page parameters missing".into()))?;
-            let (items, next) = books::search(state.db()?, &filter, query, page).await?;
+    let (listing, author, tag) = (
+        listing(text_param(&req, "q", 200), limit, cursor),
+        text_param(&req, "author", 200),
+        text_param(&req, "tag", 40),
+    )
+        .all_valid()?;
+    let filter = BookFilter {
+        author,
+        tag: tag.map(|t| t.to_lowercase()),
+    };
+    let page = match listing {
+        Listing::Search { query, page } => {
+            let (items, next) = books::search(state.db()?, &filter, &query, page).await?;
             Page {
                 items,
                 next_cursor: next.map(|c| c.encode()),
             }
         }
-        None => {
-            let page: Option<PageParams<Cursor>> = v.merge(PageParams::parse(limit, cursor));
-            v.finish()?;
-            let page = page.ok_or_else(|| ApiError::Internal("page parameters missing".into()))?;
+        Listing::Recent(page) => {
             let (items, next) = books::list_recent(state.db()?, &filter, page).await?;
             Page {
                 items,
@@ -137,8 +153,7 @@ pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, 
         (status = 400, description = "id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such book", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
-    Identity::from_request(&req)?;
+pub async fn get(state: Arc<AppState>, req: Request, _who: Identity) -> Result<Response<Body>, ApiError> {
     let id = path_uuid(&req, "id")?;
     let book = books::get(state.db()?, id).await.map_err(book_not_found)?;
     Ok(book_response(StatusCode::OK, &book))
@@ -153,9 +168,7 @@ pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, A
         (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "ISBN already in the catalog", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn create(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
-    let who = Identity::from_request(&req)?;
-    who.require_admin()?;
+pub async fn create(state: Arc<AppState>, req: Request, who: Identity) -> Result<Response<Body>, ApiError> {
     let input: BookInput = read_json(&req)?;
     let new = input.validate_new(current_year())?;
     let book = books::insert(state.db()?, &new, Some(who.user_id)).await?;
@@ -177,8 +190,7 @@ pub async fn create(state: Arc<AppState>, req: Request) -> Result<Response<Body>
         (status = 409, description = "ISBN already in the catalog", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match names an older version", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn update(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
-    Identity::from_request(&req)?.require_admin()?;
+pub async fn update(state: Arc<AppState>, req: Request, _who: Identity) -> Result<Response<Body>, ApiError> {
     let id = path_uuid(&req, "id")?;
     let input: BookInput = read_json(&req)?;
     let patch = input.validate_patch(current_year())?;
@@ -198,8 +210,7 @@ pub async fn update(state: Arc<AppState>, req: Request) -> Result<Response<Body>
         (status = 404, description = "No such book", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match names an older version", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn delete(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
-    Identity::from_request(&req)?.require_admin()?;
+pub async fn delete(state: Arc<AppState>, req: Request, _who: Identity) -> Result<Response<Body>, ApiError> {
     let id = path_uuid(&req, "id")?;
     written(books::delete(state.db()?, id, expected_version(&req, id)).await?)?;
     tracing::info!(book_id = %id, "book deleted");
@@ -223,13 +234,15 @@ pub struct StockLevel {
         (status = 404, description = "No such book", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Stock would go below zero; nothing changed", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn inventory(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
-    let who = Identity::from_request(&req)?;
-    who.require_admin()?;
+pub async fn inventory(
+    state: Arc<AppState>,
+    req: Request,
+    who: Identity,
+) -> Result<Response<Body>, ApiError> {
     let id = path_uuid(&req, "id")?;
     let input: InventoryInput = read_json(&req)?;
     let (delta, reason) = input.validate()?;
-    let outcome = books::change_stock(state.db()?, id, delta, &reason, Some(who.user_id))
+    let outcome = books::change_stock(state.db()?, id, delta, &reason, who.user_id)
         .await
         .map_err(|e| match e {
             StorageError::Conflict(_) => ApiError::Conflict("that change puts stock out of range".into()),

@@ -9,8 +9,10 @@ use crate::AppState;
 
 pub use lambda_http::Error;
 
-/// One connection per execution environment: it serves one request at a time, and
-/// RDS Proxy multiplexes the environments onto the database.
+/// An execution environment serves one request at a time, so one connection would do;
+/// the second is headroom, so that code reading through the pool while it holds a
+/// transaction's connection waits for nothing instead of the 5 s acquire timeout. RDS
+/// Proxy multiplexes the environments' connections onto the database.
 const POOL_SIZE: u32 = 2;
 
 /// Serves one HTTP function of the registry behind API Gateway.
@@ -60,7 +62,7 @@ pub async fn run_outbox_relay() -> Result<(), Error> {
         async move {
             // Younger rows are still being sent by their own request.
             crate::worker::relay_outbox(&state, 30).await.map_err(|e| {
-                let message = chain(&e);
+                let message = bookshelf_http::error_chain(&e);
                 tracing::error!(error = %message, "outbox relay run failed");
                 // What the invocation reports (and `sam remote invoke` shows): the whole
                 // chain, under a name an operator can search for.
@@ -72,18 +74,6 @@ pub async fn run_outbox_relay() -> Result<(), Error> {
         }
     }))
     .await
-}
-
-/// An error and its causes, outermost first, for the one log line that reports it.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// What `db-migrate` may be asked besides migrating. The password is never logged.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use bookshelf_domain::{EntryInput, LibraryEntry, PageParams, ReadingStatus, Validator};
+use bookshelf_domain::{field, AllValid, EntryInput, LibraryEntry, PageParams, ReadingStatus};
 use bookshelf_http::{
     enum_param, json, no_content, path_uuid, query_param, read_json, ApiError, Body, Identity, Page, Request,
     Response,
@@ -25,26 +25,19 @@ use crate::AppState;
         (status = 200, description = "A page of the caller's entries, in the order they were added", body = LibraryPage),
         (status = 400, description = "Bad query parameter", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
-    let who = Identity::from_request(&req)?;
-    let mut v = Validator::new();
-    let status = enum_param(&req, &mut v, "status", ReadingStatus::parse, ReadingStatus::ALL);
-    let favorite = query_param(&req, "favorite").and_then(|f| {
-        v.check(
-            "favorite",
-            match f {
-                "true" => Ok(true),
-                "false" => Ok(false),
-                _ => Err("must be true or false".to_string()),
-            },
-        )
-    });
-    let page: Option<PageParams> = v.merge(PageParams::parse(
-        query_param(&req, "limit"),
-        query_param(&req, "cursor"),
-    ));
-    v.finish()?;
-    let page = page.ok_or_else(|| ApiError::Internal("page parameters missing".into()))?;
+pub async fn list(state: Arc<AppState>, req: Request, who: Identity) -> Result<Response<Body>, ApiError> {
+    let favorite = match query_param(&req, "favorite") {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err("must be true or false".to_string()),
+    };
+    let (status, favorite, page) = (
+        enum_param(&req, "status", ReadingStatus::parse, ReadingStatus::ALL),
+        field("favorite", favorite),
+        PageParams::parse(query_param(&req, "limit"), query_param(&req, "cursor")),
+    )
+        .all_valid()?;
     let (items, next) =
         library::list(state.db()?, who.user_id, EntryFilter { status, favorite }, page).await?;
     Ok(json(
@@ -65,8 +58,7 @@ pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, 
         (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such book", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn put(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
-    let who = Identity::from_request(&req)?;
+pub async fn put(state: Arc<AppState>, req: Request, who: Identity) -> Result<Response<Body>, ApiError> {
     let book = path_uuid(&req, "bookId")?;
     let input: EntryInput = read_json(&req)?;
     let change = input.validate()?;
@@ -93,8 +85,7 @@ pub async fn put(state: Arc<AppState>, req: Request) -> Result<Response<Body>, A
         (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not on the caller's shelf", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn delete(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
-    let who = Identity::from_request(&req)?;
+pub async fn delete(state: Arc<AppState>, req: Request, who: Identity) -> Result<Response<Body>, ApiError> {
     let book = path_uuid(&req, "bookId")?;
     library::delete(state.db()?, who.user_id, book)
         .await

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bookshelf_domain::order::{idempotency_key, request_fingerprint};
-use bookshelf_domain::{FieldError, Order, OrderInput, OrderStatus, PageParams, Role, Validator};
+use bookshelf_domain::{field, AllValid, FieldError, Order, OrderInput, OrderStatus, PageParams, Role};
 use bookshelf_http::{
     enum_param, json, path_uuid, query_param, read_json, ApiError, Body, Identity, Page, Request, Response,
 };
@@ -38,9 +38,7 @@ fn visible_to(order: &Order, who: &Identity) -> bool {
         (status = 400, description = "Invalid lines, or a book that does not exist", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Idempotency-Key reused with a different body", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn create(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
-    let who = Identity::from_request(&req)?;
-    let mut v = Validator::new();
+pub async fn create(state: Arc<AppState>, req: Request, who: Identity) -> Result<Response<Body>, ApiError> {
     let key = req
         .headers()
         .get("idempotency-key")
@@ -49,11 +47,9 @@ pub async fn create(state: Arc<AppState>, req: Request) -> Result<Response<Body>
                 .map_err(|_| "must be visible ASCII".to_string())
                 .and_then(idempotency_key)
         })
-        .and_then(|k| v.check("Idempotency-Key", k));
+        .transpose();
     let input: OrderInput = read_json(&req)?;
-    let lines = v.merge(input.validate());
-    v.finish()?;
-    let lines = lines.ok_or_else(|| ApiError::Internal("validated lines missing".into()))?;
+    let (key, lines) = (field("Idempotency-Key", key), input.validate()).all_valid()?;
     let fingerprint = request_fingerprint(&lines);
 
     let outcome = orders::create(
@@ -101,12 +97,18 @@ pub async fn create(state: Arc<AppState>, req: Request) -> Result<Response<Body>
         Some(queue) => match queue.send(&payload).await {
             Ok(()) => {
                 if let Err(e) = orders::mark_sent(state.db()?, outbox_id).await {
-                    tracing::warn!(order_id = %order.id, error = %e, "sent, but not marked sent; the relay will send again");
+                    let error = bookshelf_http::error_chain(&e);
+                    tracing::warn!(order_id = %order.id, %error, "sent, but not marked sent; the relay will send again");
                 }
             }
             Err(e) => {
-                tracing::warn!(order_id = %order.id, error = %e, "queue send failed; the outbox relay will retry");
-                let _ = orders::mark_failed(state.db()?, outbox_id, &e.to_string()).await;
+                let error = bookshelf_http::error_chain(&e);
+                tracing::warn!(order_id = %order.id, %error, "queue send failed; the outbox relay will retry");
+                // Only bookkeeping: the relay retries the row whether or not this is recorded.
+                if let Err(e) = orders::mark_failed(state.db()?, outbox_id, &error).await {
+                    let error = bookshelf_http::error_chain(&e);
+                    tracing::warn!(order_id = %order.id, %error, "send failure not recorded");
+                }
             }
         },
         None => tracing::warn!(order_id = %order.id, "no queue configured; the outbox relay will send"),
@@ -121,8 +123,7 @@ pub async fn create(state: Arc<AppState>, req: Request) -> Result<Response<Body>
         (status = 400, description = "id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order, or not the caller's", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
-    let who = Identity::from_request(&req)?;
+pub async fn get(state: Arc<AppState>, req: Request, who: Identity) -> Result<Response<Body>, ApiError> {
     let id = path_uuid(&req, "id")?;
     let order = match orders::get(state.db()?, id).await {
         Ok(o) if visible_to(&o, &who) => o,
@@ -142,16 +143,12 @@ pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, A
         (status = 200, description = "The caller's orders (an admin's: everyone's), oldest first", body = OrderPage),
         (status = 400, description = "Bad query parameter", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
-    let who = Identity::from_request(&req)?;
-    let mut v = Validator::new();
-    let status = enum_param(&req, &mut v, "status", OrderStatus::parse, OrderStatus::ALL);
-    let page: Option<PageParams> = v.merge(PageParams::parse(
-        query_param(&req, "limit"),
-        query_param(&req, "cursor"),
-    ));
-    v.finish()?;
-    let page = page.ok_or_else(|| ApiError::Internal("page parameters missing".into()))?;
+pub async fn list(state: Arc<AppState>, req: Request, who: Identity) -> Result<Response<Body>, ApiError> {
+    let (status, page) = (
+        enum_param(&req, "status", OrderStatus::parse, OrderStatus::ALL),
+        PageParams::parse(query_param(&req, "limit"), query_param(&req, "cursor")),
+    )
+        .all_valid()?;
     let filter = OrderFilter {
         user: (who.role != Role::Admin).then_some(who.user_id),
         status,
@@ -174,8 +171,7 @@ pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, 
         (status = 404, description = "No such order, or not the caller's", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already cancelled or rejected", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn cancel(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
-    let who = Identity::from_request(&req)?;
+pub async fn cancel(state: Arc<AppState>, req: Request, who: Identity) -> Result<Response<Body>, ApiError> {
     let id = path_uuid(&req, "id")?;
     let owner = (who.role != Role::Admin).then_some(who.user_id);
     match orders::cancel(state.db()?, id, owner).await? {

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bookshelf_http::{check_query, request_id, ApiError, Body, Request, Response};
+use bookshelf_http::{check_query, request_id, ApiError, Body, Identity, Request, Response};
 use lambda_http::RequestExt;
 use tracing::Instrument;
 
@@ -20,16 +20,36 @@ pub enum KeyAccess {
     Signing,
 }
 
+/// Who may call a function. The wrapper establishes it before the handler runs, and hands
+/// `SignedIn` and `Admin` handlers the caller's `Identity`: no handler reads it itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone; the route has no authorizer (`Auth: Authorizer: NONE` in template.yaml).
+    Public,
+    SignedIn,
+    Admin,
+}
+
 pub type BoxFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 pub type HttpHandler = fn(Arc<AppState>, Request) -> BoxFuture;
 
 pub struct HttpFunction {
     pub name: &'static str,
+    pub access: Access,
     pub keys: KeyAccess,
     /// Whether it queries. Those that do not get no database settings, credentials or
     /// network path deployed (template.yaml; a test keeps the two in step).
     pub database: bool,
     pub handler: HttpHandler,
+}
+
+/// The caller as the authorizer established it, held to what `access` demands.
+fn caller(req: &Request, access: Access) -> Result<Identity, ApiError> {
+    let who = Identity::from_request(req)?;
+    if access == Access::Admin {
+        who.require_admin()?;
+    }
+    Ok(who)
 }
 
 /// Runs one handler: a span with the request id for every log line, the error mapped to
@@ -74,14 +94,15 @@ where
 }
 
 macro_rules! functions {
-    ($($konst:ident = $name:literal, $keys:ident, $db:ident => $handler:path;)*) => {
+    ($($konst:ident = $name:literal, $access:ident, $keys:ident, $db:ident => $handler:path;)*) => {
         $(
             #[doc = concat!("`", $name, "`: what its Lambda binary serves.")]
             pub const $konst: HttpFunction = HttpFunction {
                 name: $name,
+                access: Access::$access,
                 keys: KeyAccess::$keys,
                 database: functions!(@db $db),
-                handler: |state, req| Box::pin(serve($name, state, req, $handler)),
+                handler: |state, req| Box::pin(serve($name, state, req, functions!(@call $access $handler))),
             };
         )*
         /// Every HTTP function of the API (the local gateway's table). Each Lambda binary
@@ -90,34 +111,41 @@ macro_rules! functions {
     };
     (@db Db) => { true };
     (@db NoDb) => { false };
+    (@call Public $handler:path) => { $handler };
+    (@call $access:ident $handler:path) => {
+        |state, req: Request| async move {
+            let who = caller(&req, Access::$access)?;
+            $handler(state, req, who).await
+        }
+    };
 }
 
 functions! {
-    AUTH_REGISTER = "auth-register", Signing, Db => auth::register;
-    AUTH_LOGIN = "auth-login", Signing, Db => auth::login;
-    AUTH_REFRESH = "auth-refresh", Signing, Db => auth::refresh;
-    AUTH_LOGOUT = "auth-logout", None, Db => auth::logout;
-    JWKS = "jwks", Public, NoDb => meta::jwks;
-    OPENAPI = "openapi", None, NoDb => meta::openapi;
-    USERS_ME_GET = "users-me-get", None, Db => users::me_get;
-    USERS_ME_UPDATE = "users-me-update", None, Db => users::me_update;
-    USERS_ME_PASSWORD = "users-me-password", None, Db => users::me_password;
-    USERS_ME_DELETE = "users-me-delete", None, Db => users::me_delete;
-    USERS_GET = "users-get", None, Db => users::get;
-    USERS_LIST = "users-list", None, Db => users::list;
-    BOOKS_LIST = "books-list", None, Db => books::list;
-    BOOKS_GET = "books-get", None, Db => books::get;
-    BOOKS_CREATE = "books-create", None, Db => books::create;
-    BOOKS_UPDATE = "books-update", None, Db => books::update;
-    BOOKS_DELETE = "books-delete", None, Db => books::delete;
-    BOOKS_INVENTORY = "books-inventory", None, Db => books::inventory;
-    LIBRARY_LIST = "library-list", None, Db => library::list;
-    LIBRARY_PUT = "library-put", None, Db => library::put;
-    LIBRARY_DELETE = "library-delete", None, Db => library::delete;
-    ORDERS_CREATE = "orders-create", None, Db => orders::create;
-    ORDERS_GET = "orders-get", None, Db => orders::get;
-    ORDERS_LIST = "orders-list", None, Db => orders::list;
-    ORDERS_CANCEL = "orders-cancel", None, Db => orders::cancel;
+    AUTH_REGISTER = "auth-register", Public, Signing, Db => auth::register;
+    AUTH_LOGIN = "auth-login", Public, Signing, Db => auth::login;
+    AUTH_REFRESH = "auth-refresh", Public, Signing, Db => auth::refresh;
+    AUTH_LOGOUT = "auth-logout", SignedIn, None, Db => auth::logout;
+    JWKS = "jwks", Public, Public, NoDb => meta::jwks;
+    OPENAPI = "openapi", Public, None, NoDb => meta::openapi;
+    USERS_ME_GET = "users-me-get", SignedIn, None, Db => users::me_get;
+    USERS_ME_UPDATE = "users-me-update", SignedIn, None, Db => users::me_update;
+    USERS_ME_PASSWORD = "users-me-password", SignedIn, None, Db => users::me_password;
+    USERS_ME_DELETE = "users-me-delete", SignedIn, None, Db => users::me_delete;
+    USERS_GET = "users-get", SignedIn, None, Db => users::get;
+    USERS_LIST = "users-list", Admin, None, Db => users::list;
+    BOOKS_LIST = "books-list", SignedIn, None, Db => books::list;
+    BOOKS_GET = "books-get", SignedIn, None, Db => books::get;
+    BOOKS_CREATE = "books-create", Admin, None, Db => books::create;
+    BOOKS_UPDATE = "books-update", Admin, None, Db => books::update;
+    BOOKS_DELETE = "books-delete", Admin, None, Db => books::delete;
+    BOOKS_INVENTORY = "books-inventory", Admin, None, Db => books::inventory;
+    LIBRARY_LIST = "library-list", SignedIn, None, Db => library::list;
+    LIBRARY_PUT = "library-put", SignedIn, None, Db => library::put;
+    LIBRARY_DELETE = "library-delete", SignedIn, None, Db => library::delete;
+    ORDERS_CREATE = "orders-create", SignedIn, None, Db => orders::create;
+    ORDERS_GET = "orders-get", SignedIn, None, Db => orders::get;
+    ORDERS_LIST = "orders-list", SignedIn, None, Db => orders::list;
+    ORDERS_CANCEL = "orders-cancel", SignedIn, None, Db => orders::cancel;
 }
 
 /// The function of this name, if there is one.

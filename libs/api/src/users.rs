@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bookshelf_auth::password;
-use bookshelf_domain::{validation, Input, PageParams, Profile, PublicProfile, Validator};
+use bookshelf_domain::{field, validation, AllValid, Input, PageParams, Profile, PublicProfile};
 use bookshelf_http::{
     json, no_content, path_uuid, query_param, read_json, ApiError, Body, Identity, Page, Request, Response,
 };
@@ -26,8 +26,7 @@ fn me_missing(e: StorageError) -> ApiError {
     responses(
         (status = 200, description = "The caller's profile", body = Profile),
     ))]
-pub async fn me_get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
-    let who = Identity::from_request(&req)?;
+pub async fn me_get(state: Arc<AppState>, _req: Request, who: Identity) -> Result<Response<Body>, ApiError> {
     let user = users::get(state.db()?, who.user_id).await.map_err(me_missing)?;
     Ok(json(StatusCode::OK, &Profile::from(user)))
 }
@@ -56,33 +55,37 @@ pub struct UpdateMeRequest {
         (status = 400, description = "Invalid fields", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Email already registered", body = crate::openapi::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn me_update(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
-    let who = Identity::from_request(&req)?;
+pub async fn me_update(
+    state: Arc<AppState>,
+    req: Request,
+    who: Identity,
+) -> Result<Response<Body>, ApiError> {
     let body: UpdateMeRequest = read_json(&req)?;
-    let mut v = Validator::new();
-    let display_name = v.check(
-        "displayName",
-        body.display_name
-            .optional()
-            .and_then(|d| d.map(|d| validation::display_name(&d)).transpose()),
-    );
-    let bio = v.check(
-        "bio",
-        body.bio
-            .patch()
-            .and_then(|b| b.map(|b| b.map(|b| validation::bio(&b)).transpose()).transpose()),
-    );
-    let email = v.check(
-        "email",
-        body.email
-            .optional()
-            .and_then(|e| e.map(|e| validation::email(&e)).transpose()),
-    );
-    v.finish()?;
+    let (display_name, bio, email) = (
+        field(
+            "displayName",
+            body.display_name
+                .optional()
+                .and_then(|d| d.map(|d| validation::display_name(&d)).transpose()),
+        ),
+        field(
+            "bio",
+            body.bio
+                .patch()
+                .and_then(|b| b.map(|b| b.map(|b| validation::bio(&b)).transpose()).transpose()),
+        ),
+        field(
+            "email",
+            body.email
+                .optional()
+                .and_then(|e| e.map(|e| validation::email(&e)).transpose()),
+        ),
+    )
+        .all_valid()?;
     let patch = UserPatch {
-        email: email.flatten(),
-        display_name: display_name.flatten(),
-        bio: bio.flatten(),
+        email,
+        display_name,
+        bio,
     };
     let user = users::update_profile(state.db()?, who.user_id, patch)
         .await
@@ -108,21 +111,22 @@ pub struct ChangePasswordRequest {
         (status = 400, description = "Invalid fields", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Current password is wrong", body = crate::openapi::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn me_password(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
-    let who = Identity::from_request(&req)?;
+pub async fn me_password(
+    state: Arc<AppState>,
+    req: Request,
+    who: Identity,
+) -> Result<Response<Body>, ApiError> {
     let body: ChangePasswordRequest = read_json(&req)?;
-    let mut v = Validator::new();
-    let current = v.check("currentPassword", body.current_password.required());
-    let new = v.check(
-        "newPassword",
-        body.new_password
-            .required()
-            .and_then(|p| validation::password(&p).map(|()| p)),
-    );
-    v.finish()?;
-    let (Some(current), Some(new)) = (current, new) else {
-        return Err(ApiError::Internal("validated fields missing".into()));
-    };
+    let (current, new) = (
+        field("currentPassword", body.current_password.required()),
+        field(
+            "newPassword",
+            body.new_password
+                .required()
+                .and_then(|p| validation::password(&p).map(|()| p)),
+        ),
+    )
+        .all_valid()?;
 
     let stored = users::password_hash(state.db()?, who.user_id)
         .await
@@ -132,7 +136,7 @@ pub async fn me_password(state: Arc<AppState>, req: Request) -> Result<Response<
         (ok, ok.then(|| password::hash(&new)))
     })
     .await
-    .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?;
+    .map_err(ApiError::internal)?;
     let Some(new_hash) = new_hash.filter(|_| matches) else {
         return Err(ApiError::Forbidden("current password is incorrect".into()));
     };
@@ -151,8 +155,11 @@ pub async fn me_password(state: Arc<AppState>, req: Request) -> Result<Response<
     responses(
         (status = 204, description = "Account, sessions and library deleted; orders are kept, detached"),
     ))]
-pub async fn me_delete(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
-    let who = Identity::from_request(&req)?;
+pub async fn me_delete(
+    state: Arc<AppState>,
+    _req: Request,
+    who: Identity,
+) -> Result<Response<Body>, ApiError> {
     users::delete(state.db()?, who.user_id)
         .await
         .map_err(me_missing)?;
@@ -167,8 +174,7 @@ pub async fn me_delete(state: Arc<AppState>, req: Request) -> Result<Response<Bo
         (status = 400, description = "id is not a UUID", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::openapi::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
-    Identity::from_request(&req)?;
+pub async fn get(state: Arc<AppState>, req: Request, _who: Identity) -> Result<Response<Body>, ApiError> {
     let id = path_uuid(&req, "id")?;
     let user = users::get(state.db()?, id).await.map_err(|e| match e {
         StorageError::NotFound => ApiError::not_found("user"),
@@ -187,8 +193,7 @@ pub async fn get(state: Arc<AppState>, req: Request) -> Result<Response<Body>, A
         (status = 400, description = "Bad limit or cursor", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Caller is not an admin", body = crate::openapi::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
-    Identity::from_request(&req)?.require_admin()?;
+pub async fn list(state: Arc<AppState>, req: Request, _who: Identity) -> Result<Response<Body>, ApiError> {
     let page: PageParams = PageParams::parse(query_param(&req, "limit"), query_param(&req, "cursor"))?;
     let (items, next) = users::list(state.db()?, page).await?;
     Ok(json(

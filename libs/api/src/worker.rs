@@ -50,7 +50,7 @@ pub async fn process_batch(state: Arc<AppState>, event: SqsEvent) -> SqsBatchRes
                     true
                 }
                 Err(e) => {
-                    tracing::warn!(message_id = %id, %order_id, receives, error = %e, "order processing failed; will retry");
+                    tracing::warn!(message_id = %id, %order_id, receives, error = %bookshelf_http::error_chain(&e), "order processing failed; will retry");
                     true
                 }
             },
@@ -118,15 +118,15 @@ pub async fn relay_outbox(state: &AppState, min_age_secs: i64) -> Result<RelayRe
             break;
         }
         let mut progressed = false;
-        for (outbox_id, payload) in &batch {
-            match queue.send(&payload.to_string()).await {
+        for message in &batch {
+            match queue.send(&message.payload.to_string()).await {
                 Ok(()) => {
-                    orders::mark_sent(&mut *tx, *outbox_id).await?;
+                    orders::mark_sent(&mut *tx, message.id).await?;
                     report.sent += 1;
                     progressed = true;
                 }
                 Err(e) => {
-                    orders::mark_failed(&mut *tx, *outbox_id, &e.to_string()).await?;
+                    orders::mark_failed(&mut *tx, message.id, &bookshelf_http::error_chain(&e)).await?;
                     report.failed += 1;
                     last_error = Some(e);
                 }

@@ -1,6 +1,7 @@
 //! Where configuration comes from. Deployed: environment variables set by `template.yaml`
 //! and secrets from Secrets Manager. Locally: `DATABASE_URL` and a git-ignored key file.
 
+pub mod env;
 pub mod metrics;
 
 use std::path::Path;
@@ -10,22 +11,37 @@ use bookshelf_auth::{KeyError, PublicKeys, SigningKeys};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use tokio::sync::OnceCell;
 
+use env::Var;
+
+/// What could go wrong reading it, with the underlying error kept as the source.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{0} is not set")]
     Missing(&'static str),
-    #[error("{var} is invalid: {reason}")]
-    Invalid { var: &'static str, reason: String },
-    #[error("reading secret {arn}: {reason}")]
-    Secret { arn: String, reason: String },
-    #[error("key material: {0}")]
+    #[error("{var} is invalid")]
+    Invalid {
+        var: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("reading secret {arn}")]
+    Secret {
+        arn: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("key material")]
     Keys(#[from] KeyError),
-    #[error("key file {path}: {reason}")]
-    KeyFile { path: String, reason: String },
+    #[error("key file {path}")]
+    KeyFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+fn var(v: Var) -> Option<String> {
+    env::get(v)
 }
 
 /// One shared AWS SDK configuration per execution environment, built on first use.
@@ -44,13 +60,13 @@ async fn secret_string(arn: &str) -> Result<String, ConfigError> {
         .await
         .map_err(|e| ConfigError::Secret {
             arn: arn.into(),
-            reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+            source: Box::new(e),
         })?;
     out.secret_string()
         .map(str::to_owned)
         .ok_or_else(|| ConfigError::Secret {
             arn: arn.into(),
-            reason: "secret has no string value".into(),
+            source: "the secret has no string value".into(),
         })
 }
 
@@ -58,26 +74,26 @@ async fn secret_string(arn: &str) -> Result<String, ConfigError> {
 /// (the standard `{username, password, host, port, dbname}` JSON) with `DB_HOST` pointing
 /// at the RDS Proxy endpoint.
 pub async fn database() -> Result<PgConnectOptions, ConfigError> {
-    if let Some(url) = var("DATABASE_URL") {
+    if let Some(url) = var(Var::DatabaseUrl) {
         return PgConnectOptions::from_str(&url).map_err(|e| ConfigError::Invalid {
-            var: "DATABASE_URL",
-            reason: e.to_string(),
+            var: Var::DatabaseUrl.name(),
+            source: Box::new(e),
         });
     }
-    let arn = var("DB_SECRET_ARN").ok_or(ConfigError::Missing("DATABASE_URL or DB_SECRET_ARN"))?;
+    let arn = var(Var::DbSecretArn).ok_or(ConfigError::Missing("DATABASE_URL or DB_SECRET_ARN"))?;
     let secret: DbSecret =
         serde_json::from_str(&secret_string(&arn).await?).map_err(|e| ConfigError::Secret {
             arn: arn.clone(),
-            reason: e.to_string(),
+            source: Box::new(e),
         })?;
-    proxy_options(secret, var("DB_HOST"), var("DB_NAME"))
+    proxy_options(secret, var(Var::DbHost), var(Var::DbName))
 }
 
 /// The application role's credentials (db-migrate creates the role): the secret named by
 /// `APP_DB_SECRET_ARN`. `None` when unset, which only a local run may be (`DATABASE_URL`).
 pub async fn app_role() -> Result<Option<DbSecret>, ConfigError> {
-    let Some(arn) = var("APP_DB_SECRET_ARN") else {
-        return match var("DATABASE_URL") {
+    let Some(arn) = var(Var::AppDbSecretArn) else {
+        return match var(Var::DatabaseUrl) {
             Some(_) => Ok(None),
             None => Err(ConfigError::Missing("APP_DB_SECRET_ARN")),
         };
@@ -86,7 +102,7 @@ pub async fn app_role() -> Result<Option<DbSecret>, ConfigError> {
         .map(Some)
         .map_err(|e| ConfigError::Secret {
             arn,
-            reason: e.to_string(),
+            source: Box::new(e),
         })
 }
 
@@ -123,45 +139,45 @@ pub fn proxy_options(
 /// `SIGNING_KEYS_SECRET_ARN`, or locally the file `BOOKSHELF_KEYS_FILE`
 /// (default `.dev/keys/signing.json`), generated on first use.
 pub async fn signing_keys() -> Result<SigningKeys, ConfigError> {
-    if let Some(json) = var("BOOKSHELF_SIGNING_KEYS") {
+    if let Some(json) = var(Var::SigningKeys) {
         return Ok(SigningKeys::from_json(&json)?);
     }
-    if let Some(arn) = var("SIGNING_KEYS_SECRET_ARN") {
+    if let Some(arn) = var(Var::SigningKeysSecretArn) {
         return Ok(SigningKeys::from_json(&secret_string(&arn).await?)?);
     }
-    let path = var("BOOKSHELF_KEYS_FILE").unwrap_or_else(|| ".dev/keys/signing.json".into());
+    let path = env::get_or(Var::KeysFile, ".dev/keys/signing.json");
     load_or_create_key_file(Path::new(&path))
 }
 
 /// The public keys that verify access tokens: `BOOKSHELF_PUBLIC_KEYS` (a JWK Set), the
 /// secret named by `PUBLIC_KEYS_SECRET_ARN`, or else those of `signing_keys()`.
 pub async fn public_keys() -> Result<PublicKeys, ConfigError> {
-    if let Some(json) = var("BOOKSHELF_PUBLIC_KEYS") {
+    if let Some(json) = var(Var::PublicKeys) {
         return Ok(PublicKeys::from_jwks_json(&json)?);
     }
-    if let Some(arn) = var("PUBLIC_KEYS_SECRET_ARN") {
+    if let Some(arn) = var(Var::PublicKeysSecretArn) {
         return Ok(PublicKeys::from_jwks_json(&secret_string(&arn).await?)?);
     }
     Ok(signing_keys().await?.public_keys().clone())
 }
 
 fn load_or_create_key_file(path: &Path) -> Result<SigningKeys, ConfigError> {
-    let err = |reason: String| ConfigError::KeyFile {
+    let err = |source: std::io::Error| ConfigError::KeyFile {
         path: path.display().to_string(),
-        reason,
+        source,
     };
     match std::fs::read_to_string(path) {
         Ok(json) => Ok(SigningKeys::from_json(&json)?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let keys = SigningKeys::generate();
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+                std::fs::create_dir_all(dir).map_err(err)?;
             }
-            write_private(path, &keys.to_json()).map_err(|e| err(e.to_string()))?;
+            write_private(path, &keys.to_json()).map_err(err)?;
             tracing::info!(path = %path.display(), kid = keys.active_kid(), "generated a new signing key");
             Ok(keys)
         }
-        Err(e) => Err(err(e.to_string())),
+        Err(e) => Err(err(e)),
     }
 }
 
@@ -192,7 +208,7 @@ pub async fn put_secret(arn: &str, value: &str) -> Result<(), ConfigError> {
         .await
         .map_err(|e| ConfigError::Secret {
             arn: arn.into(),
-            reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+            source: Box::new(e),
         })?;
     Ok(())
 }
@@ -201,10 +217,17 @@ pub async fn put_secret(arn: &str, value: &str) -> Result<(), ConfigError> {
 /// `RUST_LOG` sets the filter; `info` by default.
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,aws_config=warn"));
+    const DEFAULT: &str = "info,sqlx=warn,aws_config=warn";
+    // A filter that does not parse is said once, not silently replaced.
+    let filter = match var(Var::RustLog) {
+        None => EnvFilter::new(DEFAULT),
+        Some(spec) => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+            eprintln!("RUST_LOG={spec:?} is not a valid filter ({e}); using {DEFAULT:?}");
+            EnvFilter::new(DEFAULT)
+        }),
+    };
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = if var("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+    let result = if var(Var::LambdaFunctionName).is_some() {
         builder
             .json()
             .with_current_span(true)

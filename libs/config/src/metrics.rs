@@ -21,12 +21,9 @@ pub fn count(name: &'static str, value: u64) {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or_default();
-    match std::env::var("METRICS_NAMESPACE")
-        .ok()
-        .filter(|n| !n.trim().is_empty())
-    {
+    match crate::env::get(crate::env::Var::MetricsNamespace) {
         Some(namespace) => {
-            let line = emf_line(namespace.trim(), name, value, now);
+            let line = emf_line(&namespace, name, value, now);
             // One write of the whole line, so it never interleaves with a log line.
             let _ = writeln!(std::io::stdout().lock(), "{line}");
         }

@@ -7,10 +7,11 @@ use uuid::Uuid;
 
 use crate::user::rfc3339;
 use crate::validation::{char_len, length_between};
-use crate::{isbn, Input, Validator};
+use crate::{field, isbn, rule, AllValid, Input};
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct Book {
     pub id: Uuid,
     pub title: String,
@@ -206,70 +207,64 @@ fn patch_required<T, U>(
 
 impl BookInput {
     pub fn validate_new(self, current_year: i32) -> Result<NewBook, Vec<crate::FieldError>> {
-        let mut v = Validator::new();
-        let t = v.check("title", self.title.required().and_then(title));
-        let a = v.check("authors", self.authors.required().and_then(authors));
-        let i = v.check("isbn", nullable(self.isbn, |s| isbn::normalize(&s)));
-        let y = v.check(
-            "publishedYear",
-            nullable(self.published_year, |y| year(y, current_year)),
+        let checked = (
+            field("title", self.title.required().and_then(title)),
+            field("authors", self.authors.required().and_then(authors)),
+            field("isbn", nullable(self.isbn, |s| isbn::normalize(&s))),
+            field(
+                "publishedYear",
+                nullable(self.published_year, |y| year(y, current_year)),
+            ),
+            field("description", nullable(self.description, description)),
+            field("tags", nullable(self.tags, tags)),
+            field("priceCents", self.price_cents.required().and_then(price)),
+            field("stock", self.stock.required().and_then(stock)),
         );
-        let d = v.check("description", nullable(self.description, description));
-        let g = v.check("tags", nullable(self.tags, tags));
-        let p = v.check("priceCents", self.price_cents.required().and_then(price));
-        let s = v.check("stock", self.stock.required().and_then(stock));
-        v.finish()?;
-        match (t, a, i, y, d, g, p, s) {
-            (
-                Some(title),
-                Some(authors),
-                Some(isbn),
-                Some(published_year),
-                Some(description),
-                Some(tags),
-                Some(price_cents),
-                Some(stock),
-            ) => Ok(NewBook {
-                title,
-                authors,
-                isbn,
-                published_year,
-                description,
-                tags: tags.unwrap_or_default(),
-                price_cents,
-                stock,
-            }),
-            _ => Err(vec![crate::FieldError::new("body", "is invalid")]),
-        }
+        let (title, authors, isbn, published_year, description, tags, price_cents, stock) =
+            checked.all_valid()?;
+        Ok(NewBook {
+            title,
+            authors,
+            isbn,
+            published_year,
+            description,
+            tags: tags.unwrap_or_default(),
+            price_cents,
+            stock,
+        })
     }
 
     pub fn validate_patch(self, current_year: i32) -> Result<BookPatch, Vec<crate::FieldError>> {
-        let mut v = Validator::new();
-        let title = v.check("title", patch_required(self.title, title));
-        let authors = v.check("authors", patch_required(self.authors, authors));
-        let isbn = v.check("isbn", patch_nullable(self.isbn, |s| isbn::normalize(&s)));
-        let published_year = v.check(
-            "publishedYear",
-            patch_nullable(self.published_year, |y| year(y, current_year)),
+        let checked = (
+            field("title", patch_required(self.title, title)),
+            field("authors", patch_required(self.authors, authors)),
+            field("isbn", patch_nullable(self.isbn, |s| isbn::normalize(&s))),
+            field(
+                "publishedYear",
+                patch_nullable(self.published_year, |y| year(y, current_year)),
+            ),
+            field("description", patch_nullable(self.description, description)),
+            field(
+                "tags",
+                patch_nullable(self.tags, tags).map(|t| t.map(Option::unwrap_or_default)),
+            ),
+            field("priceCents", patch_required(self.price_cents, price)),
+            rule(
+                "stock",
+                !self.stock.is_missing(),
+                "cannot be changed here; use POST /books/{id}/inventory",
+            ),
         );
-        let description = v.check("description", patch_nullable(self.description, description));
-        let tags = v.check(
-            "tags",
-            patch_nullable(self.tags, tags).map(|t| t.map(Option::unwrap_or_default)),
-        );
-        let price_cents = v.check("priceCents", patch_required(self.price_cents, price));
-        if !self.stock.is_missing() {
-            v.push("stock", "cannot be changed here; use POST /books/{id}/inventory");
-        }
-        v.finish()?;
+        let (title, authors, isbn, published_year, description, tags, price_cents, ()) =
+            checked.all_valid()?;
         Ok(BookPatch {
-            title: title.flatten(),
-            authors: authors.flatten(),
-            isbn: isbn.flatten(),
-            published_year: published_year.flatten(),
-            description: description.flatten(),
-            tags: tags.flatten(),
-            price_cents: price_cents.flatten(),
+            title,
+            authors,
+            isbn,
+            published_year,
+            description,
+            tags,
+            price_cents,
         })
     }
 }
@@ -290,8 +285,7 @@ pub struct InventoryInput {
 
 impl InventoryInput {
     pub fn validate(self) -> Result<(i32, String), Vec<crate::FieldError>> {
-        let mut v = Validator::new();
-        let delta = v.check(
+        let delta = field(
             "delta",
             self.delta.required().and_then(|d| {
                 if d == 0 {
@@ -301,18 +295,14 @@ impl InventoryInput {
                 }
             }),
         );
-        let reason = v.check(
+        let reason = field(
             "reason",
             self.reason.required().and_then(|r| {
                 let r = r.trim().to_string();
                 length_between(&r, 1, 200).map(|()| r)
             }),
         );
-        v.finish()?;
-        match (delta, reason) {
-            (Some(d), Some(r)) => Ok((d, r)),
-            _ => Err(vec![crate::FieldError::new("body", "is invalid")]),
-        }
+        (delta, reason).all_valid()
     }
 }
 

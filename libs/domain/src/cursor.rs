@@ -107,8 +107,7 @@ pub struct PageParams<C = Cursor> {
 impl<C: CursorKind> PageParams<C> {
     /// Parses the raw query values; each error names its parameter.
     pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<PageParams<C>, Vec<crate::FieldError>> {
-        let mut v = crate::Validator::new();
-        let limit = v.check(
+        let limit = crate::field(
             "limit",
             match limit {
                 None => Ok(DEFAULT_LIMIT),
@@ -118,18 +117,15 @@ impl<C: CursorKind> PageParams<C> {
                 },
             },
         );
-        let after = v.check(
+        let after = crate::field(
             "cursor",
             match cursor {
                 None => Ok(None),
                 Some(s) => C::decode(s).map(Some).map_err(|e| e.to_string()),
             },
         );
-        v.finish()?;
-        Ok(PageParams {
-            limit: limit.unwrap_or(DEFAULT_LIMIT),
-            after: after.flatten(),
-        })
+        let (limit, after) = crate::AllValid::all_valid((limit, after))?;
+        Ok(PageParams { limit, after })
     }
 }
 

@@ -16,4 +16,4 @@ pub use input::Input;
 pub use library::{BookSummary, EntryChange, EntryInput, LibraryEntry, ReadingStatus};
 pub use order::{Order, OrderInput, OrderItem, OrderLine, OrderMessage, OrderStatus};
 pub use user::{Profile, PublicProfile, Role, User};
-pub use validation::{FieldError, Validator};
+pub use validation::{field, rule, AllValid, Checked, FieldError};

@@ -7,10 +7,16 @@ use uuid::Uuid;
 
 use crate::user::rfc3339;
 use crate::validation::length_between;
-use crate::{FieldError, Input, Validator};
+use crate::{field, AllValid, FieldError, Input};
 
+/// Stored as text; a value the database holds that is not a status fails to decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(
+    feature = "sqlx",
+    derive(sqlx::Type),
+    sqlx(type_name = "text", rename_all = "snake_case")
+)]
 pub enum ReadingStatus {
     WantToRead,
     Reading,
@@ -92,47 +98,45 @@ pub struct EntryChange {
 
 impl EntryInput {
     pub fn validate(self) -> Result<EntryChange, Vec<FieldError>> {
-        let mut v = Validator::new();
-        let status = v.check(
-            "status",
-            self.status.required().and_then(|s| {
-                ReadingStatus::parse(&s).ok_or_else(|| format!("must be one of {}", ReadingStatus::ALL))
-            }),
+        let checked = (
+            field(
+                "status",
+                self.status.required().and_then(|s| {
+                    ReadingStatus::parse(&s).ok_or_else(|| format!("must be one of {}", ReadingStatus::ALL))
+                }),
+            ),
+            field(
+                "rating",
+                self.rating.patch().map(Option::flatten).and_then(|r| {
+                    r.map(|r| {
+                        if (1..=5).contains(&r) {
+                            Ok(r as i16)
+                        } else {
+                            Err("must be from 1 to 5".to_string())
+                        }
+                    })
+                    .transpose()
+                }),
+            ),
+            field(
+                "review",
+                self.review
+                    .patch()
+                    .map(Option::flatten)
+                    .and_then(|r| r.map(|r| length_between(&r, 0, 5000).map(|()| r)).transpose()),
+            ),
+            field(
+                "favorite",
+                self.favorite.patch().map(|f| f.flatten().unwrap_or(false)),
+            ),
         );
-        let rating = v.check(
-            "rating",
-            self.rating.patch().map(Option::flatten).and_then(|r| {
-                r.map(|r| {
-                    if (1..=5).contains(&r) {
-                        Ok(r as i16)
-                    } else {
-                        Err("must be from 1 to 5".to_string())
-                    }
-                })
-                .transpose()
-            }),
-        );
-        let review = v.check(
-            "review",
-            self.review
-                .patch()
-                .map(Option::flatten)
-                .and_then(|r| r.map(|r| length_between(&r, 0, 5000).map(|()| r)).transpose()),
-        );
-        let favorite = v.check(
-            "favorite",
-            self.favorite.patch().map(|f| f.flatten().unwrap_or(false)),
-        );
-        v.finish()?;
-        match (status, rating, review, favorite) {
-            (Some(status), Some(rating), Some(review), Some(favorite)) => Ok(EntryChange {
-                status,
-                rating,
-                review,
-                favorite,
-            }),
-            _ => Err(vec![FieldError::new("body", "is invalid")]),
-        }
+        let (status, rating, review, favorite) = checked.all_valid()?;
+        Ok(EntryChange {
+            status,
+            rating,
+            review,
+            favorite,
+        })
     }
 }
 

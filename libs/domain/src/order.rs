@@ -7,10 +7,18 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::user::rfc3339;
-use crate::{FieldError, Input, Validator};
+use std::collections::HashSet;
 
+use crate::{field, AllValid, Checked, Input};
+
+/// Stored as text; a value the database holds that is not a status fails to decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(
+    feature = "sqlx",
+    derive(sqlx::Type),
+    sqlx(type_name = "text", rename_all = "lowercase")
+)]
 pub enum OrderStatus {
     Pending,
     Confirmed,
@@ -95,9 +103,8 @@ pub struct OrderLine {
 
 impl OrderInput {
     /// Every bad line is named (`items[3].quantity`), as is a book ordered twice.
-    pub fn validate(self) -> Result<Vec<OrderLine>, Vec<FieldError>> {
-        let mut v = Validator::new();
-        let items = v.check(
+    pub fn validate(self) -> Checked<Vec<OrderLine>> {
+        let items = field(
             "items",
             self.items.required().and_then(|items| {
                 if items.is_empty() || items.len() > MAX_LINES {
@@ -106,49 +113,56 @@ impl OrderInput {
                     Ok(items)
                 }
             }),
-        );
-        let mut lines = Vec::new();
-        for (i, item) in items.into_iter().flatten().enumerate() {
-            let Some(obj) = item.as_object() else {
-                v.push(
-                    &format!("items[{i}]"),
-                    "must be an object with bookId and quantity",
-                );
-                continue;
-            };
-            let book_id = v.check(
-                &format!("items[{i}].bookId"),
-                match obj.get("bookId") {
-                    Some(serde_json::Value::String(s)) => {
-                        Uuid::parse_str(s).map_err(|_| "must be a UUID".to_string())
-                    }
-                    None | Some(serde_json::Value::Null) => Err("is required".into()),
-                    Some(_) => Err("must be a UUID string".into()),
-                },
-            );
-            let quantity = v.check(
-                &format!("items[{i}].quantity"),
-                match obj.get("quantity").map(crate::input::integer) {
-                    Some(Some(q)) if (1..=100).contains(&q) => Ok(q as i32),
-                    Some(Some(_)) => Err("must be from 1 to 100".into()),
-                    Some(None) => Err("must be an integer from 1 to 100".into()),
-                    None => Err("is required".into()),
-                },
-            );
-            if let (Some(book_id), Some(quantity)) = (book_id, quantity) {
-                if lines.iter().any(|l: &OrderLine| l.book_id == book_id) {
-                    v.push(
-                        &format!("items[{i}].bookId"),
-                        "names a book already in this order",
-                    );
+        )?;
+        let mut seen = HashSet::new();
+        let lines: Vec<Checked<OrderLine>> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let line = order_line(i, item)?;
+                if seen.insert(line.book_id) {
+                    Ok(line)
                 } else {
-                    lines.push(OrderLine { book_id, quantity });
+                    field(
+                        &format!("items[{i}].bookId"),
+                        Err("names a book already in this order".into()),
+                    )
                 }
-            }
-        }
-        v.finish()?;
-        Ok(lines)
+            })
+            .collect();
+        lines.all_valid()
     }
+}
+
+/// Line `i` of a new order.
+fn order_line(i: usize, item: &serde_json::Value) -> Checked<OrderLine> {
+    let Some(obj) = item.as_object() else {
+        return field(
+            &format!("items[{i}]"),
+            Err("must be an object with bookId and quantity".into()),
+        );
+    };
+    let book_id = field(
+        &format!("items[{i}].bookId"),
+        match obj.get("bookId") {
+            Some(serde_json::Value::String(s)) => {
+                Uuid::parse_str(s).map_err(|_| "must be a UUID".to_string())
+            }
+            None | Some(serde_json::Value::Null) => Err("is required".into()),
+            Some(_) => Err("must be a UUID string".into()),
+        },
+    );
+    let quantity = field(
+        &format!("items[{i}].quantity"),
+        match obj.get("quantity").map(crate::input::integer) {
+            Some(Some(q)) if (1..=100).contains(&q) => Ok(q as i32),
+            Some(Some(_)) => Err("must be from 1 to 100".into()),
+            Some(None) => Err("must be an integer from 1 to 100".into()),
+            None => Err("is required".into()),
+        },
+    );
+    let (book_id, quantity) = (book_id, quantity).all_valid()?;
+    Ok(OrderLine { book_id, quantity })
 }
 
 /// The order's total from each line's unit price, or `None` when it does not fit the

@@ -19,52 +19,76 @@ impl FieldError {
     }
 }
 
-/// Accumulates field errors; `finish` turns them into a result.
-#[derive(Debug, Default)]
-pub struct Validator {
-    errors: Vec<FieldError>,
+/// A checked value, or every reason it was refused. Parse, don't validate: a handler gets
+/// its input's values only once every field has passed, so no "validated but missing"
+/// state can be written down.
+pub type Checked<T> = Result<T, Vec<FieldError>>;
+
+/// One field's check, its message put under the field's name.
+pub fn field<T>(name: &str, result: Result<T, String>) -> Checked<T> {
+    result.map_err(|message| vec![FieldError::new(name, message)])
 }
 
-impl Validator {
-    pub fn new() -> Self {
-        Self::default()
+/// A rule with no value of its own: `Err` under `name` when `broken`.
+pub fn rule(name: &str, broken: bool, message: &str) -> Checked<()> {
+    if broken {
+        Err(vec![FieldError::new(name, message)])
+    } else {
+        Ok(())
     }
+}
 
-    pub fn push(&mut self, field: &str, message: impl Into<String>) {
-        self.errors.push(FieldError::new(field, message));
-    }
+/// Combines checks: all the values when every one passed, else all of their errors, in
+/// order (so a request hears about every bad field at once).
+pub trait AllValid {
+    type Values;
+    fn all_valid(self) -> Checked<Self::Values>;
+}
 
-    /// Records `result`'s error under `field` and hands back its value, if any.
-    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
-        match result {
-            Ok(v) => Some(v),
-            Err(message) => {
-                self.push(field, message);
-                None
+macro_rules! all_valid_for_tuples {
+    ($( ($($t:ident $v:ident),+) )*) => {$(
+        impl<$($t),+> AllValid for ($(Checked<$t>,)+) {
+            type Values = ($($t,)+);
+            fn all_valid(self) -> Checked<Self::Values> {
+                match self {
+                    ($(Ok($v),)+) => Ok(($($v,)+)),
+                    ($($v,)+) => {
+                        let mut errors = Vec::new();
+                        $(if let Err(e) = $v { errors.extend(e); })+
+                        Err(errors)
+                    }
+                }
             }
         }
-    }
+    )*};
+}
 
-    /// Takes in the errors of a nested validation, handing back its value if it had none.
-    pub fn merge<T>(&mut self, result: Result<T, Vec<FieldError>>) -> Option<T> {
-        match result {
-            Ok(v) => Some(v),
-            Err(errs) => {
-                self.errors.extend(errs);
-                None
+all_valid_for_tuples! {
+    (A a)
+    (A a, B b)
+    (A a, B b, C c)
+    (A a, B b, C c, D d)
+    (A a, B b, C c, D d, E e)
+    (A a, B b, C c, D d, E e, F f)
+    (A a, B b, C c, D d, E e, F f, G g)
+    (A a, B b, C c, D d, E e, F f, G g, H h)
+}
+
+impl<T> AllValid for Vec<Checked<T>> {
+    type Values = Vec<T>;
+    fn all_valid(self) -> Checked<Vec<T>> {
+        let mut values = Vec::with_capacity(self.len());
+        let mut errors = Vec::new();
+        for item in self {
+            match item {
+                Ok(v) => values.push(v),
+                Err(e) => errors.extend(e),
             }
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.errors.is_empty()
-    }
-
-    pub fn finish(self) -> Result<(), Vec<FieldError>> {
-        if self.errors.is_empty() {
-            Ok(())
+        if errors.is_empty() {
+            Ok(values)
         } else {
-            Err(self.errors)
+            Err(errors)
         }
     }
 }
@@ -189,16 +213,27 @@ mod tests {
     }
 
     #[test]
-    fn validator_collects_every_error() {
-        let mut v = Validator::new();
-        assert_eq!(v.check::<()>("a", Err("bad".into())), None);
-        assert_eq!(v.check("b", Ok(1)), Some(1));
-        v.push("c", "worse");
-        let errs = v.finish().unwrap_err();
+    fn checks_combine_into_values_or_every_error() {
+        let errs = (
+            field::<()>("a", Err("bad".into())),
+            field("b", Ok(1)),
+            rule("c", true, "worse"),
+        )
+            .all_valid()
+            .unwrap_err();
         assert_eq!(
             errs.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(),
             ["a", "c"]
         );
+        let (a, b) = (field("a", Ok("x")), field("b", Ok(2))).all_valid().unwrap();
+        assert_eq!((a, b), ("x", 2));
+        let list = vec![
+            field("l[0]", Ok(1)),
+            field("l[1]", Err("no".into())),
+            field("l[2]", Err("no".into())),
+        ];
+        assert_eq!(list.all_valid().unwrap_err().len(), 2);
+        assert_eq!(vec![field("l[0]", Ok(1))].all_valid(), Ok(vec![1]));
     }
 
     #[test]

@@ -4,6 +4,9 @@ use http::StatusCode;
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
+/// What a 5xx carries: the error that caused it, with its own causes.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// The HTTP layer's one error type. Every handler returns it; `into_response` is the one
 /// place where errors become problem+json (RFC 9457).
 #[derive(Debug, thiserror::Error)]
@@ -31,10 +34,10 @@ pub enum ApiError {
     TooManyRequests(u64),
     /// A dependency is saturated or down (the pool timed out): retry shortly.
     #[error("the service is busy; retry shortly")]
-    Unavailable(String),
-    /// A bug or an outage. The detail is logged, never sent.
-    #[error("internal error: {0}")]
-    Internal(String),
+    Unavailable(#[source] Cause),
+    /// A bug or an outage. The cause is logged, never sent.
+    #[error("internal error")]
+    Internal(#[source] Cause),
 }
 
 #[derive(Serialize)]
@@ -84,6 +87,11 @@ impl ApiError {
         }
     }
 
+    /// A 500 for a state the code should never reach or a dependency that failed.
+    pub fn internal(cause: impl Into<Cause>) -> ApiError {
+        ApiError::Internal(cause.into())
+    }
+
     pub fn not_found(what: &str) -> ApiError {
         ApiError::NotFound(format!("{what} not found"))
     }
@@ -107,9 +115,11 @@ impl ApiError {
         };
         match &self {
             ApiError::Internal(cause) => {
+                let cause = error_chain(cause.as_ref());
                 tracing::error!(request_id, %cause, "request failed with an internal error")
             }
             ApiError::Unavailable(cause) => {
+                let cause = error_chain(cause.as_ref());
                 tracing::warn!(request_id, %cause, "request shed: a dependency is saturated")
             }
             _ => {}
@@ -158,22 +168,40 @@ impl From<StorageError> for ApiError {
             StorageError::NotFound => ApiError::NotFound("not found".into()),
             StorageError::AccountGone => ApiError::Unauthorized("the account no longer exists".into()),
             // The database is saturated, unreachable or restarting: retryable, so 503.
-            StorageError::Database(e) if is_outage(&e) => ApiError::Unavailable(e.to_string()),
-            StorageError::Database(e) => ApiError::Internal(e.to_string()),
+            e @ StorageError::Database(_) if e.is_outage() => ApiError::Unavailable(e.into()),
+            e @ (StorageError::Database(_) | StorageError::Encode(_)) => ApiError::Internal(e.into()),
         }
     }
 }
 
-/// Errors that mean "the database is not there right now" rather than "this request is wrong".
-fn is_outage(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-            true
-        }
-        // 08: connection exceptions; 57P01-57P03: admin shutdown, crash shutdown, cannot connect now.
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")),
-        _ => false,
+/// An error and its causes, outermost first, for the one log line that reports it.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_500_keeps_every_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let storage = StorageError::Database(sqlx::Error::Io(io));
+        let ApiError::Unavailable(cause) = ApiError::from(storage) else {
+            panic!("an I/O failure is an outage");
+        };
+        let logged = error_chain(cause.as_ref());
+        assert!(
+            logged.starts_with("database error: error communicating with database")
+                && logged.ends_with("reset by peer"),
+            "{logged}"
+        );
     }
 }

@@ -6,7 +6,7 @@ mod error;
 mod request;
 mod response;
 
-pub use error::ApiError;
+pub use error::{error_chain, ApiError, Cause};
 pub use request::{
     check_query, enum_param, if_match, path_uuid, query_param, read_json, request_id, source_ip, Identity,
     MAX_BODY_BYTES,

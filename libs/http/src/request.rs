@@ -88,20 +88,23 @@ pub fn path_uuid(req: &Request, name: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::Validation(vec![FieldError::new(name, "must be a UUID")]))
 }
 
-/// A query parameter that must be one of an enum's spellings; a wrong one is recorded in
-/// `v` as an error naming `allowed`. Absent → `None`.
+/// A query parameter that must be one of an enum's spellings (a wrong one is an error
+/// naming `allowed`); absent → `None`.
 pub fn enum_param<T>(
     req: &Request,
-    v: &mut bookshelf_domain::Validator,
     name: &str,
     parse: fn(&str) -> Option<T>,
     allowed: &str,
-) -> Option<T> {
-    let raw = query_param(req, name)?;
-    v.check(
-        name,
-        parse(raw).ok_or_else(|| format!("must be one of {allowed}")),
-    )
+) -> bookshelf_domain::Checked<Option<T>> {
+    match query_param(req, name) {
+        None => Ok(None),
+        Some(raw) => bookshelf_domain::field(
+            name,
+            parse(raw)
+                .map(Some)
+                .ok_or_else(|| format!("must be one of {allowed}")),
+        ),
+    }
 }
 
 /// The first value of a query parameter.

@@ -13,8 +13,20 @@ pub use memory::MemoryQueue;
 pub use sqs::SqsQueue;
 
 #[derive(Debug, thiserror::Error)]
-#[error("queue error: {0}")]
-pub struct QueueError(pub String);
+pub enum QueueError {
+    /// An SQS API call failed: unreachable, timed out, throttled or refused; the source
+    /// says which.
+    #[error("SQS request failed")]
+    Sqs(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// SQS answered, but refused some entries of a batch.
+    #[error("{failed} of {attempted} deletes failed, the first with {code}: {message}")]
+    PartialDelete {
+        failed: usize,
+        attempted: usize,
+        code: String,
+        message: String,
+    },
+}
 
 /// A message as a consumer sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,8 +5,8 @@ use aws_sdk_sqs::Client;
 
 use crate::{QueueError, Received};
 
-fn err<E: std::error::Error + 'static>(e: aws_sdk_sqs::error::SdkError<E>) -> QueueError {
-    QueueError(aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
+fn err<E: std::error::Error + Send + Sync + 'static>(e: aws_sdk_sqs::error::SdkError<E>) -> QueueError {
+    QueueError::Sqs(Box::new(e))
 }
 
 /// The deployed bounds: 1 s to connect, 1.2 s per attempt, two attempts, `SEND_BUDGET` in all.
@@ -48,7 +48,7 @@ impl SqsQueue {
     /// The deployed queue: `QUEUE_URL`, with the execution environment's shared SDK config
     /// and the send bounds of `send_timeouts`.
     pub async fn from_env() -> Option<SqsQueue> {
-        let url = std::env::var("QUEUE_URL").ok().filter(|u| !u.is_empty())?;
+        let url = bookshelf_config::env::get(bookshelf_config::env::Var::QueueUrl)?;
         let config = aws_sdk_sqs::config::Builder::from(bookshelf_config::aws().await);
         Some(SqsQueue::new(Client::from_conf(bounded(config).build()), url))
     }
@@ -189,7 +189,7 @@ impl SqsQueue {
                     .id(i.to_string())
                     .receipt_handle(*r)
                     .build()
-                    .map_err(|e| QueueError(e.to_string()))
+                    .map_err(|e| QueueError::Sqs(Box::new(e)))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let out = self
@@ -202,13 +202,12 @@ impl SqsQueue {
             .map_err(err)?;
         match out.failed.first() {
             None => Ok(()),
-            Some(f) => Err(QueueError(format!(
-                "{} of {} deletes failed, first: {} {}",
-                out.failed.len(),
-                receipts.len(),
-                f.code,
-                f.message.as_deref().unwrap_or("")
-            ))),
+            Some(f) => Err(QueueError::PartialDelete {
+                failed: out.failed.len(),
+                attempted: receipts.len(),
+                code: f.code.clone(),
+                message: f.message.clone().unwrap_or_default(),
+            }),
         }
     }
 }

@@ -1,95 +1,108 @@
 //! The catalog and its inventory.
 
 use bookshelf_domain::{Book, BookPatch, Cursor, NewBook, PageParams, RankCursor};
-use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use crate::inventory::{self, StockMove, StockReason};
 use crate::{conflict_on, Result, StorageError};
 
 const ISBN_KEY: &str = "books_isbn_key";
+/// The columns of `Book`, for the queries built at run time (the static ones name them).
 const COLUMNS: &str = "id, title, authors, isbn, published_year, description, tags, price_cents, stock, \
                        version, created_at, updated_at";
-
-#[derive(sqlx::FromRow)]
-struct BookRow {
-    id: Uuid,
-    title: String,
-    authors: Vec<String>,
-    isbn: Option<String>,
-    published_year: Option<i32>,
-    description: Option<String>,
-    tags: Vec<String>,
-    price_cents: i64,
-    stock: i32,
-    version: i64,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl From<BookRow> for Book {
-    fn from(r: BookRow) -> Book {
-        Book {
-            id: r.id,
-            title: r.title,
-            authors: r.authors,
-            isbn: r.isbn,
-            published_year: r.published_year,
-            description: r.description,
-            tags: r.tags,
-            price_cents: r.price_cents,
-            stock: r.stock,
-            version: r.version,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        }
-    }
-}
 
 /// Inserts a book and, when it starts with stock, the ledger row that explains it.
 pub async fn insert(db: &PgPool, book: &NewBook, actor: Option<Uuid>) -> Result<Book> {
     let mut tx = db.begin().await?;
-    let sql = format!(
+    let created = sqlx::query_as!(
+        Book,
         "INSERT INTO books (id, title, authors, isbn, published_year, description, tags, price_cents, stock)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
-    );
-    let row: BookRow = sqlx::query_as(&sql)
-        .bind(Uuid::new_v4())
-        .bind(&book.title)
-        .bind(&book.authors)
-        .bind(&book.isbn)
-        .bind(book.published_year)
-        .bind(&book.description)
-        .bind(&book.tags)
-        .bind(book.price_cents)
-        .bind(book.stock)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(conflict_on(ISBN_KEY, "isbn"))?;
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         RETURNING id, title, authors, isbn, published_year, description, tags, price_cents, stock,
+                   version, created_at, updated_at",
+        Uuid::new_v4(),
+        book.title,
+        &book.authors[..],
+        book.isbn.as_deref(),
+        book.published_year,
+        book.description.as_deref(),
+        &book.tags[..],
+        book.price_cents,
+        book.stock,
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(conflict_on(ISBN_KEY, "isbn"))?;
     if book.stock > 0 {
-        record(
-            &mut *tx,
-            row.id,
-            book.stock,
-            book.stock,
-            "initial stock",
-            actor,
-            None,
-        )
-        .await?;
+        let initial = StockMove {
+            book: created.id,
+            delta: book.stock,
+            stock_after: book.stock,
+            why: StockReason::Initial { actor },
+        };
+        inventory::record(&mut tx, &[initial]).await?;
     }
     tx.commit().await?;
-    Ok(row.into())
+    Ok(created)
+}
+
+/// Adds many books in one statement (seeding), skipping those whose ISBN is taken, with
+/// their initial stock in the ledger like any other book's. Returns how many were added.
+pub async fn insert_many(db: &PgPool, books: &[NewBook]) -> Result<u64> {
+    let mut tx = db.begin().await?;
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+        "INSERT INTO books (id, title, authors, isbn, published_year, description, tags, price_cents, stock) ",
+    );
+    q.push_values(books, |mut row, b| {
+        row.push_bind(Uuid::new_v4())
+            .push_bind(&b.title)
+            .push_bind(&b.authors)
+            .push_bind(&b.isbn)
+            .push_bind(b.published_year)
+            .push_bind(&b.description)
+            .push_bind(&b.tags)
+            .push_bind(b.price_cents)
+            .push_bind(b.stock);
+    });
+    q.push(" ON CONFLICT (isbn) DO NOTHING RETURNING id, stock");
+    let added: Vec<(Uuid, i32)> = q.build_query_as().fetch_all(&mut *tx).await?;
+    let initial: Vec<StockMove> = added
+        .iter()
+        .filter(|(_, stock)| *stock > 0)
+        .map(|&(book, stock)| StockMove {
+            book,
+            delta: stock,
+            stock_after: stock,
+            why: StockReason::Initial { actor: None },
+        })
+        .collect();
+    if !initial.is_empty() {
+        inventory::record(&mut tx, &initial).await?;
+    }
+    tx.commit().await?;
+    Ok(added.len() as u64)
+}
+
+/// Fresh planner statistics, as after any bulk load: without them the planner guesses the
+/// catalog's selectivity and may scan every row for a search. (A utility statement, which
+/// the query macros cannot describe.)
+pub async fn analyze(db: &PgPool) -> Result<()> {
+    sqlx::query("ANALYZE books").execute(db).await?;
+    Ok(())
 }
 
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<Book> {
-    let sql = format!("SELECT {COLUMNS} FROM books WHERE id = $1");
-    sqlx::query_as::<_, BookRow>(&sql)
-        .bind(id)
-        .fetch_optional(db)
-        .await?
-        .map(Book::from)
-        .ok_or(StorageError::NotFound)
+    sqlx::query_as!(
+        Book,
+        "SELECT id, title, authors, isbn, published_year, description, tags, price_cents, stock,
+                version, created_at, updated_at
+         FROM books WHERE id = $1",
+        id,
+    )
+    .fetch_optional(db)
+    .await?
+    .ok_or(StorageError::NotFound)
 }
 
 /// Why a conditional write did not happen.
@@ -136,22 +149,24 @@ pub async fn update(
         q.push(" AND version = ").push_bind(v);
     }
     q.push(format!(" RETURNING {COLUMNS}"));
-    let row: Option<BookRow> = q
+    let row: Option<Book> = q
         .build_query_as()
         .fetch_optional(db)
         .await
         .map_err(conflict_on(ISBN_KEY, "isbn"))?;
     match row {
-        Some(r) => Ok(WriteOutcome::Done(r.into())),
+        Some(book) => Ok(WriteOutcome::Done(book)),
         None => missing_or_stale(db, id).await,
     }
 }
 
 async fn missing_or_stale<T>(db: &PgPool, id: Uuid) -> Result<WriteOutcome<T>> {
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM books WHERE id = $1)")
-        .bind(id)
-        .fetch_one(db)
-        .await?;
+    let exists = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM books WHERE id = $1) AS "exists!""#,
+        id
+    )
+    .fetch_one(db)
+    .await?;
     Ok(if exists {
         WriteOutcome::Stale
     } else {
@@ -160,40 +175,18 @@ async fn missing_or_stale<T>(db: &PgPool, id: Uuid) -> Result<WriteOutcome<T>> {
 }
 
 pub async fn delete(db: &PgPool, id: Uuid, expected_version: Option<i64>) -> Result<WriteOutcome<()>> {
-    let done = sqlx::query("DELETE FROM books WHERE id = $1 AND ($2::bigint IS NULL OR version = $2)")
-        .bind(id)
-        .bind(expected_version)
-        .execute(db)
-        .await?;
+    let done = sqlx::query!(
+        "DELETE FROM books WHERE id = $1 AND ($2::bigint IS NULL OR version = $2)",
+        id,
+        expected_version,
+    )
+    .execute(db)
+    .await?;
     if done.rows_affected() == 1 {
         Ok(WriteOutcome::Done(()))
     } else {
         missing_or_stale(db, id).await
     }
-}
-
-async fn record(
-    db: impl PgExecutor<'_>,
-    book: Uuid,
-    delta: i32,
-    stock_after: i32,
-    reason: &str,
-    actor: Option<Uuid>,
-    order: Option<Uuid>,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO inventory_ledger (book_id, delta, stock_after, reason, actor_id, order_id)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(book)
-    .bind(delta)
-    .bind(stock_after)
-    .bind(reason)
-    .bind(actor)
-    .bind(order)
-    .execute(db)
-    .await?;
-    Ok(())
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -208,48 +201,32 @@ pub enum StockChange {
     },
 }
 
-/// Changes stock by `delta` in one guarded statement (no read-modify-write, so concurrent
-/// changes cannot lose each other), and records it in the ledger in the same transaction.
+/// An admin's stock change, recorded in the ledger in the same transaction.
 pub async fn change_stock(
     db: &PgPool,
     id: Uuid,
     delta: i32,
     reason: &str,
-    actor: Option<Uuid>,
+    actor: Uuid,
 ) -> Result<StockChange> {
     let mut tx = db.begin().await?;
-    let stock: Option<i32> = sqlx::query_scalar(
-        "UPDATE books SET stock = stock + $2, version = version + 1, updated_at = now()
-         WHERE id = $1 AND stock + $2 >= 0 RETURNING stock",
-    )
-    .bind(id)
-    .bind(delta)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(|e| match &e {
-        // stock + delta beyond i32: as impossible to satisfy as going below zero.
-        sqlx::Error::Database(d) if d.code().as_deref() == Some("22003") => StorageError::Conflict("stock"),
-        _ => StorageError::from(e),
-    })?;
-    let Some(stock) = stock else {
-        let current: Option<i32> = sqlx::query_scalar("SELECT stock FROM books WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        return Ok(match current {
-            Some(stock) => StockChange::Insufficient { stock },
-            None => StockChange::NotFound,
-        });
-    };
-    record(&mut *tx, id, delta, stock, reason, actor, None).await?;
-    tx.commit().await?;
-    Ok(StockChange::Changed { stock })
+    let why = StockReason::Adjusted { reason, actor };
+    if let Some(stock) = inventory::move_stock(&mut tx, id, delta, why).await? {
+        tx.commit().await?;
+        return Ok(StockChange::Changed { stock });
+    }
+    let current = sqlx::query_scalar!("SELECT stock FROM books WHERE id = $1", id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    Ok(match current {
+        Some(stock) => StockChange::Insufficient { stock },
+        None => StockChange::NotFound,
+    })
 }
 
 /// What GET /books filters on.
 #[derive(Debug, Default, Clone)]
 pub struct BookFilter {
-    pub q: Option<String>,
     pub author: Option<String>,
     pub tag: Option<String>,
 }
@@ -264,8 +241,7 @@ pub async fn list_recent(
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("SELECT {COLUMNS} FROM books WHERE true"));
     push_filters(&mut q, filter);
     crate::push_keyset(&mut q, "created_at", "id", page);
-    let rows: Vec<BookRow> = q.build_query_as().fetch_all(db).await?;
-    let books: Vec<Book> = rows.into_iter().map(Book::from).collect();
+    let books: Vec<Book> = q.build_query_as().fetch_all(db).await?;
     Ok(crate::page(books, page.limit, |b| Cursor {
         at: b.created_at,
         id: b.id,
@@ -281,7 +257,7 @@ pub async fn search(
     #[derive(sqlx::FromRow)]
     struct Ranked {
         #[sqlx(flatten)]
-        book: BookRow,
+        book: Book,
         rank: f32,
     }
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new("WITH hits AS (SELECT ");
@@ -308,7 +284,7 @@ pub async fn search(
         rank: r.rank,
         id: r.book.id,
     });
-    Ok((rows.into_iter().map(|r| r.book.into()).collect(), next))
+    Ok((rows.into_iter().map(|r| r.book).collect(), next))
 }
 
 fn push_filters(q: &mut QueryBuilder<'_, Postgres>, filter: &BookFilter) {
@@ -322,14 +298,4 @@ fn push_filters(q: &mut QueryBuilder<'_, Postgres>, filter: &BookFilter) {
             .push_bind(t.clone())
             .push("]::text[]");
     }
-}
-
-/// The ledger of one book, oldest first (for audits and tests).
-pub async fn ledger(db: &PgPool, book: Uuid) -> Result<Vec<(i32, i32, String, Option<Uuid>)>> {
-    Ok(sqlx::query_as(
-        "SELECT delta, stock_after, reason, actor_id FROM inventory_ledger WHERE book_id = $1 ORDER BY id",
-    )
-    .bind(book)
-    .fetch_all(db)
-    .await?)
 }

@@ -2,6 +2,7 @@
 //! runs in one transaction.
 
 pub mod books;
+pub mod inventory;
 pub mod library;
 pub mod orders;
 pub mod sessions;
@@ -31,8 +32,11 @@ pub enum StorageError {
     /// references the user could not be written.
     #[error("the account no longer exists")]
     AccountGone,
-    #[error("database error: {0}")]
+    #[error("database error")]
     Database(#[source] sqlx::Error),
+    /// A value could not be turned into what a column stores (a bug, never the input).
+    #[error("encoding a stored value")]
+    Encode(#[source] serde_json::Error),
 }
 
 impl From<sqlx::Error> for StorageError {
@@ -55,6 +59,27 @@ impl From<sqlx::Error> for StorageError {
     }
 }
 
+impl StorageError {
+    /// The database is not there right now (saturated, unreachable or restarting), as
+    /// opposed to this request being wrong: a retry may well succeed.
+    pub fn is_outage(&self) -> bool {
+        let StorageError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => true,
+            // 08: connection exceptions; 57P01-57P03: admin shutdown, crash shutdown, cannot connect now.
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")),
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
 /// Maps a unique violation on a known constraint to `Conflict`, anything else to `Database`.
@@ -65,6 +90,15 @@ pub(crate) fn conflict_on(
     move |e| match &e {
         sqlx::Error::Database(db) if db.constraint() == Some(constraint) => StorageError::Conflict(what),
         _ => StorageError::from(e),
+    }
+}
+
+/// A write that names one row by key: none touched means there was none.
+pub(crate) fn one_row(done: sqlx::postgres::PgQueryResult) -> Result<()> {
+    if done.rows_affected() == 0 {
+        Err(StorageError::NotFound)
+    } else {
+        Ok(())
     }
 }
 

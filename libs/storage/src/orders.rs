@@ -8,38 +8,32 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use crate::inventory::{self, StockReason};
 use crate::{Result, StorageError};
 
+/// An `orders` row; `Order` adds its items.
 #[derive(sqlx::FromRow)]
 struct OrderRow {
     id: Uuid,
     user_id: Option<Uuid>,
-    status: String,
+    status: OrderStatus,
     total_cents: i64,
     rejection_reason: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
-#[derive(sqlx::FromRow)]
-struct ItemRow {
-    order_id: Uuid,
-    book_id: Uuid,
-    title: String,
-    quantity: i32,
-    unit_price_cents: i64,
-}
-
+/// The columns of `OrderRow`, for the list query built at run time.
 const ORDER_COLUMNS: &str = "id, user_id, status, total_cents, rejection_reason, created_at, updated_at";
 
 /// Attaches their items to order rows, keeping the rows' order.
 async fn with_items(db: impl PgExecutor<'_>, rows: Vec<OrderRow>) -> Result<Vec<Order>> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let items: Vec<ItemRow> = sqlx::query_as(
+    let items = sqlx::query!(
         "SELECT order_id, book_id, title, quantity, unit_price_cents FROM order_items
          WHERE order_id = ANY($1) ORDER BY order_id, line",
+        &ids,
     )
-    .bind(&ids)
     .fetch_all(db)
     .await?;
     let mut by_order: HashMap<Uuid, Vec<OrderItem>> = HashMap::new();
@@ -56,8 +50,8 @@ async fn with_items(db: impl PgExecutor<'_>, rows: Vec<OrderRow>) -> Result<Vec<
         .map(|r| Order {
             id: r.id,
             user_id: r.user_id,
-            // The CHECK constraint admits only the four statuses.
-            status: OrderStatus::parse(&r.status).unwrap_or(OrderStatus::Pending),
+            status: r.status,
+            // Every order has at least one line (POST /orders refuses an empty one).
             items: by_order.remove(&r.id).unwrap_or_default(),
             total_cents: r.total_cents,
             rejection_reason: r.rejection_reason,
@@ -68,13 +62,18 @@ async fn with_items(db: impl PgExecutor<'_>, rows: Vec<OrderRow>) -> Result<Vec<
 }
 
 pub async fn get(db: &PgPool, id: Uuid) -> Result<Order> {
-    let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
-    let row: OrderRow = sqlx::query_as(&sql)
-        .bind(id)
-        .fetch_optional(db)
-        .await?
-        .ok_or(StorageError::NotFound)?;
-    Ok(with_items(db, vec![row]).await?.remove(0))
+    let row = sqlx::query_as!(
+        OrderRow,
+        r#"SELECT id, user_id, status AS "status: OrderStatus", total_cents, rejection_reason,
+                  created_at, updated_at
+           FROM orders WHERE id = $1"#,
+        id,
+    )
+    .fetch_optional(db)
+    .await?
+    .ok_or(StorageError::NotFound)?;
+    let mut orders = with_items(db, vec![row]).await?;
+    orders.pop().ok_or(StorageError::NotFound)
 }
 
 pub enum CreateOutcome {
@@ -102,35 +101,35 @@ pub async fn create(
     let id = Uuid::new_v4();
     let mut tx = db.begin().await?;
     if let Some((key, hash)) = key {
-        sqlx::query(
+        sqlx::query!(
             "DELETE FROM idempotency_keys
              WHERE user_id = $1 AND key = $2 AND created_at < now() - interval '24 hours'",
+            user,
+            key,
         )
-        .bind(user)
-        .bind(key)
         .execute(&mut *tx)
         .await?;
-        let claimed: Option<Uuid> = sqlx::query_scalar(
+        let claimed = sqlx::query_scalar!(
             "INSERT INTO idempotency_keys (user_id, key, request_hash, order_id) VALUES ($1, $2, $3, $4)
              ON CONFLICT (user_id, key) DO NOTHING RETURNING order_id",
+            user,
+            key,
+            &hash[..],
+            id,
         )
-        .bind(user)
-        .bind(key)
-        .bind(&hash[..])
-        .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
         if claimed.is_none() {
             tx.rollback().await?;
-            let (first_hash, first_order): (Vec<u8>, Uuid) = sqlx::query_as(
+            let first = sqlx::query!(
                 "SELECT request_hash, order_id FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+                user,
+                key,
             )
-            .bind(user)
-            .bind(key)
             .fetch_one(db)
             .await?;
-            return Ok(if first_hash == hash {
-                CreateOutcome::Replayed(get(db, first_order).await?)
+            return Ok(if first.request_hash == hash {
+                CreateOutcome::Replayed(get(db, first.order_id).await?)
             } else {
                 CreateOutcome::KeyConflict
             });
@@ -138,14 +137,14 @@ pub async fn create(
     }
 
     let ids: Vec<Uuid> = lines.iter().map(|l| l.book_id).collect();
-    let books: HashMap<Uuid, (String, i64)> = sqlx::query_as::<_, (Uuid, String, i64)>(
+    let books: HashMap<Uuid, (String, i64)> = sqlx::query!(
         "SELECT id, title, price_cents FROM books WHERE id = ANY($1)",
+        &ids
     )
-    .bind(&ids)
     .fetch_all(&mut *tx)
     .await?
     .into_iter()
-    .map(|(id, title, price)| (id, (title, price)))
+    .map(|b| (b.id, (b.title, b.price_cents)))
     .collect();
     let unknown: Vec<usize> = lines
         .iter()
@@ -162,32 +161,39 @@ pub async fn create(
         tx.rollback().await?;
         return Ok(CreateOutcome::TotalTooLarge);
     };
-    sqlx::query("INSERT INTO orders (id, user_id, total_cents) VALUES ($1, $2, $3)")
-        .bind(id)
-        .bind(user)
-        .bind(total)
-        .execute(&mut *tx)
-        .await?;
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-        "INSERT INTO order_items (order_id, line, book_id, title, quantity, unit_price_cents) ",
-    );
-    q.push_values(lines.iter().enumerate(), |mut row, (i, l)| {
-        let (title, price) = &books[&l.book_id];
-        row.push_bind(id)
-            .push_bind(i as i16)
-            .push_bind(l.book_id)
-            .push_bind(title.clone())
-            .push_bind(l.quantity)
-            .push_bind(*price);
-    });
-    q.build().execute(&mut *tx).await?;
-    let payload = serde_json::to_value(OrderMessage { order_id: id }).unwrap_or_default();
-    let outbox_id: i64 =
-        sqlx::query_scalar("INSERT INTO outbox (order_id, payload) VALUES ($1, $2) RETURNING id")
-            .bind(id)
-            .bind(payload)
-            .fetch_one(&mut *tx)
-            .await?;
+    sqlx::query!(
+        "INSERT INTO orders (id, user_id, total_cents) VALUES ($1, $2, $3)",
+        id,
+        user,
+        total,
+    )
+    .execute(&mut *tx)
+    .await?;
+    // Lines are at most 50 (validated), so their index fits a smallint.
+    let numbers: Vec<i16> = (0..lines.len()).map(|i| i as i16).collect();
+    let titles: Vec<&str> = lines.iter().map(|l| books[&l.book_id].0.as_str()).collect();
+    let prices: Vec<i64> = lines.iter().map(|l| books[&l.book_id].1).collect();
+    let quantities: Vec<i32> = lines.iter().map(|l| l.quantity).collect();
+    sqlx::query!(
+        "INSERT INTO order_items (order_id, line, book_id, title, quantity, unit_price_cents)
+         SELECT $1, * FROM unnest($2::smallint[], $3::uuid[], $4::text[], $5::int[], $6::bigint[])",
+        id,
+        &numbers,
+        &ids,
+        &titles as &[&str],
+        &quantities,
+        &prices,
+    )
+    .execute(&mut *tx)
+    .await?;
+    let payload = serde_json::to_value(OrderMessage { order_id: id }).map_err(StorageError::Encode)?;
+    let outbox_id = sqlx::query_scalar!(
+        "INSERT INTO outbox (order_id, payload) VALUES ($1, $2) RETURNING id",
+        id,
+        payload,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(CreateOutcome::Created {
         order: get(db, id).await?,
@@ -196,22 +202,30 @@ pub async fn create(
 }
 
 pub async fn mark_sent(db: impl PgExecutor<'_>, outbox_id: i64) -> Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = $1 AND sent_at IS NULL",
+        outbox_id,
     )
-    .bind(outbox_id)
     .execute(db)
     .await?;
     Ok(())
 }
 
 pub async fn mark_failed(db: impl PgExecutor<'_>, outbox_id: i64, error: &str) -> Result<()> {
-    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
-        .bind(outbox_id)
-        .bind(error)
-        .execute(db)
-        .await?;
+    sqlx::query!(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+        outbox_id,
+        error,
+    )
+    .execute(db)
+    .await?;
     Ok(())
+}
+
+/// An outbox row still to be sent: its id and the queue message.
+pub struct OutboxMessage {
+    pub id: i64,
+    pub payload: serde_json::Value,
 }
 
 /// Unsent outbox messages older than `min_age_secs` (younger ones are still being sent by
@@ -220,14 +234,15 @@ pub async fn claim_unsent(
     conn: &mut PgConnection,
     min_age_secs: i64,
     limit: i64,
-) -> Result<Vec<(i64, serde_json::Value)>> {
-    Ok(sqlx::query_as(
+) -> Result<Vec<OutboxMessage>> {
+    Ok(sqlx::query_as!(
+        OutboxMessage,
         "SELECT id, payload FROM outbox
          WHERE sent_at IS NULL AND created_at <= now() - make_interval(secs => $1)
          ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        min_age_secs as f64,
+        limit,
     )
-    .bind(min_age_secs as f64)
-    .bind(limit)
     .fetch_all(conn)
     .await?)
 }
@@ -270,87 +285,89 @@ pub enum ProcessOutcome {
     NotFound,
 }
 
+/// Locks an order for a status change: its status and buyer, or `None` if there is none.
+async fn lock(conn: &mut PgConnection, order_id: Uuid) -> Result<Option<(OrderStatus, Option<Uuid>)>> {
+    Ok(sqlx::query!(
+        r#"SELECT status AS "status: OrderStatus", user_id FROM orders WHERE id = $1 FOR UPDATE"#,
+        order_id,
+    )
+    .fetch_optional(conn)
+    .await?
+    .map(|r| (r.status, r.user_id)))
+}
+
+struct Line {
+    book_id: Uuid,
+    quantity: i32,
+}
+
+/// An order's lines in book order: whoever moves the stock of several
+/// books locks them in this order, so concurrent orders cannot deadlock.
+async fn lines(conn: &mut PgConnection, order_id: Uuid) -> Result<Vec<Line>> {
+    Ok(sqlx::query_as!(
+        Line,
+        "SELECT book_id, quantity FROM order_items WHERE order_id = $1 ORDER BY book_id",
+        order_id,
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
 /// The worker's step for one order, in one transaction: lock the order; unless pending,
-/// stop; reserve every line with a guarded single-statement update (books locked in id
-/// order, so concurrent orders cannot deadlock); record the ledger; confirm and shelve the
-/// books for the buyer — or, if any line is short, undo the reservations and reject.
+/// stop; reserve every line with a guarded single-statement update, recorded in the
+/// ledger; confirm and shelve the books for the buyer — or, if any line is short, undo the
+/// reservations and reject.
 pub async fn process(db: &PgPool, order_id: Uuid) -> Result<ProcessOutcome> {
     let mut tx = db.begin().await?;
-    let row: Option<(String, Option<Uuid>)> =
-        sqlx::query_as("SELECT status, user_id FROM orders WHERE id = $1 FOR UPDATE")
-            .bind(order_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((status, user)) = row else {
+    let Some((status, user)) = lock(&mut tx, order_id).await? else {
         return Ok(ProcessOutcome::NotFound);
     };
-    let status = OrderStatus::parse(&status).unwrap_or(OrderStatus::Pending);
     if status != OrderStatus::Pending {
         return Ok(ProcessOutcome::AlreadyDone(status));
     }
-    let lines: Vec<(Uuid, i32)> =
-        sqlx::query_as("SELECT book_id, quantity FROM order_items WHERE order_id = $1 ORDER BY book_id")
-            .bind(order_id)
-            .fetch_all(&mut *tx)
-            .await?;
+    let lines = lines(&mut tx, order_id).await?;
 
     // A savepoint: a short line rolls back only the reservations.
     let mut reserve = sqlx::Connection::begin(&mut *tx).await?;
     let mut all_reserved = true;
-    for (book, quantity) in &lines {
-        let left: Option<i32> = sqlx::query_scalar(
-            "UPDATE books SET stock = stock - $2, version = version + 1, updated_at = now()
-             WHERE id = $1 AND stock >= $2 RETURNING stock",
-        )
-        .bind(book)
-        .bind(quantity)
-        .fetch_optional(&mut *reserve)
-        .await?;
-        match left {
-            Some(stock_after) => {
-                sqlx::query(
-                    "INSERT INTO inventory_ledger (book_id, delta, stock_after, reason, order_id)
-                     VALUES ($1, $2, $3, 'order reserved', $4)",
-                )
-                .bind(book)
-                .bind(-quantity)
-                .bind(stock_after)
-                .bind(order_id)
-                .execute(&mut *reserve)
-                .await?;
-            }
-            None => {
-                all_reserved = false;
-                break;
-            }
+    for line in lines {
+        let why = StockReason::OrderReserved { order: order_id };
+        if inventory::move_stock(&mut reserve, line.book_id, -line.quantity, why)
+            .await?
+            .is_none()
+        {
+            all_reserved = false;
+            break;
         }
     }
     let outcome = if all_reserved {
         reserve.commit().await?;
-        sqlx::query("UPDATE orders SET status = 'confirmed', updated_at = now() WHERE id = $1")
-            .bind(order_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "UPDATE orders SET status = 'confirmed', updated_at = now() WHERE id = $1",
+            order_id,
+        )
+        .execute(&mut *tx)
+        .await?;
         if let Some(user) = user {
-            sqlx::query(
+            sqlx::query!(
                 "INSERT INTO library_entries (user_id, book_id, status)
                  SELECT $1, b.id, 'want_to_read' FROM books b
                  WHERE b.id IN (SELECT book_id FROM order_items WHERE order_id = $2)
                  ON CONFLICT (user_id, book_id) DO NOTHING",
+                user,
+                order_id,
             )
-            .bind(user)
-            .bind(order_id)
             .execute(&mut *tx)
             .await?;
         }
         ProcessOutcome::Confirmed
     } else {
         reserve.rollback().await?;
-        sqlx::query(
+        sqlx::query!(
             "UPDATE orders SET status = 'rejected', rejection_reason = $2, updated_at = now() WHERE id = $1",
+            order_id,
+            REJECTED_INSUFFICIENT_STOCK,
         )
-        .bind(order_id)
-        .bind(REJECTED_INSUFFICIENT_STOCK)
         .execute(&mut *tx)
         .await?;
         ProcessOutcome::Rejected
@@ -371,57 +388,29 @@ pub enum CancelOutcome {
 /// goes back in the same transaction that marks it cancelled, so it goes back exactly once.
 pub async fn cancel(db: &PgPool, order_id: Uuid, owner: Option<Uuid>) -> Result<CancelOutcome> {
     let mut tx = db.begin().await?;
-    let row: Option<(String, Option<Uuid>)> =
-        sqlx::query_as("SELECT status, user_id FROM orders WHERE id = $1 FOR UPDATE")
-            .bind(order_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((status, user)) = row else {
+    let Some((status, user)) = lock(&mut tx, order_id).await? else {
         return Ok(CancelOutcome::NotFound);
     };
     if owner.is_some() && owner != user {
         return Ok(CancelOutcome::NotFound);
     }
-    let status = OrderStatus::parse(&status).unwrap_or(OrderStatus::Pending);
     match status {
         OrderStatus::Cancelled | OrderStatus::Rejected => return Ok(CancelOutcome::NotCancellable(status)),
         OrderStatus::Pending => {}
         OrderStatus::Confirmed => {
-            let lines: Vec<(Uuid, i32)> = sqlx::query_as(
-                "SELECT book_id, quantity FROM order_items WHERE order_id = $1 ORDER BY book_id",
-            )
-            .bind(order_id)
-            .fetch_all(&mut *tx)
-            .await?;
-            for (book, quantity) in lines {
-                // A book deleted since has no stock to return to.
-                let stock_after: Option<i32> = sqlx::query_scalar(
-                    "UPDATE books SET stock = stock + $2, version = version + 1, updated_at = now()
-                     WHERE id = $1 RETURNING stock",
-                )
-                .bind(book)
-                .bind(quantity)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(stock_after) = stock_after {
-                    sqlx::query(
-                        "INSERT INTO inventory_ledger (book_id, delta, stock_after, reason, order_id)
-                         VALUES ($1, $2, $3, 'order cancelled', $4)",
-                    )
-                    .bind(book)
-                    .bind(quantity)
-                    .bind(stock_after)
-                    .bind(order_id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+            for line in lines(&mut tx, order_id).await? {
+                // A book deleted since has no stock to return to: `None`, and nothing to record.
+                let why = StockReason::OrderCancelled { order: order_id };
+                inventory::move_stock(&mut tx, line.book_id, line.quantity, why).await?;
             }
         }
     }
-    sqlx::query("UPDATE orders SET status = 'cancelled', updated_at = now() WHERE id = $1")
-        .bind(order_id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE orders SET status = 'cancelled', updated_at = now() WHERE id = $1",
+        order_id,
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(CancelOutcome::Cancelled(get(db, order_id).await?))
 }

@@ -11,17 +11,10 @@ use crate::{users, Result};
 pub async fn create(db: &PgPool, user: Uuid, refresh_hash: &[u8], expires_at: DateTime<Utc>) -> Result<Uuid> {
     let id = Uuid::new_v4();
     let mut tx = db.begin().await?;
-    sqlx::query("INSERT INTO sessions (id, user_id) VALUES ($1, $2)")
-        .bind(id)
-        .bind(user)
+    sqlx::query!("INSERT INTO sessions (id, user_id) VALUES ($1, $2)", id, user)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)")
-        .bind(refresh_hash)
-        .bind(id)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await?;
+    insert_refresh_token(&mut *tx, refresh_hash, id, expires_at).await?;
     tx.commit().await?;
     Ok(id)
 }
@@ -45,23 +38,15 @@ pub async fn rotate(
     new_hash: &[u8],
     expires_at: DateTime<Utc>,
 ) -> Result<RefreshOutcome> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        session_id: Uuid,
-        user_id: Uuid,
-        used: bool,
-        expired: bool,
-        revoked: bool,
-    }
     let mut tx = db.begin().await?;
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT rt.session_id, s.user_id, rt.used_at IS NOT NULL AS used,
-                rt.expires_at <= now() AS expired, s.revoked_at IS NOT NULL AS revoked
-         FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
-         WHERE rt.token_hash = $1
-         FOR UPDATE OF rt, s",
+    let row = sqlx::query!(
+        r#"SELECT rt.session_id, s.user_id, rt.used_at IS NOT NULL AS "used!",
+                  rt.expires_at <= now() AS "expired!", s.revoked_at IS NOT NULL AS "revoked!"
+           FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
+           WHERE rt.token_hash = $1
+           FOR UPDATE OF rt, s"#,
+        hash,
     )
-    .bind(hash)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else {
@@ -79,16 +64,13 @@ pub async fn rotate(
     if row.revoked || row.expired {
         return Ok(RefreshOutcome::Invalid);
     }
-    sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1")
-        .bind(hash)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)")
-        .bind(new_hash)
-        .bind(row.session_id)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1",
+        hash
+    )
+    .execute(&mut *tx)
+    .await?;
+    insert_refresh_token(&mut *tx, new_hash, row.session_id, expires_at).await?;
     let user = users::get(&mut *tx, row.user_id).await?;
     tx.commit().await?;
     Ok(RefreshOutcome::Rotated {
@@ -97,14 +79,31 @@ pub async fn rotate(
     })
 }
 
+async fn insert_refresh_token(
+    db: impl PgExecutor<'_>,
+    hash: &[u8],
+    session: Uuid,
+    expires_at: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query!(
+        "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",
+        hash,
+        session,
+        expires_at,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Revokes one session; revoking an already revoked session keeps the first reason.
 pub async fn revoke(db: impl PgExecutor<'_>, session: Uuid, reason: &str) -> Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE sessions SET revoked_at = now(), revoked_reason = $2
          WHERE id = $1 AND revoked_at IS NULL",
+        session,
+        reason,
     )
-    .bind(session)
-    .bind(reason)
     .execute(db)
     .await?;
     Ok(())
@@ -112,13 +111,13 @@ pub async fn revoke(db: impl PgExecutor<'_>, session: Uuid, reason: &str) -> Res
 
 /// Revokes every live session of `user` except `keep`.
 pub async fn revoke_others(db: impl PgExecutor<'_>, user: Uuid, keep: Uuid, reason: &str) -> Result<u64> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE sessions SET revoked_at = now(), revoked_reason = $3
          WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL",
+        user,
+        keep,
+        reason,
     )
-    .bind(user)
-    .bind(keep)
-    .bind(reason)
     .execute(db)
     .await?;
     Ok(done.rows_affected())
@@ -134,16 +133,13 @@ pub enum SessionStatus {
 }
 
 pub async fn status(db: impl PgExecutor<'_>, session: Uuid, user: Uuid) -> Result<SessionStatus> {
-    let role: Option<String> = sqlx::query_scalar(
-        "SELECT u.role FROM sessions s JOIN users u ON u.id = s.user_id
-         WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL",
+    let role = sqlx::query_scalar!(
+        r#"SELECT u.role AS "role: Role" FROM sessions s JOIN users u ON u.id = s.user_id
+           WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL"#,
+        session,
+        user,
     )
-    .bind(session)
-    .bind(user)
     .fetch_optional(db)
     .await?;
-    Ok(match role.as_deref().and_then(Role::parse) {
-        Some(r) => SessionStatus::Active(r),
-        None => SessionStatus::Inactive,
-    })
+    Ok(role.map_or(SessionStatus::Inactive, SessionStatus::Active))
 }

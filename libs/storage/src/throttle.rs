@@ -11,14 +11,14 @@ use crate::Result;
 pub async fn blocked_for(db: &PgPool, keys: &[(&str, i32)], window: Duration) -> Result<Option<Duration>> {
     let names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
     let limits: Vec<i32> = keys.iter().map(|(_, l)| *l).collect();
-    let wait: Option<f64> = sqlx::query_scalar(
+    let wait = sqlx::query_scalar!(
         "SELECT max(extract(epoch FROM (t.window_start + make_interval(secs => $3) - now())))::float8
          FROM login_throttle t JOIN unnest($1::text[], $2::int[]) AS k(key, lim) ON k.key = t.key
          WHERE t.failures >= k.lim AND t.window_start + make_interval(secs => $3) > now()",
+        &names[..] as &[&str],
+        &limits[..],
+        window.as_secs_f64(),
     )
-    .bind(&names)
-    .bind(&limits)
-    .bind(window.as_secs_f64())
     .fetch_one(db)
     .await?;
     Ok(wait.map(|s| Duration::from_secs_f64(s.max(0.0))))
@@ -26,7 +26,7 @@ pub async fn blocked_for(db: &PgPool, keys: &[(&str, i32)], window: Duration) ->
 
 /// Counts one failure against every key, starting a new window where the old one is over.
 pub async fn record_failure(db: &PgPool, keys: &[&str], window: Duration) -> Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO login_throttle (key, failures, window_start)
          SELECT k, 1, now() FROM unnest($1::text[]) AS k
          ON CONFLICT (key) DO UPDATE SET
@@ -34,9 +34,9 @@ pub async fn record_failure(db: &PgPool, keys: &[&str], window: Duration) -> Res
                             THEN 1 ELSE login_throttle.failures + 1 END,
             window_start = CASE WHEN login_throttle.window_start + make_interval(secs => $2) <= now()
                                 THEN now() ELSE login_throttle.window_start END",
+        keys as &[&str],
+        window.as_secs_f64(),
     )
-    .bind(keys)
-    .bind(window.as_secs_f64())
     .execute(db)
     .await?;
     Ok(())
@@ -44,8 +44,7 @@ pub async fn record_failure(db: &PgPool, keys: &[&str], window: Duration) -> Res
 
 /// Forgets the failures of `key` (a successful login clears its account's count).
 pub async fn clear(db: &PgPool, key: &str) -> Result<()> {
-    sqlx::query("DELETE FROM login_throttle WHERE key = $1")
-        .bind(key)
+    sqlx::query!("DELETE FROM login_throttle WHERE key = $1", key)
         .execute(db)
         .await?;
     Ok(())

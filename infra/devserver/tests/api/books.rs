@@ -281,10 +281,13 @@ async fn inventory_changes_are_guarded_and_recorded() {
     .await
     .problem(409);
 
-    let ledger = bookshelf_storage::books::ledger(&app.pool, id.parse().unwrap())
+    let ledger = bookshelf_storage::inventory::ledger(&app.pool, id.parse().unwrap())
         .await
         .unwrap();
-    let deltas: Vec<(i32, i32, &str)> = ledger.iter().map(|(d, s, r, _)| (*d, *s, r.as_str())).collect();
+    let deltas: Vec<(i32, i32, &str)> = ledger
+        .iter()
+        .map(|l| (l.delta, l.stock_after, l.reason.as_str()))
+        .collect();
     assert_eq!(
         deltas,
         [
@@ -295,7 +298,7 @@ async fn inventory_changes_are_guarded_and_recorded() {
         ]
     );
     assert!(
-        ledger.iter().all(|(_, _, _, actor)| actor.is_some()),
+        ledger.iter().all(|l| l.actor_id.is_some()),
         "every change names its actor"
     );
     // The ETag moves with the stock.
@@ -334,11 +337,12 @@ async fn concurrent_inventory_changes_lose_nothing() {
         .get(&format!("/books/{}", book["id"].as_str().unwrap()), Some(&admin))
         .await;
     assert_eq!(r.body["stock"], 0);
-    let ledger = bookshelf_storage::books::ledger(&app.pool, book["id"].as_str().unwrap().parse().unwrap())
-        .await
-        .unwrap();
+    let ledger =
+        bookshelf_storage::inventory::ledger(&app.pool, book["id"].as_str().unwrap().parse().unwrap())
+            .await
+            .unwrap();
     assert_eq!(ledger.len(), 1 + 20 + 25);
-    assert_eq!(ledger.iter().map(|(d, ..)| *d).sum::<i32>(), 0);
+    assert_eq!(ledger.iter().map(|l| l.delta).sum::<i32>(), 0);
 }
 
 #[tokio::test]
@@ -492,4 +496,27 @@ async fn pagination_returns_every_book_once_while_books_are_added() {
             assert!(ids.contains(id), "{query}: {id} missing");
         }
     }
+}
+
+/// Seeded books are books like any other: their first stock is in the ledger.
+#[tokio::test]
+async fn seeded_books_have_their_initial_stock_in_the_ledger() {
+    let app = TestApp::start().await;
+    let added = bookshelf_devserver::seed::seed_books(&app.pool, 60, 7)
+        .await
+        .unwrap();
+    assert_eq!(added, 60);
+    let (stocked, initial, unexplained): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE stock > 0),
+                (SELECT count(*) FROM inventory_ledger WHERE reason = 'initial stock'),
+                count(*) FILTER (WHERE stock <> COALESCE(
+                    (SELECT sum(delta) FROM inventory_ledger l WHERE l.book_id = b.id), 0))
+         FROM books b",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(stocked > 40, "{stocked} of 60 seeded books have stock");
+    assert_eq!(initial, stocked, "one initial-stock row per stocked book");
+    assert_eq!(unexplained, 0, "every book's stock is the sum of its ledger");
 }

@@ -203,6 +203,51 @@ async fn a_saturated_pool_sheds_load_with_503_not_a_hang() {
     assert_eq!(app.get("/users/me", Some(&token)).await.status, StatusCode::OK);
 }
 
+/// The registry says who may call each function; the template's routes must agree, or a
+/// route would skip the authorizer that its handler counts on (or the other way round).
+#[test]
+fn public_functions_are_exactly_the_routes_without_the_authorizer() {
+    for r in &template().routes {
+        let f = bookshelf_api::registry::http_handler(&r.function).unwrap();
+        assert_eq!(
+            f.access == bookshelf_api::registry::Access::Public,
+            !r.authorized,
+            "{} {} ({}): registry says {:?}",
+            r.method,
+            r.path,
+            r.function,
+            f.access
+        );
+    }
+}
+
+/// Configuration has one reader (`libs/config/src/env.rs`), so every variable is trimmed,
+/// typed and listed in the README.
+#[test]
+fn the_environment_is_read_in_one_place() {
+    fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() && name != "tests" && name != "target" {
+                sources(&path, out);
+            } else if name.ends_with(".rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for top in ["libs", "functions", "infra"] {
+        sources(&repo_root().join(top), &mut files);
+    }
+    let readers: Vec<String> = files
+        .iter()
+        .filter(|f| std::fs::read_to_string(f).unwrap().contains("env::var"))
+        .map(|f| f.strip_prefix(repo_root()).unwrap().display().to_string())
+        .collect();
+    assert_eq!(readers, ["libs/config/src/env.rs"]);
+}
+
 #[test]
 fn each_binary_serves_its_own_registry_entry() {
     for f in HTTP_FUNCTIONS {

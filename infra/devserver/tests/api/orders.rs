@@ -554,3 +554,37 @@ async fn who_sees_which_orders() {
     assert_eq!(kept.status, StatusCode::OK);
     assert!(kept.body["userId"].is_null());
 }
+
+/// A status the code does not know (a bad migration, a hand edit) is an error, never read
+/// as some default: the order is neither shown nor cancelled as if it were pending.
+#[tokio::test]
+async fn an_unknown_status_in_the_database_is_an_error_not_a_default() {
+    let app = TestApp::start().await;
+    let admin = app.admin_token().await;
+    let user = token(&app.register("odd@example.org", "password123").await);
+    let book = create_book(&app, &admin, json!({})).await;
+    let order = app
+        .post(
+            "/orders",
+            Some(&user),
+            order_body(&[(book["id"].as_str().unwrap(), 1)]),
+        )
+        .await;
+    assert_eq!(order.status, StatusCode::ACCEPTED, "{}", order.body);
+    let id = order.body["id"].as_str().unwrap();
+    settled(&app, &user, id, Duration::from_secs(10)).await;
+    sqlx::query("ALTER TABLE orders DROP CONSTRAINT orders_status_check")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE orders SET status = 'misplaced' WHERE id = $1::uuid")
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    app.get(&format!("/orders/{id}"), Some(&user)).await.problem(500);
+    app.get("/orders", Some(&user)).await.problem(500);
+    app.post(&format!("/orders/{id}/cancel"), Some(&user), json!({}))
+        .await
+        .problem(500);
+}

@@ -364,7 +364,8 @@ async fn a_hanging_queue_costs_an_order_its_send_budget_not_a_5xx() {
         "it did wait for the server"
     );
 
-    // No worker (it would poll the same hanging endpoint); the order path only sends.
+    // No worker: its relay would retry the row while the request is still waiting, and
+    // the attempts counted below are the request path's alone.
     let app = TestApp::start_with(None).await;
     let admin = app.admin_token().await;
     let t = token(&app.register("hang@example.org", "password123").await);
@@ -374,7 +375,7 @@ async fn a_hanging_queue_costs_an_order_its_send_budget_not_a_5xx() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let template =
         bookshelf_devserver::Template::load(&crate::harness::repo_root().join("template.yaml")).unwrap();
-    let gateway = bookshelf_devserver::Server::start(listener, &template, hanging.clone())
+    let gateway = bookshelf_devserver::Server::start_gateway_only(listener, &template, hanging.clone())
         .await
         .unwrap();
     let r = app

@@ -1,0 +1,150 @@
+//! Every environment variable Bookshelf reads is a `Var`, read here and nowhere else
+//! (a layout test holds the rest of the code to that), trimmed, and named with its purpose
+//! in the README's configuration table (a test keeps the two in step).
+
+use std::str::FromStr;
+
+use crate::ConfigError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Var {
+    DatabaseUrl,
+    DbSecretArn,
+    DbHost,
+    DbName,
+    AppDbSecretArn,
+    SigningKeysSecretArn,
+    PublicKeysSecretArn,
+    SigningKeys,
+    PublicKeys,
+    KeysFile,
+    QueueUrl,
+    MetricsNamespace,
+    RustLog,
+    LambdaFunctionName,
+    Port,
+    AdminEmail,
+    AdminPassword,
+    SqsEndpoint,
+    PgData,
+    PgBin,
+    Template,
+}
+
+impl Var {
+    pub const ALL: &'static [Var] = &[
+        Var::DatabaseUrl,
+        Var::DbSecretArn,
+        Var::DbHost,
+        Var::DbName,
+        Var::AppDbSecretArn,
+        Var::SigningKeysSecretArn,
+        Var::PublicKeysSecretArn,
+        Var::SigningKeys,
+        Var::PublicKeys,
+        Var::KeysFile,
+        Var::QueueUrl,
+        Var::MetricsNamespace,
+        Var::RustLog,
+        Var::LambdaFunctionName,
+        Var::Port,
+        Var::AdminEmail,
+        Var::AdminPassword,
+        Var::SqsEndpoint,
+        Var::PgData,
+        Var::PgBin,
+        Var::Template,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Var::DatabaseUrl => "DATABASE_URL",
+            Var::DbSecretArn => "DB_SECRET_ARN",
+            Var::DbHost => "DB_HOST",
+            Var::DbName => "DB_NAME",
+            Var::AppDbSecretArn => "APP_DB_SECRET_ARN",
+            Var::SigningKeysSecretArn => "SIGNING_KEYS_SECRET_ARN",
+            Var::PublicKeysSecretArn => "PUBLIC_KEYS_SECRET_ARN",
+            Var::SigningKeys => "BOOKSHELF_SIGNING_KEYS",
+            Var::PublicKeys => "BOOKSHELF_PUBLIC_KEYS",
+            Var::KeysFile => "BOOKSHELF_KEYS_FILE",
+            Var::QueueUrl => "QUEUE_URL",
+            Var::MetricsNamespace => "METRICS_NAMESPACE",
+            Var::RustLog => "RUST_LOG",
+            Var::LambdaFunctionName => "AWS_LAMBDA_FUNCTION_NAME",
+            Var::Port => "PORT",
+            Var::AdminEmail => "BOOKSHELF_ADMIN_EMAIL",
+            Var::AdminPassword => "BOOKSHELF_ADMIN_PASSWORD",
+            Var::SqsEndpoint => "SQS_ENDPOINT",
+            Var::PgData => "BOOKSHELF_PGDATA",
+            Var::PgBin => "PG_BIN",
+            Var::Template => "BOOKSHELF_TEMPLATE",
+        }
+    }
+}
+
+/// The variable's value, trimmed; unset, blank or not Unicode is `None`.
+pub fn get(var: Var) -> Option<String> {
+    std::env::var(var.name())
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// The variable's value or `default`.
+pub fn get_or(var: Var, default: &str) -> String {
+    get(var).unwrap_or_else(|| default.to_string())
+}
+
+/// A variable that must be set.
+pub fn require(var: Var) -> Result<String, ConfigError> {
+    get(var).ok_or(ConfigError::Missing(var.name()))
+}
+
+/// The variable parsed as `T`; `Ok(None)` when unset. A value that does not parse is an
+/// error naming the variable, never a silent default.
+pub fn parse<T>(var: Var) -> Result<Option<T>, ConfigError>
+where
+    T: FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    get(var)
+        .map(|v| {
+            v.parse().map_err(|e: T::Err| ConfigError::Invalid {
+                var: var.name(),
+                source: Box::new(e),
+            })
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variable_is_in_the_readme() {
+        let readme = include_str!("../../../README.md");
+        for var in Var::ALL {
+            assert!(
+                readme.contains(&format!("| `{}` |", var.name())),
+                "README's configuration table lacks {}",
+                var.name()
+            );
+        }
+    }
+
+    #[test]
+    fn values_are_trimmed_and_parsed_strictly() {
+        // PORT is only read by the dev server, never by unit tests.
+        std::env::set_var(Var::Port.name(), " 3001 ");
+        assert_eq!(get(Var::Port).as_deref(), Some("3001"));
+        assert_eq!(parse::<u16>(Var::Port).unwrap(), Some(3001));
+        std::env::set_var(Var::Port.name(), "30x1");
+        let err = parse::<u16>(Var::Port).unwrap_err();
+        assert!(err.to_string().contains("PORT"), "{err}");
+        std::env::set_var(Var::Port.name(), "  ");
+        assert_eq!(parse::<u16>(Var::Port).unwrap(), None);
+        std::env::remove_var(Var::Port.name());
+    }
+}

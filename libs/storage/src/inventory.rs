@@ -1,0 +1,142 @@
+//! Stock and its ledger. Every stock change goes through `move_stock`, and `record` is the
+//! one writer of `inventory_ledger`, so no change can skip its explanation.
+
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::{Result, StorageError};
+
+/// Why stock changed: the ledger's `reason`, with who or what caused it.
+#[derive(Debug, Clone, Copy)]
+pub enum StockReason<'a> {
+    /// A new book's first stock.
+    Initial {
+        actor: Option<Uuid>,
+    },
+    /// An admin's change through `POST /books/{id}/inventory`.
+    Adjusted {
+        reason: &'a str,
+        actor: Uuid,
+    },
+    OrderReserved {
+        order: Uuid,
+    },
+    OrderCancelled {
+        order: Uuid,
+    },
+}
+
+impl StockReason<'_> {
+    fn text(&self) -> &str {
+        match self {
+            StockReason::Initial { .. } => "initial stock",
+            StockReason::Adjusted { reason, .. } => reason,
+            StockReason::OrderReserved { .. } => "order reserved",
+            StockReason::OrderCancelled { .. } => "order cancelled",
+        }
+    }
+
+    fn actor(&self) -> Option<Uuid> {
+        match *self {
+            StockReason::Initial { actor } => actor,
+            StockReason::Adjusted { actor, .. } => Some(actor),
+            _ => None,
+        }
+    }
+
+    fn order(&self) -> Option<Uuid> {
+        match *self {
+            StockReason::OrderReserved { order } | StockReason::OrderCancelled { order } => Some(order),
+            _ => None,
+        }
+    }
+}
+
+/// One stock change as the ledger keeps it: `delta` took the book's stock to `stock_after`.
+#[derive(Debug, Clone, Copy)]
+pub struct StockMove<'a> {
+    pub book: Uuid,
+    pub delta: i32,
+    pub stock_after: i32,
+    pub why: StockReason<'a>,
+}
+
+/// Appends ledger rows (one statement for any number, so seeding many books is one write).
+pub async fn record(conn: &mut PgConnection, moves: &[StockMove<'_>]) -> Result<()> {
+    let books: Vec<Uuid> = moves.iter().map(|m| m.book).collect();
+    let deltas: Vec<i32> = moves.iter().map(|m| m.delta).collect();
+    let after: Vec<i32> = moves.iter().map(|m| m.stock_after).collect();
+    let reasons: Vec<&str> = moves.iter().map(|m| m.why.text()).collect();
+    let actors: Vec<Option<Uuid>> = moves.iter().map(|m| m.why.actor()).collect();
+    let orders: Vec<Option<Uuid>> = moves.iter().map(|m| m.why.order()).collect();
+    sqlx::query!(
+        "INSERT INTO inventory_ledger (book_id, delta, stock_after, reason, actor_id, order_id)
+         SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $5::uuid[], $6::uuid[])",
+        &books,
+        &deltas,
+        &after,
+        &reasons as &[&str],
+        &actors as &[Option<Uuid>],
+        &orders as &[Option<Uuid>],
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Changes a book's stock by `delta` unless that would take it below zero, in one guarded
+/// statement (no read-modify-write, so concurrent changes cannot lose each other), and
+/// records it. `None`: no such book, or not enough stock; nothing was changed. Run it in
+/// the transaction of whatever else the change belongs to.
+pub(crate) async fn move_stock(
+    conn: &mut PgConnection,
+    book: Uuid,
+    delta: i32,
+    why: StockReason<'_>,
+) -> Result<Option<i32>> {
+    let stock = sqlx::query_scalar!(
+        "UPDATE books SET stock = stock + $2, version = version + 1, updated_at = now()
+         WHERE id = $1 AND stock + $2 >= 0 RETURNING stock",
+        book,
+        delta,
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| match &e {
+        // stock + delta beyond i32: as impossible to satisfy as going below zero.
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("22003") => StorageError::Conflict("stock"),
+        _ => StorageError::from(e),
+    })?;
+    if let Some(stock_after) = stock {
+        let change = StockMove {
+            book,
+            delta,
+            stock_after,
+            why,
+        };
+        record(conn, &[change]).await?;
+    }
+    Ok(stock)
+}
+
+/// One ledger row as audits (and tests) read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRow {
+    pub delta: i32,
+    pub stock_after: i32,
+    pub reason: String,
+    pub actor_id: Option<Uuid>,
+    pub order_id: Option<Uuid>,
+}
+
+/// The ledger of one book, oldest first.
+pub async fn ledger(db: &PgPool, book: Uuid) -> Result<Vec<LedgerRow>> {
+    Ok(sqlx::query_as!(
+        LedgerRow,
+        "SELECT delta, stock_after, reason, actor_id, order_id FROM inventory_ledger
+         WHERE book_id = $1 ORDER BY id",
+        book,
+    )
+    .fetch_all(db)
+    .await?)
+}
