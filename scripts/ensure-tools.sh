@@ -31,6 +31,7 @@ need=()
 [ -x "$venv/bin/moto_server" ] || need+=('moto[server]')
 [ -x "$venv/bin/st" ] || need+=(schemathesis)
 [ -x "$venv/bin/cargo-lambda" ] || need+=(cargo-lambda)
+"$venv/bin/python" -c 'import selenium' 2>/dev/null || need+=(selenium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "Installing ${need[*]} from PyPI into $venv (first time only, ~60 s) ..."
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "${need[@]}"
@@ -44,6 +45,10 @@ if [ ! -x "$checkov_venv/bin/checkov" ]; then
   "$checkov_venv/bin/python" -m pip install -q --disable-pip-version-check checkov
 fi
 "$here/ensure-hurl.sh"
+# Headless Chromium for the browser test of /docs; without it (not root) that test is skipped.
+. "$here/lib/apt.sh"
+apt_install "the browser test of /docs" 30 chromium chromium-driver ||
+  echo "browser check: will be SKIPPED without Chromium" >&2
 if [ -n "$sqlx_pid" ]; then
   if ! wait "$sqlx_pid"; then
     cat "$sqlx_log" >&2

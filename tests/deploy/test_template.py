@@ -21,10 +21,12 @@ PUBLIC_ROUTES = {
     ("POST", "/auth/refresh"),
     ("GET", "/.well-known/jwks.json"),
     ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/docs/{asset}"),
 }
 
 # Functions that never query: no VPC, no database settings, no database secret.
-NO_DATABASE = {"OpenApiFunction", "JwksFunction"}
+NO_DATABASE = {"OpenApiFunction", "DocsFunction", "DocsAssetFunction", "JwksFunction"}
 
 # Every gateway response type API Gateway has (its GatewayResponse.responseType values).
 GATEWAY_RESPONSE_TYPES = {
@@ -303,6 +305,61 @@ class Operations(unittest.TestCase):
         alarm = RESOURCES["OutboxRelayErrorsAlarm"]["Properties"]
         self.assertEqual(alarm["MetricName"], "Errors")
         self.assertEqual([cfn.ref_name(d["Value"]) for d in alarm["Dimensions"]], ["OutboxRelayFunction"])
+
+
+def code_metrics():
+    """The metric names the code emits (libs/config/src/metrics.rs, its ALL list)."""
+    source = (cfn.ROOT / "libs/config/src/metrics.rs").read_text()
+    consts = dict(re.findall(r'pub const ([A-Z_]+): &str = "([A-Za-z]+)";', source))
+    listed = re.search(r"pub const ALL: &\[&str\] = &\[(.*?)\];", source, re.S).group(1)
+    names = {consts[c] for c in re.findall(r"[A-Z_]+", listed)}
+    reasons = set(re.findall(r'"([A-Za-z]+)"', re.search(r"REFUSAL_REASONS: &\[&str\] = &\[(.*?)\];", source).group(1)))
+    return names, reasons
+
+
+def dashboard():
+    """The dashboard's widgets, with its substitutions filled in with their names."""
+    body = RESOURCES["OperationsDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    text, variables = body if isinstance(body, list) else (body, {})
+    filled = re.sub(r"\$\{([^}]+)\}", lambda m: f"<{m.group(1)}>", text)
+    return json.loads(filled)["widgets"], variables
+
+
+class Observability(unittest.TestCase):
+    def test_the_dashboard_shows_every_metric_the_code_emits_and_no_other(self):
+        names, reasons = code_metrics()
+        widgets, variables = dashboard()
+        shown, shown_reasons, aws = set(), set(), set()
+        for w in widgets:
+            for metric in w["properties"]["metrics"]:
+                parts = [p for p in metric if isinstance(p, str)]
+                if not parts:
+                    aws.add(metric[0]["expression"].split("MetricName=")[1].split()[0].strip('"\\'))
+                elif parts[0] == "<Namespace>":
+                    shown.add(parts[1])
+                    if len(parts) == 4:
+                        self.assertEqual(parts[2], "Reason")
+                        shown_reasons.add(parts[3])
+                else:
+                    aws.add(f"{parts[0]} {parts[1]}")
+        self.assertEqual(shown, names)
+        self.assertEqual(shown_reasons, reasons)
+        self.assertEqual(variables["Namespace"], {"Fn::Sub": "Bookshelf/${AWS::StackName}"})
+        for expected in ["AWS/ApiGateway Latency", "AWS/ApiGateway 5XXError", "Errors", "Throttles",
+                         "AWS/SQS ApproximateNumberOfMessagesVisible"]:
+            self.assertIn(expected, aws)
+        self.assertEqual(variables["DeadLetterQueue"], {"Fn::GetAtt": ["OrdersDeadLetterQueue", "QueueName"]})
+        self.assertEqual(variables["ApiName"], RESOURCES["BookshelfApi"]["Properties"]["Name"])
+
+    def test_alarms_on_our_namespace_name_metrics_the_code_emits(self):
+        names, _ = code_metrics()
+        ours = 0
+        for name, alarm in cfn.resources_of(DOC, "AWS::CloudWatch::Alarm").items():
+            props = alarm["Properties"]
+            if props["Namespace"] == {"Fn::Sub": "Bookshelf/${AWS::StackName}"}:
+                ours += 1
+                self.assertIn(props["MetricName"], names, name)
+        self.assertGreaterEqual(ours, 2)
 
 
 if __name__ == "__main__":

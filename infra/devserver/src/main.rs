@@ -90,6 +90,7 @@ async fn serve() -> Result<()> {
             template.routes.len()
         );
         println!("  OpenAPI:  {}/openapi.json", server.url());
+        println!("  Docs:     {}/docs", server.url());
         println!("  Admin:    {email} / {password}");
         println!("  Database: {url}");
         println!("  Orders:   {queue_name}, processed by the local order worker");

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use bookshelf_auth::{password, refresh as refresh_token, ACCESS_TOKEN_TTL_SECS};
+use bookshelf_config::metrics;
 use bookshelf_domain::{field, validation, AllValid, Input, Profile, Role, User};
 use bookshelf_http::{json, no_content, read_json, source_ip, ApiError, Body, Identity, Request, Response};
 use bookshelf_storage::{sessions, throttle, users, NewUser, RefreshOutcome, StorageError};
@@ -182,6 +183,7 @@ pub async fn login(state: Arc<AppState>, req: Request) -> Result<Response<Body>,
     }
     if let Some(wait) = throttle::blocked_for(state.db()?, &keys, LOGIN_WINDOW).await? {
         tracing::warn!(retry_after_secs = wait.as_secs(), "login throttled");
+        state.metrics.count(metrics::LOGIN_THROTTLES, 1);
         return Err(ApiError::TooManyRequests(wait.as_secs().max(1)));
     }
 
@@ -199,6 +201,7 @@ pub async fn login(state: Arc<AppState>, req: Request) -> Result<Response<Body>,
     };
     let Some(user_id) = user_id else {
         tracing::info!("login refused");
+        state.metrics.count(metrics::LOGIN_FAILURES, 1);
         let failed: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
         throttle::record_failure(state.db()?, &failed, LOGIN_WINDOW).await?;
         return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));

@@ -8,6 +8,7 @@ use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerResponse,
 };
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
+use bookshelf_config::metrics;
 use bookshelf_storage::{sessions, SessionStatus};
 
 use crate::AppState;
@@ -21,6 +22,31 @@ pub enum AuthorizerError {
     /// authorizer with its AUTHORIZER_CONFIGURATION_ERROR response (503 in template.yaml).
     #[error("authorizer failure")]
     Failure(#[source] bookshelf_http::Cause),
+}
+
+/// Why a token was refused (the `Reason` of the refusals metric; never told to the caller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    NoToken,
+    BadToken,
+    InactiveSession,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::NoToken => metrics::REFUSAL_REASONS[0],
+            Refusal::BadToken => metrics::REFUSAL_REASONS[1],
+            Refusal::InactiveSession => metrics::REFUSAL_REASONS[2],
+        }
+    }
+}
+
+/// How `decide` says no: refused (with its reason, which only the metric hears) or unable
+/// to decide.
+enum Denied {
+    Refused(Refusal),
+    Failed(bookshelf_http::Cause),
 }
 
 impl From<AuthorizerError> for lambda_runtime::Diagnostic {
@@ -67,36 +93,45 @@ pub async fn authorize(
     state: Arc<AppState>,
     event: ApiGatewayCustomAuthorizerRequestTypeRequest,
 ) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
-    let decision = decide(state, event).await;
-    if let Err(e @ AuthorizerError::Failure(_)) = &decision {
-        let reason = bookshelf_http::error_chain(e);
-        tracing::error!(%reason, "authorizer failed");
-        bookshelf_config::metrics::count(bookshelf_config::metrics::AUTHORIZER_FAILURES, 1);
+    match decide(&state, event).await {
+        Ok(allow) => Ok(allow),
+        Err(Denied::Refused(why)) => {
+            state
+                .metrics
+                .count_by(metrics::AUTHORIZER_REFUSALS, (metrics::REASON, why.as_str()), 1);
+            Err(AuthorizerError::Unauthorized)
+        }
+        Err(Denied::Failed(cause)) => {
+            let failure = AuthorizerError::Failure(cause);
+            let reason = bookshelf_http::error_chain(&failure);
+            tracing::error!(%reason, "authorizer failed");
+            state.metrics.count(metrics::AUTHORIZER_FAILURES, 1);
+            Err(failure)
+        }
     }
-    decision
 }
 
 async fn decide(
-    state: Arc<AppState>,
+    state: &AppState,
     event: ApiGatewayCustomAuthorizerRequestTypeRequest,
-) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
-    let verifier = state.verifier().map_err(|e| AuthorizerError::Failure(e.into()))?;
+) -> Result<ApiGatewayCustomAuthorizerResponse, Denied> {
+    let verifier = state.verifier().map_err(|e| Denied::Failed(e.into()))?;
     let Some(token) = bearer(&event) else {
         tracing::info!("no bearer token");
-        return Err(AuthorizerError::Unauthorized);
+        return Err(Denied::Refused(Refusal::NoToken));
     };
     let claims = verifier.verify(token).map_err(|e| {
         tracing::info!(reason = %e, "token refused");
-        AuthorizerError::Unauthorized
+        Denied::Refused(Refusal::BadToken)
     })?;
-    let db = state.db().map_err(|e| AuthorizerError::Failure(e.into()))?;
+    let db = state.db().map_err(|e| Denied::Failed(e.into()))?;
     let role = match sessions::status(db, claims.sid, claims.sub).await {
         Ok(SessionStatus::Active(role)) => role,
         Ok(SessionStatus::Inactive) => {
             tracing::info!(user_id = %claims.sub, session_id = %claims.sid, "session is not active");
-            return Err(AuthorizerError::Unauthorized);
+            return Err(Denied::Refused(Refusal::InactiveSession));
         }
-        Err(e) => return Err(AuthorizerError::Failure(e.into())),
+        Err(e) => return Err(Denied::Failed(e.into())),
     };
 
     let mut statement = IamPolicyStatement::default();

@@ -1,4 +1,4 @@
-//! The public documents: the JWK Set and the OpenAPI description.
+//! The public documents: the JWK Set, the OpenAPI description, and the page that reads it.
 
 use std::sync::Arc;
 
@@ -27,4 +27,100 @@ pub async fn jwks(state: Arc<AppState>, _req: Request) -> Result<Response<Body>,
     responses((status = 200, description = "This document", body = serde_json::Value)))]
 pub async fn openapi(_state: Arc<AppState>, _req: Request) -> Result<Response<Body>, ApiError> {
     Ok(cacheable_json(crate::openapi::json().to_string(), 60))
+}
+
+/// Swagger UI for `/openapi.json`. Every URL is relative, so the page works under a
+/// deployed stage prefix too; the validator badge (a request to another host) is off, and
+/// an empty icon keeps the browser from asking for a favicon.
+const DOCS_PAGE: &str = r##"<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>Bookshelf API</title>
+  <link rel="icon" href="data:,">
+  <link rel="stylesheet" href="docs/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="docs/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({
+      url: "openapi.json",
+      dom_id: "#swagger-ui",
+      validatorUrl: null,
+      deepLinking: true,
+      tryItOutEnabled: false,
+    });
+  </script>
+</body>
+</html>
+"##;
+
+#[utoipa::path(get, path = "/docs", tag = "meta",
+    responses((status = 200, description = "Interactive documentation (Swagger UI) of /openapi.json",
+        body = String, content_type = "text/html")))]
+pub async fn docs(_state: Arc<AppState>, _req: Request) -> Result<Response<Body>, ApiError> {
+    text(DOCS_PAGE.to_string(), "text/html; charset=utf-8", 300)
+}
+
+#[utoipa::path(get, path = "/docs/{asset}", tag = "meta",
+    params(("asset" = String, Path, description = "swagger-ui.css or swagger-ui-bundle.js")),
+    responses(
+        (status = 200, description = "A stylesheet or script of the documentation page", body = String,
+            content_type = "text/css"),
+        (status = 404, description = "No such asset", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn docs_asset(_state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
+    use lambda_http::RequestExt;
+    let name = req
+        .path_parameters_ref()
+        .and_then(|p| p.first("asset"))
+        .unwrap_or_default();
+    let content_type = match name {
+        "swagger-ui.css" => "text/css; charset=utf-8",
+        "swagger-ui-bundle.js" => "text/javascript; charset=utf-8",
+        _ => return Err(ApiError::not_found("asset")),
+    };
+    // Assets do not change within a deployment: a day in the browser's cache.
+    text(swagger_asset(name).await?, content_type, 86_400)
+}
+
+/// One Swagger UI file, as the swagger-ui-dist crate serves it (its routes are the only way
+/// it hands out the embedded files), read once per execution environment.
+async fn swagger_asset(name: &str) -> Result<String, ApiError> {
+    use tokio::sync::OnceCell;
+    use tower::ServiceExt;
+    static CSS: OnceCell<String> = OnceCell::const_new();
+    static JS: OnceCell<String> = OnceCell::const_new();
+    let cell = if name.ends_with(".css") { &CSS } else { &JS };
+    cell.get_or_try_init(|| async {
+        let routes = swagger_ui_dist::generate_routes(swagger_ui_dist::ApiDefinition {
+            uri_prefix: "/docs",
+            api_definition: swagger_ui_dist::OpenApiSource::Uri("openapi.json"),
+            title: Some("Bookshelf API"),
+        });
+        let request = http::Request::get(format!("/docs/{name}"))
+            .body(axum::body::Body::empty())
+            .map_err(ApiError::internal)?;
+        let response = routes.oneshot(request).await.map_err(ApiError::internal)?;
+        if !response.status().is_success() {
+            return Err(ApiError::internal(format!("swagger-ui-dist has no {name}")));
+        }
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .map_err(ApiError::internal)?;
+        String::from_utf8(bytes.to_vec()).map_err(ApiError::internal)
+    })
+    .await
+    .cloned()
+}
+
+fn text(body: String, content_type: &str, max_age: u32) -> Result<Response<Body>, ApiError> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::CACHE_CONTROL, format!("public, max-age={max_age}"))
+        .body(Body::Text(body))
+        .map_err(ApiError::internal)
 }

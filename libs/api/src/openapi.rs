@@ -162,7 +162,7 @@ Errors are application/problem+json (RFC 9457). Lists use keyset pagination (`li
 No string field of a body, and no query parameter, may contain U+0000 (400 naming the field)."),
     paths(
         crate::auth::register, crate::auth::login, crate::auth::refresh, crate::auth::logout,
-        crate::meta::jwks, crate::meta::openapi,
+        crate::meta::jwks, crate::meta::openapi, crate::meta::docs, crate::meta::docs_asset,
         crate::users::me_get, crate::users::me_update, crate::users::me_password,
         crate::users::me_delete, crate::users::get, crate::users::list,
         crate::books::list, crate::books::get, crate::books::create, crate::books::update,
@@ -178,7 +178,7 @@ No string field of a body, and no query parameter, may contain U+0000 (400 namin
         (name = "books", description = "The catalog (admins change it)"),
         (name = "library", description = "The caller's personal shelf"),
         (name = "orders", description = "Orders, processed asynchronously"),
-        (name = "meta", description = "Keys and this document"),
+        (name = "meta", description = "Keys, this document, and its page"),
     )
 )]
 pub struct ApiDoc;

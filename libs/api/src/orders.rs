@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use bookshelf_config::metrics;
 use bookshelf_domain::order::{idempotency_key, request_fingerprint};
 use bookshelf_domain::{field, AllValid, FieldError, Order, OrderInput, OrderStatus, PageParams, Role};
 use bookshelf_http::{
@@ -60,7 +61,10 @@ pub async fn create(state: Arc<AppState>, req: Request, who: Identity) -> Result
     )
     .await?;
     let (order, outbox_id) = match outcome {
-        CreateOutcome::Created { order, outbox_id } => (order, outbox_id),
+        CreateOutcome::Created { order, outbox_id } => {
+            state.metrics.count(metrics::ORDERS_ACCEPTED, 1);
+            (order, outbox_id)
+        }
         CreateOutcome::Replayed(order) => {
             tracing::info!(order_id = %order.id, "idempotent replay");
             return Ok(order_response(StatusCode::OK, &order));
@@ -177,6 +181,7 @@ pub async fn cancel(state: Arc<AppState>, req: Request, who: Identity) -> Result
     match orders::cancel(state.db()?, id, owner).await? {
         CancelOutcome::Cancelled(order) => {
             tracing::info!(order_id = %id, "order cancelled");
+            state.metrics.count(metrics::ORDERS_CANCELLED, 1);
             Ok(json(StatusCode::OK, &order))
         }
         CancelOutcome::NotFound => Err(ApiError::not_found("order")),

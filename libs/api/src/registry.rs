@@ -127,6 +127,8 @@ functions! {
     AUTH_LOGOUT = "auth-logout", SignedIn, None, Db => auth::logout;
     JWKS = "jwks", Public, Public, NoDb => meta::jwks;
     OPENAPI = "openapi", Public, None, NoDb => meta::openapi;
+    DOCS = "docs", Public, None, NoDb => meta::docs;
+    DOCS_ASSET = "docs-asset", Public, None, NoDb => meta::docs_asset;
     USERS_ME_GET = "users-me-get", SignedIn, None, Db => users::me_get;
     USERS_ME_UPDATE = "users-me-update", SignedIn, None, Db => users::me_update;
     USERS_ME_PASSWORD = "users-me-password", SignedIn, None, Db => users::me_password;

@@ -18,6 +18,8 @@ pub struct AppState {
     pub throttle_loopback: bool,
     issuer: Option<TokenIssuer>,
     public: Option<(PublicKeys, TokenVerifier)>,
+    /// Business and health metrics (EMF deployed, the debug log locally).
+    pub metrics: bookshelf_config::metrics::Metrics,
 }
 
 impl AppState {
@@ -31,6 +33,7 @@ impl AppState {
             throttle_loopback: false,
             issuer: Some(TokenIssuer::new(keys)),
             public: Some((public, verifier)),
+            metrics: bookshelf_config::metrics::Metrics::from_env(),
         }
     }
 
@@ -80,6 +83,7 @@ impl AppState {
             throttle_loopback: false,
             issuer,
             public,
+            metrics: bookshelf_config::metrics::Metrics::from_env(),
         })
     }
 

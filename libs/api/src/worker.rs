@@ -7,6 +7,8 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use bookshelf_domain::OrderMessage;
 use bookshelf_storage::orders::{self, ProcessOutcome};
 
+use bookshelf_config::metrics;
+
 use crate::AppState;
 
 /// Processes a batch; the ids of messages that failed come back as batch item failures, so
@@ -35,10 +37,12 @@ pub async fn process_batch(state: Arc<AppState>, event: SqsEvent) -> SqsBatchRes
             Some(OrderMessage { order_id }) => match process(&state, order_id).await {
                 Ok(ProcessOutcome::Confirmed) => {
                     tracing::info!(message_id = %id, %order_id, "order confirmed");
+                    state.metrics.count(metrics::ORDERS_CONFIRMED, 1);
                     false
                 }
                 Ok(ProcessOutcome::Rejected) => {
                     tracing::info!(message_id = %id, %order_id, reason = "insufficient_stock", "order rejected");
+                    state.metrics.count(metrics::ORDERS_REJECTED, 1);
                     false
                 }
                 Ok(ProcessOutcome::AlreadyDone(status)) => {
@@ -140,13 +144,19 @@ pub async fn relay_outbox(state: &AppState, min_age_secs: i64) -> Result<RelayRe
     if report.sent > 0 {
         tracing::info!(sent = report.sent, "outbox relay sent pending messages");
     }
+    // What is still waiting, for the dashboard; a failure to count fails no run.
+    match orders::unsent_count(state.db().map_err(|_| RelayError::NoDatabase)?).await {
+        Ok(backlog) => state
+            .metrics
+            .gauge(metrics::OUTBOX_BACKLOG, backlog.max(0) as u64),
+        Err(e) => tracing::warn!(error = %bookshelf_http::error_chain(&e), "outbox backlog not counted"),
+    }
     match last_error {
         None => Ok(report),
         Some(last) => {
-            bookshelf_config::metrics::count(
-                bookshelf_config::metrics::OUTBOX_SEND_FAILURES,
-                u64::from(report.failed),
-            );
+            state
+                .metrics
+                .count(metrics::OUTBOX_SEND_FAILURES, u64::from(report.failed));
             Err(RelayError::SendFailed {
                 sent: report.sent,
                 failed: report.failed,

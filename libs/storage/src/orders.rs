@@ -201,6 +201,15 @@ pub async fn create(
     })
 }
 
+/// How many outbox messages are still unsent: the relay's backlog.
+pub async fn unsent_count(db: &PgPool) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM outbox WHERE sent_at IS NULL"#)
+            .fetch_one(db)
+            .await?,
+    )
+}
+
 pub async fn mark_sent(db: impl PgExecutor<'_>, outbox_id: i64) -> Result<()> {
     sqlx::query!(
         "UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = $1 AND sent_at IS NULL",

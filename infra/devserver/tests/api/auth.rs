@@ -327,3 +327,33 @@ async fn loopback_clients_are_not_throttled_per_address_by_default() {
     assert!(keys.iter().all(|k| k.starts_with("email:")), "{keys:?}");
     app.login("local@example.org", "password123").await;
 }
+
+/// Refused tokens are counted by reason, wrong passwords and throttled sign-ins each by
+/// their own metric; none of them is an authorizer failure.
+#[tokio::test]
+async fn refusals_and_failed_logins_are_counted() {
+    use bookshelf_config::metrics::{AUTHORIZER_FAILURES, LOGIN_FAILURES};
+    let app = TestApp::start().await;
+    let auth = app.register("metered@example.org", "password123").await;
+    let t = token(&auth);
+    assert_eq!(
+        app.get("/users/me", Some("not-a-jwt")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    app.post("/auth/logout", Some(&t), json!({})).await;
+    assert_eq!(
+        app.get("/users/me", Some(&t)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let wrong = json!({"email": "metered@example.org", "password": "wrong-password"});
+    assert_eq!(
+        app.post("/auth/login", None, wrong).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let m = &app.state.metrics;
+    assert_eq!(m.total("AuthorizerRefusals/Reason=BadToken"), 1);
+    assert_eq!(m.total("AuthorizerRefusals/Reason=InactiveSession"), 1);
+    assert_eq!(m.total(LOGIN_FAILURES), 1);
+    assert_eq!(m.total(AUTHORIZER_FAILURES), 0);
+}

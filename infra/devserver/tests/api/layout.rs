@@ -89,6 +89,45 @@ async fn unknown_routes_and_methods_are_problem_404() {
     }
 }
 
+/// The documentation page and its two assets come from the API itself, by relative URLs
+/// (so a stage prefix deployed changes nothing), and the page names no other host.
+#[tokio::test]
+async fn the_docs_page_and_its_assets_are_served_by_the_api() {
+    let app = TestApp::start().await;
+    let page = app.get("/docs", None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    let html = page.body.as_str().unwrap();
+    for reference in [
+        r#"href="docs/swagger-ui.css""#,
+        r#"src="docs/swagger-ui-bundle.js""#,
+        r#"url: "openapi.json""#,
+        "validatorUrl: null",
+    ] {
+        assert!(html.contains(reference), "the page lacks {reference}");
+    }
+    assert!(
+        !html.contains("//"),
+        "the page names no host, not even by a protocol-relative URL"
+    );
+    for (asset, kind, start) in [
+        ("swagger-ui.css", "text/css", ".swagger-ui"),
+        ("swagger-ui-bundle.js", "text/javascript", "/*!"),
+    ] {
+        let r = app.get(&format!("/docs/{asset}"), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{asset}");
+        assert!(r.header("content-type").unwrap().starts_with(kind), "{asset}");
+        let text = r.body.as_str().unwrap();
+        assert!(
+            text.len() > 100_000 && text.starts_with(start),
+            "{asset}: {}",
+            &text[..40]
+        );
+    }
+    app.get("/docs/index.html", None).await.problem(404);
+    app.get("/docs/..%2Fopenapi.json", None).await.problem(404);
+}
+
 #[tokio::test]
 async fn openapi_document_covers_every_route() {
     let app = TestApp::start().await;

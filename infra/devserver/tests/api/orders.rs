@@ -588,3 +588,59 @@ async fn an_unknown_status_in_the_database_is_an_error_not_a_default() {
         .await
         .problem(500);
 }
+
+/// An order reports what happened to it: accepted on POST, confirmed by the worker,
+/// cancelled on cancel; a replay of its Idempotency-Key reports nothing new.
+#[tokio::test]
+async fn an_order_produces_its_metrics() {
+    use bookshelf_config::metrics::{ORDERS_ACCEPTED, ORDERS_CANCELLED, ORDERS_CONFIRMED, ORDERS_REJECTED};
+    let app = TestApp::start().await;
+    let admin = app.admin_token().await;
+    let user = token(&app.register("counted@example.org", "password123").await);
+    let book = create_book(&app, &admin, json!({"stock": 1})).await;
+    let keyed = || {
+        app.client
+            .post(format!("{}/orders", app.url))
+            .bearer_auth(&user)
+            .header("idempotency-key", "counted-1")
+            .json(&order_body(&[(book["id"].as_str().unwrap(), 1)]))
+            .send()
+    };
+    let first = keyed().await.unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.unwrap();
+    let id = first["id"].as_str().unwrap();
+    assert_eq!(
+        settled(&app, &user, id, Duration::from_secs(10)).await["status"],
+        "confirmed"
+    );
+    assert_eq!(keyed().await.unwrap().status(), StatusCode::OK, "a replay");
+    // The second order finds no stock left.
+    let short = app
+        .post(
+            "/orders",
+            Some(&user),
+            order_body(&[(book["id"].as_str().unwrap(), 1)]),
+        )
+        .await;
+    let short_id = short.body["id"].as_str().unwrap();
+    assert_eq!(
+        settled(&app, &user, short_id, Duration::from_secs(10)).await["status"],
+        "rejected"
+    );
+    let cancel = app
+        .post(&format!("/orders/{id}/cancel"), Some(&user), json!({}))
+        .await;
+    assert_eq!(cancel.status, StatusCode::OK, "{}", cancel.body);
+
+    let m = &app.state.metrics;
+    assert_eq!(
+        [
+            m.total(ORDERS_ACCEPTED),
+            m.total(ORDERS_CONFIRMED),
+            m.total(ORDERS_REJECTED),
+            m.total(ORDERS_CANCELLED)
+        ],
+        [2, 1, 1, 1]
+    );
+}
