@@ -1,11 +1,15 @@
-"""The API documentation page as a person uses it, in headless Chromium.
+"""The API as a browser uses it, in headless Chromium.
 
-    python3 browser_check.py BASE_URL SCREENSHOT_DIR
+    python3 browser_check.py BASE_URL SCREENSHOT_DIR ALLOWED_ORIGIN OTHER_ORIGIN
 
 Signs up a reader through the API, opens BASE_URL/docs, waits for Swagger UI to render the
 operations, authorizes with the reader's token, runs "Try it out" on GET /books and expects
 200. Every request the page made must have gone to BASE_URL (the contract: no CDN, no
 validator badge). Screenshots of the page (as it opens, and after the call) are saved in SCREENSHOT_DIR.
+
+Then CORS: from a page on ALLOWED_ORIGIN (the API runs with it in ALLOWED_ORIGINS) a
+`fetch` of GET /books with the token (so with a preflight) succeeds and its body can be
+read; from a page on OTHER_ORIGIN the same fetch fails.
 """
 
 import json
@@ -21,7 +25,19 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
-base, shots = sys.argv[1].rstrip("/"), sys.argv[2]
+base, shots, allowed_origin, other_origin = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3], sys.argv[4]
+
+FETCH = """
+const [api, token, done] = arguments;
+fetch(api + "/books?limit=1", {headers: {Authorization: "Bearer " + token}})
+  .then(r => r.json().then(page => done("status " + r.status + ", " + page.items.length + " book(s)")))
+  .catch(e => done("failed: " + e));
+"""
+
+
+def fetch_from(driver, origin, token):
+    driver.get(origin + "/")
+    return driver.execute_async_script(FETCH, base, token)
 
 
 def register():
@@ -93,6 +109,15 @@ def main():
             sys.exit(f"the page requested other hosts: {foreign}")
         if operations < 20:
             sys.exit(f"only {operations} operations rendered")
+
+        driver.set_script_timeout(30)
+        allowed = fetch_from(driver, allowed_origin, token)
+        other = fetch_from(driver, other_origin, token)
+        print(f"cors: from {allowed_origin}: {allowed}; from {other_origin}: {other}")
+        if not allowed.startswith("status 200,"):
+            sys.exit(f"a cross-origin call from the allowed origin {allowed_origin} did not succeed: {allowed}")
+        if not other.startswith("failed"):
+            sys.exit(f"a cross-origin call from {other_origin} was let through: {other}")
     finally:
         driver.quit()
 

@@ -122,11 +122,46 @@ class Routes(unittest.TestCase):
     def test_every_private_method_uses_the_authorizer_and_public_ones_do_not(self):
         seen = set()
         for method, path, op in self.methods():
+            if method == "OPTIONS":
+                continue  # preflights: test_every_path_answers_its_preflight_without_a_token
             seen.add((method, path))
             expected = [{"NONE": []}] if (method, path) in PUBLIC_ROUTES else [{"BookshelfAuthorizer": []}]
             self.assertEqual(op.get("security"), expected, f"{method} {path}")
         self.assertTrue(PUBLIC_ROUTES <= seen, PUBLIC_ROUTES - seen)
         self.assertGreater(len(seen), len(PUBLIC_ROUTES))
+
+    def test_every_path_answers_its_preflight_without_a_token(self):
+        origin = {"Fn::If": ["HasAllowedOrigins", {"Fn::Sub": "'${AllowedOrigins}'"}, {"Ref": "AWS::NoValue"}]}
+        body = RESOURCES["BookshelfApi"]["Properties"]["Body"]
+        for path, ops in body["paths"].items():
+            preflight = ops.get("options")
+            self.assertIsNotNone(preflight, path)
+            self.assertNotIn("security", preflight, path)
+            integration = preflight["x-amazon-apigateway-integration"]
+            self.assertEqual(integration["type"], "mock", path)
+            headers = integration["responses"]["default"]["responseParameters"]
+            self.assertEqual(headers["method.response.header.Access-Control-Allow-Origin"], origin, path)
+            allowed = headers["method.response.header.Access-Control-Allow-Headers"].strip("'").split(",")
+            self.assertEqual(set(allowed), {"Authorization", "Content-Type", "Idempotency-Key", "If-Match"}, path)
+            methods = set(headers["method.response.header.Access-Control-Allow-Methods"].strip("'").split(","))
+            self.assertLessEqual({m.upper() for m in ops if m != "options"}, methods, path)
+
+    def test_every_gateway_response_carries_the_cors_headers_when_an_origin_is_allowed(self):
+        responses = RESOURCES["BookshelfApi"]["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"]
+        for kind, response in responses.items():
+            headers = response["responseParameters"]
+            origin = headers["gatewayresponse.header.Access-Control-Allow-Origin"]["Fn::If"]
+            self.assertEqual(origin[0], "HasAllowedOrigins", kind)
+            self.assertEqual(origin[2], {"Ref": "AWS::NoValue"}, kind)
+            self.assertEqual(headers["gatewayresponse.header.Vary"]["Fn::If"][1], "'Origin'", kind)
+            exposed = headers["gatewayresponse.header.Access-Control-Expose-Headers"]["Fn::If"][1]
+            self.assertEqual(exposed, "'ETag,Location,Retry-After'", kind)
+        self.assertEqual(DOC["Conditions"]["HasAllowedOrigins"],
+                         {"Fn::Not": [{"Fn::Equals": [{"Ref": "AllowedOrigins"}, ""]}]})
+        self.assertEqual(DOC["Parameters"]["AllowedOrigins"]["Default"], "")
+        for name, function in functions().items():
+            env = function["Properties"].get("Environment", {}).get("Variables", {})
+            self.assertEqual(env.get("ALLOWED_ORIGINS"), {"Ref": "AllowedOrigins"}, name)
 
     def test_the_authorizer_is_a_cached_request_authorizer_on_the_header(self):
         body = RESOURCES["BookshelfApi"]["Properties"]["Body"]

@@ -91,7 +91,32 @@ impl Gateway {
     }
 
     /// One HTTP request, start to end.
+    /// One request, as API Gateway handles it; CORS as the template configures it: the
+    /// preflight of any known path answered here, and the CORS headers on every response.
     pub async fn handle(self: Arc<Self>, req: http::Request<AxumBody>) -> http::Response<AxumBody> {
+        let origin = req
+            .headers()
+            .get(http::header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .map(str::to_string);
+        let cors = self.state.cors.clone();
+        let mut response =
+            if req.method() == http::Method::OPTIONS && self.router.at(req.uri().path()).is_ok() {
+                let mut preflight = http::Response::new(AxumBody::from("{}"));
+                preflight.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                cors.preflight(origin.as_deref(), preflight.headers_mut());
+                preflight
+            } else {
+                self.route(req).await
+            };
+        cors.apply(origin.as_deref(), response.headers_mut());
+        response
+    }
+
+    async fn route(self: Arc<Self>, req: http::Request<AxumBody>) -> http::Response<AxumBody> {
         let request_id = Uuid::new_v4().to_string();
         let (parts, body) = req.into_parts();
         let body = match axum::body::to_bytes(body, GATEWAY_MAX_BODY).await {

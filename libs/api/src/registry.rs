@@ -71,6 +71,12 @@ where
         request_id = rid.as_deref().unwrap_or("-")
     );
     let (method, path) = (req.method().clone(), req.raw_http_path().to_string());
+    let origin = req
+        .headers()
+        .get(http::header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .map(str::to_string);
+    let cors = state.cors.clone();
     let started = Instant::now();
     let response = async {
         let result = async {
@@ -84,6 +90,8 @@ where
     }
     .instrument(span.clone())
     .await;
+    let mut response = response;
+    cors.apply(origin.as_deref(), response.headers_mut());
     span.in_scope(|| {
         tracing::info!(
             %method, path, status = response.status().as_u16(),

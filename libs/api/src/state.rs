@@ -20,6 +20,8 @@ pub struct AppState {
     public: Option<(PublicKeys, TokenVerifier)>,
     /// Business and health metrics (EMF deployed, the debug log locally).
     pub metrics: bookshelf_config::metrics::Metrics,
+    /// Which browser origins may read the responses (`ALLOWED_ORIGINS`).
+    pub cors: bookshelf_http::Cors,
 }
 
 impl AppState {
@@ -34,7 +36,13 @@ impl AppState {
             issuer: Some(TokenIssuer::new(keys)),
             public: Some((public, verifier)),
             metrics: bookshelf_config::metrics::Metrics::from_env(),
+            cors: allowed_origins(),
         }
+    }
+
+    pub fn with_cors(mut self, cors: bookshelf_http::Cors) -> AppState {
+        self.cors = cors;
+        self
     }
 
     pub fn with_queue(mut self, queue: Queue) -> AppState {
@@ -84,6 +92,7 @@ impl AppState {
             issuer,
             public,
             metrics: bookshelf_config::metrics::Metrics::from_env(),
+            cors: allowed_origins(),
         })
     }
 
@@ -119,4 +128,9 @@ impl AppState {
             .map(|(_, v)| v)
             .ok_or_else(|| ApiError::Internal("this function has no public keys".into()))
     }
+}
+
+fn allowed_origins() -> bookshelf_http::Cors {
+    use bookshelf_config::env::{self, Var};
+    bookshelf_http::Cors::from_list(&env::get_or(Var::AllowedOrigins, ""))
 }

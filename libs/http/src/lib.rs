@@ -2,10 +2,12 @@
 //! problem+json, JSON bodies with the 64 KiB limit, path/query parsing, and the identity
 //! the authorizer put into the request context.
 
+pub mod cors;
 mod error;
 mod request;
 mod response;
 
+pub use cors::Cors;
 pub use error::{error_chain, ApiError, Cause};
 pub use request::{
     check_query, enum_param, if_match, path_uuid, query_param, read_json, request_id, source_ip, Identity,

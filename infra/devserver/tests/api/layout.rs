@@ -396,3 +396,91 @@ async fn nul_characters_are_400_naming_the_field_everywhere() {
         .await;
     assert_eq!(r.bad_fields(), ["status"]);
 }
+
+/// CORS as the template configures it: with an allowed origin, the gateway answers every
+/// path's preflight without a token, and every response — the handlers', and the gateway's
+/// own 401 and 404 — names the origin and varies by it; another origin is named nowhere.
+#[tokio::test]
+async fn browsers_on_an_allowed_origin_may_call_the_api_and_others_may_not() {
+    const APP: &str = "http://app.test:8080";
+    let app = TestApp::start_custom(None, |s| s.with_cors(bookshelf_http::Cors::from_list(APP))).await;
+    let user = crate::harness::token(&app.register("cors@example.org", "password123").await);
+    let call = |method: Method, path: &str, origin: &str, token: Option<&str>| {
+        let mut req = app
+            .client
+            .request(method, format!("{}{path}", app.url))
+            .header("origin", origin);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+
+    let preflight = call(
+        Method::OPTIONS,
+        "/books/00000000-0000-0000-0000-000000000000",
+        APP,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(preflight.status(), StatusCode::OK);
+    let h = preflight.headers();
+    assert_eq!(h["access-control-allow-origin"], APP);
+    assert!(h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("Authorization"));
+    assert!(h["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("PATCH"));
+
+    for (path, token, status) in [
+        ("/books", Some(user.as_str()), StatusCode::OK),
+        ("/books", None, StatusCode::UNAUTHORIZED),
+        ("/no/such/route", Some(user.as_str()), StatusCode::NOT_FOUND),
+        ("/openapi.json", None, StatusCode::OK),
+    ] {
+        let r = call(Method::GET, path, APP, token).await.unwrap();
+        assert_eq!(r.status(), status, "{path}");
+        assert_eq!(r.headers()["access-control-allow-origin"], APP, "{path}");
+        assert_eq!(r.headers()["vary"], "Origin", "{path}");
+        assert_eq!(
+            r.headers()["access-control-expose-headers"],
+            "ETag,Location,Retry-After",
+            "{path}"
+        );
+
+        let other = call(Method::GET, path, "http://evil.test", token).await.unwrap();
+        assert_eq!(other.status(), status, "{path}");
+        assert!(
+            other.headers().get("access-control-allow-origin").is_none(),
+            "{path}"
+        );
+        assert_eq!(other.headers()["vary"], "Origin", "{path}");
+    }
+    let denied = call(Method::OPTIONS, "/books", "http://evil.test", None)
+        .await
+        .unwrap();
+    assert!(denied.headers().get("access-control-allow-origin").is_none());
+}
+
+/// Without allowed origins (the default) no response carries a CORS header.
+#[tokio::test]
+async fn without_allowed_origins_no_cors_header_is_sent() {
+    let app = TestApp::start_with(None).await;
+    let r = app
+        .client
+        .get(format!("{}/openapi.json", app.url))
+        .header("origin", "http://app.test:8080")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r
+        .headers()
+        .keys()
+        .all(|k| !k.as_str().starts_with("access-control-")));
+    assert!(r.headers().get("vary").is_none());
+}
