@@ -50,7 +50,7 @@ tools:
 
 lint: tools
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	scripts/sqlx-prepare.sh --check
 	scripts/deny.sh
 	sam validate --lint --template template.yaml
@@ -64,8 +64,9 @@ sqlx-prepare:
 deny:
 	scripts/deny.sh
 
+# Not --quiet: a first build takes minutes, and cargo's progress says so.
 build:
-	$(CARGO) build --workspace --all-targets --quiet
+	$(CARGO) build --workspace --all-targets
 
 fmt:
 	$(CARGO) fmt --all

@@ -16,6 +16,8 @@ apt_install() {
     return 1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # Without apt-utils, debconf warns that it delays configuration: harmless, and alarming.
+  export DEBCONF_NOWARNINGS=yes
   if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -1440 2>/dev/null | head -1)" ]; then
     echo "Refreshing the apt package lists (~10 s) ..." >&2
     apt-get update -qq >&2
