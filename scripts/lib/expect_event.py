@@ -2,7 +2,8 @@
 exact outcome every runner must produce (make lambda-check through cargo lambda, and
 sam local invoke): an HTTP status, "Unauthorized" for the authorizer's refusal, or an
 object whose fields must all appear in the answer.
-Usage: expect_event.py FUNCTION EVENT_FILE ANSWER  → prints "ok (...)" or "FAIL (...)".
+Usage: expect_event.py FUNCTION EVENT_FILE < ANSWER  → prints "ok (...)" or "FAIL (...)".
+(The answer comes on stdin: a page or a script can be larger than an argument may be.)
 """
 
 import json
@@ -33,4 +34,4 @@ def judge(fn, file, out):
 
 
 if __name__ == "__main__":
-    print(judge(*sys.argv[1:4]))
+    print(judge(sys.argv[1], sys.argv[2], sys.stdin.read()))
