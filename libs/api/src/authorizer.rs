@@ -120,7 +120,8 @@ async fn decide(
         tracing::info!("no bearer token");
         return Err(Denied::Refused(Refusal::NoToken));
     };
-    let claims = verifier.verify(token).map_err(|e| {
+    // The signature check is cached per exact token; the session check below never is.
+    let claims = verifier.verify_cached(token).map_err(|e| {
         tracing::info!(reason = %e, "token refused");
         Denied::Refused(Refusal::BadToken)
     })?;
