@@ -94,11 +94,7 @@ impl Gateway {
     /// One request, as API Gateway handles it; CORS as the template configures it: the
     /// preflight of any known path answered here, and the CORS headers on every response.
     pub async fn handle(self: Arc<Self>, req: http::Request<AxumBody>) -> http::Response<AxumBody> {
-        let origin = req
-            .headers()
-            .get(http::header::ORIGIN)
-            .and_then(|o| o.to_str().ok())
-            .map(str::to_string);
+        let origin = bookshelf_http::Cors::origin(req.headers()).map(str::to_string);
         let cors = self.state.cors.clone();
         let mut response =
             if req.method() == http::Method::OPTIONS && self.router.at(req.uri().path()).is_ok() {

@@ -71,11 +71,7 @@ where
         request_id = rid.as_deref().unwrap_or("-")
     );
     let (method, path) = (req.method().clone(), req.raw_http_path().to_string());
-    let origin = req
-        .headers()
-        .get(http::header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-        .map(str::to_string);
+    let origin = bookshelf_http::Cors::origin(req.headers()).map(str::to_string);
     let cors = state.cors.clone();
     let started = Instant::now();
     let response = async {

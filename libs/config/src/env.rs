@@ -6,84 +6,49 @@ use std::str::FromStr;
 
 use crate::ConfigError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Var {
-    DatabaseUrl,
-    DbSecretArn,
-    DbHost,
-    DbName,
-    AppDbSecretArn,
-    SigningKeysSecretArn,
-    PublicKeysSecretArn,
-    SigningKeys,
-    PublicKeys,
-    KeysFile,
-    QueueUrl,
-    MetricsNamespace,
-    AllowedOrigins,
-    RustLog,
-    LambdaFunctionName,
-    Port,
-    AdminEmail,
-    AdminPassword,
-    SqsEndpoint,
-    PgData,
-    PgBin,
-    Template,
+/// One list: the enum, `Var::ALL` and each variable's name all come from it.
+macro_rules! vars {
+    ($($var:ident = $name:literal,)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Var {
+            $($var,)*
+        }
+
+        impl Var {
+            pub const ALL: &'static [Var] = &[$(Var::$var,)*];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Var::$var => $name,)*
+                }
+            }
+        }
+    };
 }
 
-impl Var {
-    pub const ALL: &'static [Var] = &[
-        Var::DatabaseUrl,
-        Var::DbSecretArn,
-        Var::DbHost,
-        Var::DbName,
-        Var::AppDbSecretArn,
-        Var::SigningKeysSecretArn,
-        Var::PublicKeysSecretArn,
-        Var::SigningKeys,
-        Var::PublicKeys,
-        Var::KeysFile,
-        Var::QueueUrl,
-        Var::MetricsNamespace,
-        Var::AllowedOrigins,
-        Var::RustLog,
-        Var::LambdaFunctionName,
-        Var::Port,
-        Var::AdminEmail,
-        Var::AdminPassword,
-        Var::SqsEndpoint,
-        Var::PgData,
-        Var::PgBin,
-        Var::Template,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Var::DatabaseUrl => "DATABASE_URL",
-            Var::DbSecretArn => "DB_SECRET_ARN",
-            Var::DbHost => "DB_HOST",
-            Var::DbName => "DB_NAME",
-            Var::AppDbSecretArn => "APP_DB_SECRET_ARN",
-            Var::SigningKeysSecretArn => "SIGNING_KEYS_SECRET_ARN",
-            Var::PublicKeysSecretArn => "PUBLIC_KEYS_SECRET_ARN",
-            Var::SigningKeys => "BOOKSHELF_SIGNING_KEYS",
-            Var::PublicKeys => "BOOKSHELF_PUBLIC_KEYS",
-            Var::KeysFile => "BOOKSHELF_KEYS_FILE",
-            Var::QueueUrl => "QUEUE_URL",
-            Var::MetricsNamespace => "METRICS_NAMESPACE",
-            Var::AllowedOrigins => "ALLOWED_ORIGINS",
-            Var::RustLog => "RUST_LOG",
-            Var::LambdaFunctionName => "AWS_LAMBDA_FUNCTION_NAME",
-            Var::Port => "PORT",
-            Var::AdminEmail => "BOOKSHELF_ADMIN_EMAIL",
-            Var::AdminPassword => "BOOKSHELF_ADMIN_PASSWORD",
-            Var::SqsEndpoint => "SQS_ENDPOINT",
-            Var::PgData => "BOOKSHELF_PGDATA",
-            Var::PgBin => "PG_BIN",
-            Var::Template => "BOOKSHELF_TEMPLATE",
-        }
-    }
+vars! {
+    DatabaseUrl = "DATABASE_URL",
+    DbSecretArn = "DB_SECRET_ARN",
+    DbHost = "DB_HOST",
+    DbName = "DB_NAME",
+    AppDbSecretArn = "APP_DB_SECRET_ARN",
+    SigningKeysSecretArn = "SIGNING_KEYS_SECRET_ARN",
+    PublicKeysSecretArn = "PUBLIC_KEYS_SECRET_ARN",
+    SigningKeys = "BOOKSHELF_SIGNING_KEYS",
+    PublicKeys = "BOOKSHELF_PUBLIC_KEYS",
+    KeysFile = "BOOKSHELF_KEYS_FILE",
+    QueueUrl = "QUEUE_URL",
+    MetricsNamespace = "METRICS_NAMESPACE",
+    AllowedOrigins = "ALLOWED_ORIGINS",
+    RustLog = "RUST_LOG",
+    LambdaFunctionName = "AWS_LAMBDA_FUNCTION_NAME",
+    Port = "PORT",
+    AdminEmail = "BOOKSHELF_ADMIN_EMAIL",
+    AdminPassword = "BOOKSHELF_ADMIN_PASSWORD",
+    SqsEndpoint = "SQS_ENDPOINT",
+    PgData = "BOOKSHELF_PGDATA",
+    PgBin = "PG_BIN",
+    Template = "BOOKSHELF_TEMPLATE",
 }
 
 /// The variable's value, trimmed; unset, blank or not Unicode is `None`.

@@ -34,6 +34,11 @@ impl Cors {
         }
     }
 
+    /// The `Origin` a request came with, if any (what `apply` and `preflight` are given).
+    pub fn origin(headers: &HeaderMap) -> Option<&str> {
+        headers.get(http::header::ORIGIN).and_then(|o| o.to_str().ok())
+    }
+
     pub fn is_enabled(&self) -> bool {
         !self.origins.is_empty()
     }
