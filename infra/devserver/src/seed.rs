@@ -254,6 +254,8 @@ fn book(r: &mut Rng, n: u64, isbn_base: u64) -> NewBook {
             (isbn_base + n) % 1_000_000_000
         ))),
         published_year: Some(1850 + r.below(177) as i32),
+        // Most books say how long they are; some do not, as in any real catalog.
+        page_count: (r.below(10) > 0).then(|| 80 + r.below(900) as i32),
         description: Some(description),
         tags,
         price_cents: 299 + 50 * r.below(95) as i64,

@@ -5,12 +5,14 @@
 pub mod auth;
 pub mod authorizer;
 pub mod books;
+pub mod goals;
 pub mod lambda;
 pub mod library;
 pub mod meta;
 pub mod openapi;
 pub mod ops;
 pub mod orders;
+pub mod reading;
 pub mod registry;
 pub mod state;
 pub mod users;

@@ -2,16 +2,18 @@
 
 use std::sync::Arc;
 
-use bookshelf_domain::{field, AllValid, EntryInput, LibraryEntry, PageParams, ReadingStatus};
+use bookshelf_domain::library::CSV_HEADER;
+use bookshelf_domain::{field, AllValid, EntryInput, ExportEntry, LibraryEntry, PageParams, ReadingStatus};
 use bookshelf_http::{
     enum_param, json, no_content, path_uuid, query_param, read_json, ApiError, Body, Identity, Page, Request,
     Response,
 };
 use bookshelf_storage::library::{self, EntryFilter};
 use bookshelf_storage::StorageError;
+use chrono::{DateTime, Utc};
 use http::StatusCode;
 
-use crate::openapi::{LibraryPage, Problem};
+use crate::openapi::{ExportDocument, LibraryPage, Problem};
 use crate::AppState;
 
 #[utoipa::path(get, path = "/library", tag = "library", security(("bearer" = [])),
@@ -94,4 +96,123 @@ pub async fn delete(state: Arc<AppState>, req: Request, who: Identity) -> Result
             other => other.into(),
         })?;
     Ok(no_content())
+}
+
+/// How many entries the export holds in memory at once.
+pub const EXPORT_PAGE: i64 = 500;
+
+const JSON: &str = "application/json";
+const CSV: &str = "text/csv";
+
+#[utoipa::path(get, path = "/library/export", tag = "library", security(("bearer" = [])),
+    params(("Accept" = Option<String>, Header,
+        description = "`application/json` (default; also for none, `*/*`, `application/*`) or `text/csv`")),
+    responses(
+        (status = 200, description = "The caller's whole library as a download: JSON `{exportedAt, entries}` with every read, or CSV (RFC 4180, CRLF, header row)",
+            content(
+                (ExportDocument = "application/json"),
+                (String = "text/csv"),
+            ),
+            headers(("Content-Disposition" = String, description = "attachment; filename=..."))),
+        (status = 406, description = "The Accept header allows neither JSON nor CSV", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn export(state: Arc<AppState>, req: Request, who: Identity) -> Result<Response<Body>, ApiError> {
+    let accept = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .map(|v| v.to_str().unwrap_or("unreadable"));
+    let format = bookshelf_http::accept::preferred(accept, &[JSON, CSV]).ok_or_else(|| {
+        ApiError::NotAcceptable("this export is available as application/json or text/csv".into())
+    })?;
+    let db = state.db()?;
+    let mut out = Export::new(format == CSV, Utc::now())?;
+    let mut after = None;
+    loop {
+        let (entries, next) = library::export_page(db, who.user_id, after, EXPORT_PAGE).await?;
+        out.add(&entries)?;
+        match next {
+            Some(c) => after = Some(c),
+            None => break,
+        }
+    }
+    let (body, rows) = out.finish()?;
+    tracing::info!(format, entries = rows, bytes = body.len(), "library exported");
+    let (content_type, file) = if format == CSV {
+        ("text/csv; charset=utf-8", "library.csv")
+    } else {
+        (JSON, "library.json")
+    };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(
+            http::header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{file}\""),
+        )
+        .body(Body::Text(body))
+        .map_err(ApiError::internal)
+}
+
+/// The export as it is written: each page of entries is serialised and dropped before the
+/// next is fetched.
+enum Export {
+    Json { out: Vec<u8>, rows: usize },
+    // Boxed: the writer carries its buffers inline (hundreds of bytes).
+    Csv(Box<csv::Writer<Vec<u8>>>, usize),
+}
+
+impl Export {
+    fn new(csv: bool, now: DateTime<Utc>) -> Result<Export, ApiError> {
+        if csv {
+            let mut w = csv::WriterBuilder::new()
+                .terminator(csv::Terminator::CRLF)
+                .from_writer(Vec::new());
+            w.write_record(CSV_HEADER).map_err(ApiError::internal)?;
+            Ok(Export::Csv(Box::new(w), 0))
+        } else {
+            let mut out = Vec::new();
+            out.extend_from_slice(b"{\"exportedAt\":");
+            serde_json::to_writer(&mut out, &now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .map_err(ApiError::internal)?;
+            out.extend_from_slice(b",\"entries\":[");
+            Ok(Export::Json { out, rows: 0 })
+        }
+    }
+
+    fn add(&mut self, entries: &[ExportEntry]) -> Result<(), ApiError> {
+        match self {
+            Export::Json { out, rows } => {
+                for e in entries {
+                    if *rows > 0 {
+                        out.push(b',');
+                    }
+                    serde_json::to_writer(&mut *out, e).map_err(ApiError::internal)?;
+                    *rows += 1;
+                }
+            }
+            Export::Csv(w, rows) => {
+                for e in entries {
+                    w.write_record(e.csv_record()).map_err(ApiError::internal)?;
+                    *rows += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole document, and how many entries it holds.
+    fn finish(self) -> Result<(String, usize), ApiError> {
+        let (bytes, rows) = match self {
+            Export::Json { mut out, rows } => {
+                out.extend_from_slice(b"]}");
+                (out, rows)
+            }
+            Export::Csv(w, rows) => (
+                w.into_inner().map_err(|e| ApiError::internal(e.to_string()))?,
+                rows,
+            ),
+        };
+        // Both writers write only the UTF-8 of our strings.
+        Ok((String::from_utf8(bytes).map_err(ApiError::internal)?, rows))
+    }
 }

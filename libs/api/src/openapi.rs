@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use bookshelf_domain::{Book, FieldError, LibraryEntry, Order, Profile};
+use bookshelf_domain::{Book, ExportEntry, FieldError, LibraryEntry, Order, Profile, Read, ReadingSession};
 use chrono::Datelike;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -49,6 +49,31 @@ pub struct BookPage {
 pub struct LibraryPage {
     pub items: Vec<LibraryEntry>,
     pub next_cursor: Option<String>,
+}
+
+/// A page of reads.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadPage {
+    pub items: Vec<Read>,
+    pub next_cursor: Option<String>,
+}
+
+/// A page of reading sessions.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionPage {
+    pub items: Vec<ReadingSession>,
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /library/export` as JSON.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportDocument {
+    #[schema(format = DateTime)]
+    pub exported_at: String,
+    pub entries: Vec<ExportEntry>,
 }
 
 /// A page of orders.
@@ -167,16 +192,21 @@ No string field of a body, and no query parameter, may contain U+0000 (400 namin
         crate::users::me_delete, crate::users::get, crate::users::list,
         crate::books::list, crate::books::get, crate::books::create, crate::books::update,
         crate::books::delete, crate::books::inventory,
-        crate::library::list, crate::library::put, crate::library::delete,
+        crate::library::list, crate::library::put, crate::library::delete, crate::library::export,
+        crate::reading::start, crate::reading::list, crate::reading::get, crate::reading::progress,
+        crate::reading::pause, crate::reading::finish, crate::reading::abandon, crate::reading::delete,
+        crate::reading::start_session, crate::reading::end_session, crate::reading::list_sessions,
+        crate::goals::put, crate::goals::get, crate::goals::delete, crate::goals::get_stats,
         crate::orders::create, crate::orders::list, crate::orders::get, crate::orders::cancel,
     ),
-    components(schemas(Problem, FieldError, ProfilePage, BookPage, LibraryPage, OrderPage)),
+    components(schemas(Problem, FieldError, ProfilePage, BookPage, LibraryPage, OrderPage, ReadPage, SessionPage)),
     modifiers(&BearerAuth, &CommonResponses),
     tags(
         (name = "auth", description = "Accounts and sessions"),
         (name = "users", description = "Profiles"),
         (name = "books", description = "The catalog (admins change it)"),
         (name = "library", description = "The caller's personal shelf"),
+        (name = "reading", description = "Reads, progress, timed sessions, goals and stats"),
         (name = "orders", description = "Orders, processed asynchronously"),
         (name = "meta", description = "Keys, this document, and its page"),
     )
@@ -226,6 +256,19 @@ fn refine_bodies(doc: &mut Value, current_year: i32) {
             {"type": "integer", "format": "int32", "minimum": 1, "maximum": i32::MAX},
         ],
     });
+    // The latest year a goal or the stats may name.
+    for (path, method) in [
+        ("/users/me/goals/{year}", "get"),
+        ("/users/me/goals/{year}", "put"),
+        ("/users/me/goals/{year}", "delete"),
+        ("/users/me/stats", "get"),
+    ] {
+        if let Some(params) = doc["paths"][path][method]["parameters"].as_array_mut() {
+            for p in params.iter_mut().filter(|p| p["name"] == "year") {
+                p["schema"]["maximum"] = json!(current_year + 1);
+            }
+        }
+    }
     doc["paths"]["/books/{id}"]["patch"]["requestBody"]["content"]["application/json"]["schema"] =
         json!({"$ref": "#/components/schemas/BookPatch"});
 }

@@ -10,7 +10,7 @@ use bookshelf_http::{check_query, request_id, ApiError, Body, Identity, Request,
 use lambda_http::RequestExt;
 use tracing::Instrument;
 
-use crate::{auth, books, library, meta, orders, users, AppState};
+use crate::{auth, books, goals, library, meta, orders, reading, users, AppState};
 
 /// Which key material a function needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +148,22 @@ functions! {
     LIBRARY_LIST = "library-list", SignedIn, None, Db => library::list;
     LIBRARY_PUT = "library-put", SignedIn, None, Db => library::put;
     LIBRARY_DELETE = "library-delete", SignedIn, None, Db => library::delete;
+    LIBRARY_EXPORT = "library-export", SignedIn, None, Db => library::export;
+    READS_START = "reads-start", SignedIn, None, Db => reading::start;
+    READS_LIST = "reads-list", SignedIn, None, Db => reading::list;
+    READS_GET = "reads-get", SignedIn, None, Db => reading::get;
+    READS_PROGRESS = "reads-progress", SignedIn, None, Db => reading::progress;
+    READS_PAUSE = "reads-pause", SignedIn, None, Db => reading::pause;
+    READS_FINISH = "reads-finish", SignedIn, None, Db => reading::finish;
+    READS_ABANDON = "reads-abandon", SignedIn, None, Db => reading::abandon;
+    READS_DELETE = "reads-delete", SignedIn, None, Db => reading::delete;
+    SESSIONS_START = "sessions-start", SignedIn, None, Db => reading::start_session;
+    SESSIONS_END = "sessions-end", SignedIn, None, Db => reading::end_session;
+    SESSIONS_LIST = "sessions-list", SignedIn, None, Db => reading::list_sessions;
+    GOALS_PUT = "goals-put", SignedIn, None, Db => goals::put;
+    GOALS_GET = "goals-get", SignedIn, None, Db => goals::get;
+    GOALS_DELETE = "goals-delete", SignedIn, None, Db => goals::delete;
+    STATS_GET = "stats-get", SignedIn, None, Db => goals::get_stats;
     ORDERS_CREATE = "orders-create", SignedIn, None, Db => orders::create;
     ORDERS_GET = "orders-get", SignedIn, None, Db => orders::get;
     ORDERS_LIST = "orders-list", SignedIn, None, Db => orders::list;

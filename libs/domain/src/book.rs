@@ -19,6 +19,8 @@ pub struct Book {
     /// ISBN-13, digits only.
     pub isbn: Option<String>,
     pub published_year: Option<i32>,
+    /// 1 to 100,000, or unknown.
+    pub page_count: Option<i32>,
     pub description: Option<String>,
     pub tags: Vec<String>,
     pub price_cents: i64,
@@ -61,6 +63,9 @@ pub struct BookInput {
     #[schema(value_type = Option<i32>, minimum = -3000)]
     pub published_year: Input<i64>,
     #[serde(default)]
+    #[schema(value_type = Option<i32>, minimum = 1, maximum = 100000)]
+    pub page_count: Input<i64>,
+    #[serde(default)]
     #[schema(value_type = Option<String>, max_length = 10000)]
     pub description: Input<String>,
     #[serde(default)]
@@ -82,6 +87,7 @@ pub struct NewBook {
     pub authors: Vec<String>,
     pub isbn: Option<String>,
     pub published_year: Option<i32>,
+    pub page_count: Option<i32>,
     pub description: Option<String>,
     pub tags: Vec<String>,
     pub price_cents: i64,
@@ -95,6 +101,7 @@ pub struct BookPatch {
     pub authors: Option<Vec<String>>,
     pub isbn: Option<Option<String>>,
     pub published_year: Option<Option<i32>>,
+    pub page_count: Option<Option<i32>>,
     pub description: Option<Option<String>>,
     pub tags: Option<Vec<String>>,
     pub price_cents: Option<i64>,
@@ -159,6 +166,17 @@ fn year(y: i64, current_year: i32) -> Result<i32, String> {
     }
 }
 
+fn page_count(n: i64) -> Result<i32, String> {
+    if (1..=crate::reading::MAX_PAGE as i64).contains(&n) {
+        Ok(n as i32)
+    } else {
+        Err(format!(
+            "must be an integer from 1 to {}",
+            crate::reading::MAX_PAGE
+        ))
+    }
+}
+
 fn description(d: String) -> Result<String, String> {
     length_between(&d, 0, 10_000)?;
     Ok(d)
@@ -215,18 +233,20 @@ impl BookInput {
                 "publishedYear",
                 nullable(self.published_year, |y| year(y, current_year)),
             ),
+            field("pageCount", nullable(self.page_count, page_count)),
             field("description", nullable(self.description, description)),
             field("tags", nullable(self.tags, tags)),
             field("priceCents", self.price_cents.required().and_then(price)),
             field("stock", self.stock.required().and_then(stock)),
         );
-        let (title, authors, isbn, published_year, description, tags, price_cents, stock) =
+        let (title, authors, isbn, published_year, page_count, description, tags, price_cents, stock) =
             checked.all_valid()?;
         Ok(NewBook {
             title,
             authors,
             isbn,
             published_year,
+            page_count,
             description,
             tags: tags.unwrap_or_default(),
             price_cents,
@@ -243,6 +263,7 @@ impl BookInput {
                 "publishedYear",
                 patch_nullable(self.published_year, |y| year(y, current_year)),
             ),
+            field("pageCount", patch_nullable(self.page_count, page_count)),
             field("description", patch_nullable(self.description, description)),
             field(
                 "tags",
@@ -255,13 +276,14 @@ impl BookInput {
                 "cannot be changed here; use POST /books/{id}/inventory",
             ),
         );
-        let (title, authors, isbn, published_year, description, tags, price_cents, ()) =
+        let (title, authors, isbn, published_year, page_count, description, tags, price_cents, ()) =
             checked.all_valid()?;
         Ok(BookPatch {
             title,
             authors,
             isbn,
             published_year,
+            page_count,
             description,
             tags,
             price_cents,

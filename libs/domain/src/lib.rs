@@ -7,13 +7,17 @@ pub mod input;
 pub mod isbn;
 pub mod library;
 pub mod order;
+pub mod reading;
 pub mod user;
 pub mod validation;
 
 pub use book::{Book, BookInput, BookPatch, InventoryInput, NewBook};
 pub use cursor::{Cursor, CursorError, PageParams, RankCursor};
 pub use input::Input;
-pub use library::{BookSummary, EntryChange, EntryInput, LibraryEntry, ReadingStatus};
+pub use library::{
+    BookSummary, EntryChange, EntryInput, ExportBook, ExportEntry, LibraryEntry, ReadingStatus,
+};
 pub use order::{Order, OrderInput, OrderItem, OrderLine, OrderMessage, OrderStatus};
+pub use reading::{Goal, Read, ReadingSession, Stats};
 pub use user::{Profile, PublicProfile, Role, User};
 pub use validation::{field, rule, AllValid, Checked, FieldError};

@@ -20,17 +20,23 @@ use crate::{field, AllValid, FieldError, Input};
 pub enum ReadingStatus {
     WantToRead,
     Reading,
+    /// A read is open but set aside (`POST /reads/{id}/pause`).
+    Paused,
     Read,
+    /// The last read was abandoned.
+    DidNotFinish,
 }
 
 impl ReadingStatus {
-    pub const ALL: &'static str = "want_to_read, reading, read";
+    pub const ALL: &'static str = "want_to_read, reading, paused, read, did_not_finish";
 
     pub fn as_str(self) -> &'static str {
         match self {
             ReadingStatus::WantToRead => "want_to_read",
             ReadingStatus::Reading => "reading",
+            ReadingStatus::Paused => "paused",
             ReadingStatus::Read => "read",
+            ReadingStatus::DidNotFinish => "did_not_finish",
         }
     }
 
@@ -39,7 +45,9 @@ impl ReadingStatus {
         match s {
             "want_to_read" => Some(ReadingStatus::WantToRead),
             "reading" => Some(ReadingStatus::Reading),
+            "paused" => Some(ReadingStatus::Paused),
             "read" => Some(ReadingStatus::Read),
+            "did_not_finish" => Some(ReadingStatus::DidNotFinish),
             _ => None,
         }
     }
@@ -140,10 +148,121 @@ impl EntryInput {
     }
 }
 
+/// The book fields an export carries.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ExportBook {
+    pub id: Uuid,
+    pub title: String,
+    pub authors: Vec<String>,
+    pub isbn: Option<String>,
+}
+
+/// One entry of `GET /library/export`, with every read of its book.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportEntry {
+    pub book: ExportBook,
+    pub status: ReadingStatus,
+    pub rating: Option<i16>,
+    pub review: Option<String>,
+    pub favorite: bool,
+    #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub added_at: DateTime<Utc>,
+    /// Newest start first.
+    pub reads: Vec<crate::Read>,
+}
+
+/// The CSV export's columns, in order.
+pub const CSV_HEADER: [&str; 11] = [
+    "book_id",
+    "title",
+    "authors",
+    "isbn",
+    "status",
+    "rating",
+    "favorite",
+    "added_at",
+    "started_at",
+    "finished_at",
+    "review",
+];
+
+fn csv_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl ExportEntry {
+    /// The entry as one CSV record: nulls are empty cells, the dates are those of the
+    /// newest read (by start), `finished_at` only when that read was finished.
+    pub fn csv_record(&self) -> [String; 11] {
+        let newest = self.reads.iter().max_by_key(|r| (r.started_at, r.id));
+        [
+            self.book.id.to_string(),
+            self.book.title.clone(),
+            self.book.authors.join("; "),
+            self.book.isbn.clone().unwrap_or_default(),
+            self.status.as_str().to_string(),
+            self.rating.map(|r| r.to_string()).unwrap_or_default(),
+            self.favorite.to_string(),
+            csv_time(self.added_at),
+            newest.map(|r| csv_time(r.started_at)).unwrap_or_default(),
+            newest
+                .and_then(|r| r.finished_at)
+                .map(csv_time)
+                .unwrap_or_default(),
+            self.review.clone().unwrap_or_default(),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn csv_records_take_the_newest_read_and_leave_nulls_empty() {
+        use chrono::TimeZone;
+        let t = |d| Utc.with_ymd_and_hms(2026, 3, d, 8, 0, 0).unwrap();
+        let read = |start, finish: Option<DateTime<Utc>>| crate::Read {
+            id: Uuid::new_v4(),
+            book_id: Uuid::nil(),
+            started_at: t(start),
+            finished_at: finish,
+            abandoned_at: None,
+            page: None,
+            percent: None,
+            minutes_read: 0,
+            updated_at: t(start),
+        };
+        let mut e = ExportEntry {
+            book: ExportBook {
+                id: Uuid::nil(),
+                title: "Dune, \"the\" novel".into(),
+                authors: vec!["Frank Herbert".into(), "Someone Else".into()],
+                isbn: None,
+            },
+            status: ReadingStatus::Reading,
+            rating: None,
+            review: None,
+            favorite: false,
+            added_at: t(1),
+            reads: vec![read(2, Some(t(3))), read(5, None)],
+        };
+        let r = e.csv_record();
+        assert_eq!(r[2], "Frank Herbert; Someone Else");
+        assert_eq!((r[3].as_str(), r[5].as_str(), r[6].as_str()), ("", "", "false"));
+        assert_eq!((r[8].as_str(), r[9].as_str()), ("2026-03-05T08:00:00Z", ""));
+        e.reads.truncate(1);
+        let r = e.csv_record();
+        assert_eq!(
+            (r[8].as_str(), r[9].as_str()),
+            ("2026-03-02T08:00:00Z", "2026-03-03T08:00:00Z")
+        );
+        e.reads.clear();
+        assert_eq!(e.csv_record()[8], "");
+    }
 
     #[test]
     fn validates_every_field() {

@@ -72,6 +72,7 @@ all_valid_for_tuples! {
     (A a, B b, C c, D d, E e, F f)
     (A a, B b, C c, D d, E e, F f, G g)
     (A a, B b, C c, D d, E e, F f, G g, H h)
+    (A a, B b, C c, D d, E e, F f, G g, H h, I i)
 }
 
 impl<T> AllValid for Vec<Checked<T>> {

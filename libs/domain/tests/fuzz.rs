@@ -106,3 +106,95 @@ proptest! {
         let _ = serde_json::from_value::<OrderMessage>(v);
     }
 }
+
+mod reading {
+    use bookshelf_domain::reading::{
+        finished_position, session_minutes, FinishInput, GoalInput, ProgressInput, StartReadInput, Target,
+    };
+    use chrono::{Duration, TimeZone, Utc};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// A page in a book with a page count: the percentage is the floor of page·100/count,
+        /// always 0..=100, and going back from that percentage never passes the page.
+        #[test]
+        fn page_to_percent_floors_within_bounds(count in 1i32..=100_000, frac in 0.0f64..=1.0) {
+            let page = ((count as f64) * frac).floor() as i32;
+            let p = Target::Page(page).position(Some(count), "page").unwrap();
+            let percent = p.percent.unwrap() as i64;
+            prop_assert_eq!(p.page, Some(page));
+            prop_assert_eq!(percent, page as i64 * 100 / count as i64);
+            prop_assert!((0..=100).contains(&percent));
+            prop_assert!(percent * count as i64 <= page as i64 * 100);
+            prop_assert!((percent + 1) * count as i64 > page as i64 * 100);
+            let back = Target::Percent(percent as i16).position(Some(count), "page").unwrap();
+            prop_assert!(back.page.unwrap() <= page);
+            prop_assert_eq!(page == count, percent == 100);
+        }
+
+        /// A percentage: the page is the floor of percent·count/100, never past the end.
+        #[test]
+        fn percent_to_page_floors_within_bounds(count in 1i32..=100_000, percent in 0i16..=100) {
+            let p = Target::Percent(percent).position(Some(count), "page").unwrap();
+            let page = p.page.unwrap() as i64;
+            prop_assert_eq!(page, percent as i64 * count as i64 / 100);
+            prop_assert!((0..=count as i64).contains(&page));
+            prop_assert_eq!(p.percent, Some(percent));
+        }
+
+        /// Past the last page is refused, under the field it was given as; without a page
+        /// count nothing is computed.
+        #[test]
+        fn pages_past_the_end_are_refused(count in 1i32..=100_000, over in 1i32..=1000, field in "page|endPage") {
+            let e = Target::Page(count.saturating_add(over)).position(Some(count), &field).unwrap_err();
+            prop_assert_eq!(e.field, field);
+            let p = Target::Page(count).position(None, "page").unwrap();
+            prop_assert_eq!(p.percent, None);
+            let p = Target::Percent((over % 101) as i16).position(None, "page").unwrap();
+            prop_assert_eq!(p.page, None);
+        }
+
+        #[test]
+        fn finishing_is_always_a_hundred_percent(count in proptest::option::of(1i32..=100_000), page in proptest::option::of(0i32..=100_000)) {
+            let p = finished_position(bookshelf_domain::reading::Position { page, percent: None }, count);
+            prop_assert_eq!(p.percent, Some(100));
+            prop_assert_eq!(p.page, count.or(page));
+        }
+
+        #[test]
+        fn session_minutes_are_whole_and_capped(secs in -100_000i64..10_000_000) {
+            let t = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+            let m = session_minutes(t, t + Duration::seconds(secs));
+            prop_assert!((0..=1440).contains(&m));
+            if (0..1440 * 60).contains(&secs) {
+                prop_assert_eq!(m as i64, secs / 60);
+            }
+        }
+
+        /// Whatever the body, reading inputs answer a value or field errors, never a panic.
+        #[test]
+        fn reading_bodies_never_panic(
+            b in super::body(&["page", "percent", "startedAt", "finishedAt", "books", "endPage"])
+        ) {
+            let now = Utc::now();
+            if let Ok(input) = serde_json::from_value::<ProgressInput>(b.clone()) {
+                let _ = input.validate();
+            }
+            if let Ok(input) = serde_json::from_value::<StartReadInput>(b.clone()) {
+                if let Ok(at) = input.validate(now) {
+                    prop_assert!(at <= now + Duration::seconds(60));
+                }
+            }
+            if let Ok(input) = serde_json::from_value::<FinishInput>(b.clone()) {
+                let _ = input.validate(now);
+            }
+            if let Ok(input) = serde_json::from_value::<GoalInput>(b) {
+                if let Ok(n) = input.validate() {
+                    prop_assert!((1..=1000).contains(&n));
+                }
+            }
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! problem+json, JSON bodies with the 64 KiB limit, path/query parsing, and the identity
 //! the authorizer put into the request context.
 
+pub mod accept;
 pub mod cors;
 mod error;
 mod request;
@@ -10,8 +11,8 @@ mod response;
 pub use cors::Cors;
 pub use error::{error_chain, ApiError, Cause};
 pub use request::{
-    check_query, enum_param, if_match, path_uuid, query_param, read_json, request_id, source_ip, Identity,
-    MAX_BODY_BYTES,
+    check_query, enum_param, if_match, path_param, path_uuid, query_param, read_json, read_optional_json,
+    request_id, source_ip, Identity, MAX_BODY_BYTES,
 };
 pub use response::{json, no_content, Page};
 

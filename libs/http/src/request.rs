@@ -38,6 +38,22 @@ pub fn read_json<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
         .map_err(|_| ApiError::BadRequest("the body must be a JSON object with the documented fields".into()))
 }
 
+/// A body whose fields are all optional: no body at all (or only whitespace) reads as
+/// `{}`, so `POST /reads/{id}/finish` needs none; anything else is read as `read_json` does.
+pub fn read_optional_json<T: DeserializeOwned + Default>(req: &Request) -> Result<T, ApiError> {
+    let empty = match req.body() {
+        Body::Empty => true,
+        Body::Text(t) => t.trim().is_empty(),
+        Body::Binary(b) => b.iter().all(u8::is_ascii_whitespace),
+        _ => true,
+    };
+    if empty {
+        Ok(T::default())
+    } else {
+        read_json(req)
+    }
+}
+
 /// PostgreSQL text cannot hold U+0000, so a query parameter carrying one (`?q=%00`) would
 /// fail its query as a 500; it is refused before any handler runs. (Body fields are checked
 /// as they are read: see `Input`.)
@@ -79,12 +95,16 @@ pub fn source_ip(req: &Request) -> Option<String> {
     }
 }
 
+/// A path parameter as sent.
+pub fn path_param<'a>(req: &'a Request, name: &str) -> Result<&'a str, ApiError> {
+    req.path_parameters_ref()
+        .and_then(|p| p.first(name))
+        .ok_or_else(|| ApiError::BadRequest(format!("path parameter {name} is missing")))
+}
+
 /// A path parameter that must be a UUID; anything else is a 400 naming the parameter.
 pub fn path_uuid(req: &Request, name: &str) -> Result<Uuid, ApiError> {
-    let raw = req
-        .path_parameters_ref()
-        .and_then(|p| p.first(name))
-        .ok_or_else(|| ApiError::BadRequest(format!("path parameter {name} is missing")))?;
+    let raw = path_param(req, name)?;
     Uuid::parse_str(raw).map_err(|_| ApiError::Validation(vec![FieldError::new(name, "must be a UUID")]))
 }
 

@@ -9,7 +9,8 @@ use crate::{conflict_on, Result, StorageError};
 
 const ISBN_KEY: &str = "books_isbn_key";
 /// The columns of `Book`, for the queries built at run time (the static ones name them).
-const COLUMNS: &str = "id, title, authors, isbn, published_year, description, tags, price_cents, stock, \
+const COLUMNS: &str =
+    "id, title, authors, isbn, published_year, page_count, description, tags, price_cents, stock, \
                        version, created_at, updated_at";
 
 /// Inserts a book and, when it starts with stock, the ledger row that explains it.
@@ -17,15 +18,17 @@ pub async fn insert(db: &PgPool, book: &NewBook, actor: Option<Uuid>) -> Result<
     let mut tx = db.begin().await?;
     let created = sqlx::query_as!(
         Book,
-        "INSERT INTO books (id, title, authors, isbn, published_year, description, tags, price_cents, stock)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         RETURNING id, title, authors, isbn, published_year, description, tags, price_cents, stock,
+        "INSERT INTO books (id, title, authors, isbn, published_year, page_count, description, tags,
+                            price_cents, stock)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         RETURNING id, title, authors, isbn, published_year, page_count, description, tags, price_cents, stock,
                    version, created_at, updated_at",
         Uuid::new_v4(),
         book.title,
         &book.authors[..],
         book.isbn.as_deref(),
         book.published_year,
+        book.page_count,
         book.description.as_deref(),
         &book.tags[..],
         book.price_cents,
@@ -52,7 +55,8 @@ pub async fn insert(db: &PgPool, book: &NewBook, actor: Option<Uuid>) -> Result<
 pub async fn insert_many(db: &PgPool, books: &[NewBook]) -> Result<u64> {
     let mut tx = db.begin().await?;
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-        "INSERT INTO books (id, title, authors, isbn, published_year, description, tags, price_cents, stock) ",
+        "INSERT INTO books (id, title, authors, isbn, published_year, page_count, description, tags, \
+         price_cents, stock) ",
     );
     q.push_values(books, |mut row, b| {
         row.push_bind(Uuid::new_v4())
@@ -60,6 +64,7 @@ pub async fn insert_many(db: &PgPool, books: &[NewBook]) -> Result<u64> {
             .push_bind(&b.authors)
             .push_bind(&b.isbn)
             .push_bind(b.published_year)
+            .push_bind(b.page_count)
             .push_bind(&b.description)
             .push_bind(&b.tags)
             .push_bind(b.price_cents)
@@ -95,8 +100,8 @@ pub async fn analyze(db: &PgPool) -> Result<()> {
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<Book> {
     sqlx::query_as!(
         Book,
-        "SELECT id, title, authors, isbn, published_year, description, tags, price_cents, stock,
-                version, created_at, updated_at
+        "SELECT id, title, authors, isbn, published_year, page_count, description, tags, price_cents,
+                stock, version, created_at, updated_at
          FROM books WHERE id = $1",
         id,
     )
@@ -134,6 +139,9 @@ pub async fn update(
     }
     if let Some(y) = &patch.published_year {
         q.push(", published_year = ").push_bind(*y);
+    }
+    if let Some(n) = &patch.page_count {
+        q.push(", page_count = ").push_bind(*n);
     }
     if let Some(d) = &patch.description {
         q.push(", description = ").push_bind(d);

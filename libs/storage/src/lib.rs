@@ -5,7 +5,9 @@ pub mod books;
 pub mod inventory;
 pub mod library;
 pub mod orders;
+pub mod reading;
 pub mod sessions;
+pub mod stats;
 pub mod throttle;
 pub mod users;
 
@@ -42,7 +44,7 @@ pub enum StorageError {
 impl From<sqlx::Error> for StorageError {
     /// Foreign-key violations are races with a deletion, not bugs: a vanished user is the
     /// caller's own account (every user reference we write is the caller's), a vanished
-    /// book is a 404 like any other.
+    /// book (or read) is a 404 like any other.
     fn from(e: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &e {
             if db.code().as_deref() == Some("23503") {
@@ -50,7 +52,7 @@ impl From<sqlx::Error> for StorageError {
                 if constraint.ends_with("_user_id_fkey") || constraint.ends_with("_actor_id_fkey") {
                     return StorageError::AccountGone;
                 }
-                if constraint.ends_with("_book_id_fkey") {
+                if constraint.ends_with("_book_id_fkey") || constraint.ends_with("_read_id_fkey") {
                     return StorageError::NotFound;
                 }
             }

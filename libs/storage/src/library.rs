@@ -1,6 +1,10 @@
 //! Users' personal libraries.
 
-use bookshelf_domain::{BookSummary, Cursor, EntryChange, LibraryEntry, PageParams, ReadingStatus};
+use std::collections::HashMap;
+
+use bookshelf_domain::{
+    BookSummary, Cursor, EntryChange, ExportBook, ExportEntry, LibraryEntry, PageParams, Read, ReadingStatus,
+};
 use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
@@ -127,4 +131,69 @@ pub async fn list(
         at: e.added_at,
         id: e.book_id,
     }))
+}
+
+/// One page of the user's library for the export, each entry with all its reads: the
+/// export walks the shelf page by page, so memory holds one page of rows at a time.
+pub async fn export_page(
+    db: &PgPool,
+    user: Uuid,
+    after: Option<Cursor>,
+    limit: i64,
+) -> Result<(Vec<ExportEntry>, Option<Cursor>)> {
+    let rows = sqlx::query!(
+        r#"SELECT e.book_id, b.title, b.authors, b.isbn, e.status AS "status: ReadingStatus", e.rating,
+                  e.review, e.favorite, e.added_at
+           FROM library_entries e JOIN books b ON b.id = e.book_id
+           WHERE e.user_id = $1
+             AND ($2::timestamptz IS NULL OR (e.added_at, e.book_id) > ($2, $3))
+           ORDER BY e.added_at, e.book_id LIMIT $4"#,
+        user,
+        after.map(|c| c.at),
+        after.map(|c| c.id),
+        limit + 1,
+    )
+    .fetch_all(db)
+    .await?;
+    let (rows, next) = crate::page(rows, limit, |r| Cursor {
+        at: r.added_at,
+        id: r.book_id,
+    });
+    let books: Vec<Uuid> = rows.iter().map(|r| r.book_id).collect();
+    let reads = sqlx::query_as!(
+        Read,
+        r#"SELECT r.id, r.book_id, r.started_at, r.finished_at, r.abandoned_at, r.page, r.percent,
+                  (SELECT coalesce(sum(s.minutes), 0) FROM reading_sessions s
+                    WHERE s.read_id = r.id AND s.ended_at IS NOT NULL) AS "minutes_read!",
+                  r.updated_at
+           FROM reads r
+           WHERE r.user_id = $1 AND r.book_id = ANY($2)
+           ORDER BY r.book_id, r.started_at DESC, r.id DESC"#,
+        user,
+        &books,
+    )
+    .fetch_all(db)
+    .await?;
+    let mut by_book: HashMap<Uuid, Vec<Read>> = HashMap::new();
+    for r in reads {
+        by_book.entry(r.book_id).or_default().push(r);
+    }
+    let entries = rows
+        .into_iter()
+        .map(|r| ExportEntry {
+            reads: by_book.remove(&r.book_id).unwrap_or_default(),
+            book: ExportBook {
+                id: r.book_id,
+                title: r.title,
+                authors: r.authors,
+                isbn: r.isbn,
+            },
+            status: r.status,
+            rating: r.rating,
+            review: r.review,
+            favorite: r.favorite,
+            added_at: r.added_at,
+        })
+        .collect();
+    Ok((entries, next))
 }

@@ -181,6 +181,74 @@ async fn every_sample_event_runs_its_handler() {
     assert_eq!((status, body["rating"].as_i64()), (201, Some(4)));
     let (status, body) = invoke(&state, "library-list", me("library-list/reading.json")).await;
     assert_eq!((status, body["items"].as_array().map(Vec::len)), (200, Some(1)));
+
+    // A reading year on that book: every reading, goal, stats and export sample.
+    let (status, read) = invoke(
+        &state,
+        "reads-start",
+        on_book(me("reads-start/start.json"), "bookId"),
+    )
+    .await;
+    assert_eq!(
+        (status, read["startedAt"].as_str()),
+        (201, Some("2026-11-20T19:30:00Z")),
+        "{read}"
+    );
+    let read_id = read["id"].as_str().unwrap().to_string();
+    let on_read = |path: &str| {
+        let mut e = me(path);
+        e["pathParameters"]["id"] = json!(read_id);
+        e
+    };
+    let (status, body) = invoke(&state, "reads-get", on_read("reads-get/get.json")).await;
+    assert_eq!((status, body["id"].as_str()), (200, Some(read_id.as_str())));
+    let (status, body) = invoke(&state, "reads-progress", on_read("reads-progress/page.json")).await;
+    assert_eq!((status, body["page"].as_i64()), (200, Some(120)), "{body}");
+    let (status, _) = invoke(&state, "reads-pause", on_read("reads-pause/pause.json")).await;
+    assert_eq!(status, 200);
+    let (status, session) = invoke(&state, "sessions-start", on_read("sessions-start/start.json")).await;
+    assert_eq!(status, 201, "{session}");
+    let mut e = me("sessions-end/end.json");
+    e["pathParameters"]["id"] = session["id"].clone();
+    let (status, body) = invoke(&state, "sessions-end", e).await;
+    assert_eq!((status, body["minutes"].as_i64()), (200, Some(0)), "{body}");
+    let (status, body) = invoke(&state, "sessions-list", on_read("sessions-list/list.json")).await;
+    assert_eq!((status, body["items"].as_array().map(Vec::len)), (200, Some(1)));
+    let (status, body) = invoke(&state, "reads-finish", on_read("reads-finish/finish.json")).await;
+    assert_eq!(
+        (status, body["finishedAt"].as_str()),
+        (200, Some("2026-11-30T22:15:00Z")),
+        "{body}"
+    );
+    let (status, _) = invoke(&state, "reads-abandon", on_read("reads-abandon/abandon.json")).await;
+    assert_eq!(status, 409, "a finished read is closed");
+    let (status, body) = invoke(
+        &state,
+        "reads-list",
+        on_book(me("reads-list/list.json"), "bookId"),
+    )
+    .await;
+    assert_eq!((status, body["items"].as_array().map(Vec::len)), (200, Some(1)));
+    let (status, body) = invoke(&state, "goals-put", me("goals-put/put.json")).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"year": 2026, "books": 24, "finished": 1}))
+    );
+    let (status, body) = invoke(&state, "goals-get", me("goals-get/get.json")).await;
+    assert_eq!((status, body["books"].as_i64()), (200, Some(24)));
+    let (status, body) = invoke(&state, "stats-get", me("stats-get/year.json")).await;
+    assert_eq!((status, body["booksFinished"].as_i64()), (200, Some(1)), "{body}");
+    let (status, body) = invoke(&state, "library-export", me("library-export/csv.json")).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.as_str().is_some_and(|csv| csv.starts_with("book_id,title,")),
+        "{body}"
+    );
+    let (status, _) = invoke(&state, "goals-delete", me("goals-delete/delete.json")).await;
+    assert_eq!(status, 204);
+    let (status, _) = invoke(&state, "reads-delete", on_read("reads-delete/delete.json")).await;
+    assert_eq!(status, 204);
+
     let (status, _) = invoke(
         &state,
         "library-delete",
@@ -299,9 +367,14 @@ async fn a_deleted_account_that_is_still_authorized_gets_401_not_500() {
     let mut restock = as_caller(event("books-inventory/restock.json"), user, session, "admin");
     restock["pathParameters"]["id"] = json!(book_id);
     let create = as_caller(event("books-create/create.json"), user, session, "admin");
+    let mut read = as_caller(event("reads-start/start.json"), user, session, "user");
+    read["pathParameters"]["bookId"] = json!(book_id);
+    let goal = as_caller(event("goals-put/put.json"), user, session, "user");
     for (name, e) in [
         ("orders-create", order),
         ("library-put", shelve),
+        ("reads-start", read),
+        ("goals-put", goal),
         ("books-inventory", restock),
         ("books-create", create),
     ] {

@@ -13,6 +13,7 @@ mod faults;
 mod layout;
 mod library;
 mod orders;
+mod reading;
 mod sqs;
 mod tokens;
 mod users;

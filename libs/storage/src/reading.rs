@@ -1,0 +1,443 @@
+//! Reads and timed sessions. Every function is scoped to the caller's user id, and every
+//! change that moves a library entry's status runs in the transaction that moves the read.
+//!
+//! Lock order, everywhere: the read, then its session, then its library entry (by
+//! UPDATE). Two requests of one user that touch the same read therefore queue instead of
+//! deadlocking.
+
+use bookshelf_domain::reading::{finished_position, session_minutes, Closing, Position, Target};
+use bookshelf_domain::{Cursor, FieldError, PageParams, Read, ReadingSession, ReadingStatus};
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor, PgPool};
+use uuid::Uuid;
+
+use crate::{Result, StorageError};
+
+/// Why a change to a read did not happen (a missing read is `StorageError::NotFound`).
+#[derive(Debug)]
+pub enum Change<T> {
+    Done(T),
+    /// The read is finished or abandoned: history does not move.
+    Closed,
+    /// The change is invalid for this read (a page past the book's end, a close before
+    /// the start).
+    Invalid(Vec<FieldError>),
+}
+
+#[derive(Debug)]
+pub enum StartOutcome {
+    /// `shelved` when the library entry was created by this start.
+    Started { read: Read, shelved: bool },
+    /// The book already has an open read.
+    AlreadyOpen,
+}
+
+#[derive(Debug)]
+pub enum SessionStart {
+    Started(ReadingSession),
+    ReadClosed,
+    /// The caller has a running session (on any read).
+    AlreadyRunning,
+}
+
+#[derive(Debug)]
+pub enum SessionEnd {
+    Ended(ReadingSession),
+    AlreadyEnded,
+    Invalid(Vec<FieldError>),
+}
+
+const ONE_OPEN_READ: &str = "reads_one_open_key";
+const ONE_RUNNING_SESSION: &str = "reading_sessions_one_running_key";
+
+fn violates(e: &sqlx::Error, constraint: &str) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.constraint() == Some(constraint))
+}
+
+/// A read with its minutes (the sum of its ended sessions).
+pub async fn get(db: impl PgExecutor<'_>, user: Uuid, id: Uuid) -> Result<Read> {
+    sqlx::query_as!(
+        Read,
+        r#"SELECT r.id, r.book_id, r.started_at, r.finished_at, r.abandoned_at, r.page, r.percent,
+                  (SELECT coalesce(sum(s.minutes), 0) FROM reading_sessions s
+                    WHERE s.read_id = r.id AND s.ended_at IS NOT NULL) AS "minutes_read!",
+                  r.updated_at
+           FROM reads r WHERE r.id = $1 AND r.user_id = $2"#,
+        id,
+        user,
+    )
+    .fetch_optional(db)
+    .await?
+    .ok_or(StorageError::NotFound)
+}
+
+/// Starts a read of `book`, shelving the book (status `reading`) if it is not yet there.
+/// Two concurrent starts serialise on the library entry's row; the partial unique index
+/// refuses the second open read whatever the timing.
+pub async fn start(db: &PgPool, user: Uuid, book: Uuid, started_at: DateTime<Utc>) -> Result<StartOutcome> {
+    let mut tx = db.begin().await?;
+    let shelved = sqlx::query_scalar!(
+        r#"INSERT INTO library_entries (user_id, book_id, status)
+           SELECT $1, id, 'reading' FROM books WHERE id = $2
+           ON CONFLICT (user_id, book_id) DO UPDATE SET status = 'reading', updated_at = now()
+           RETURNING (xmax = 0) AS "created!""#,
+        user,
+        book,
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(StorageError::NotFound)?;
+    let id = Uuid::new_v4();
+    let inserted = sqlx::query!(
+        "INSERT INTO reads (id, user_id, book_id, started_at) VALUES ($1, $2, $3, $4)",
+        id,
+        user,
+        book,
+        started_at,
+    )
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Err(e) if violates(&e, ONE_OPEN_READ) => return Ok(StartOutcome::AlreadyOpen),
+        other => other?,
+    };
+    let read = get(&mut *tx, user, id).await?;
+    tx.commit().await?;
+    Ok(StartOutcome::Started { read, shelved })
+}
+
+/// What a change needs to know about a read, with the read locked.
+struct Locked {
+    book_id: Uuid,
+    started_at: DateTime<Utc>,
+    open: bool,
+    position: Position,
+    page_count: Option<i32>,
+}
+
+async fn lock(tx: &mut PgConnection, user: Uuid, id: Uuid) -> Result<Locked> {
+    let row = sqlx::query!(
+        r#"SELECT r.book_id, r.started_at, r.page, r.percent,
+                  (r.finished_at IS NULL AND r.abandoned_at IS NULL) AS "open!", b.page_count
+           FROM reads r JOIN books b ON b.id = r.book_id
+           WHERE r.id = $1 AND r.user_id = $2
+           FOR UPDATE OF r"#,
+        id,
+        user,
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(StorageError::NotFound)?;
+    Ok(Locked {
+        book_id: row.book_id,
+        started_at: row.started_at,
+        open: row.open,
+        position: Position {
+            page: row.page,
+            percent: row.percent,
+        },
+        page_count: row.page_count,
+    })
+}
+
+async fn set_position(tx: &mut PgConnection, id: Uuid, p: Position) -> Result<()> {
+    sqlx::query!(
+        "UPDATE reads SET page = $2, percent = $3, updated_at = now() WHERE id = $1",
+        id,
+        p.page,
+        p.percent,
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Moves the entry to `to`; with `only_from`, only when it is in that status now.
+async fn set_status(
+    tx: &mut PgConnection,
+    user: Uuid,
+    book: Uuid,
+    to: ReadingStatus,
+    only_from: Option<ReadingStatus>,
+) -> Result<()> {
+    sqlx::query!(
+        "UPDATE library_entries SET status = $3, updated_at = now()
+         WHERE user_id = $1 AND book_id = $2 AND status <> $3 AND ($4::text IS NULL OR status = $4)",
+        user,
+        book,
+        to.as_str(),
+        only_from.map(ReadingStatus::as_str),
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Moves an open read to `target`; a paused entry goes back to `reading`.
+pub async fn progress(db: &PgPool, user: Uuid, id: Uuid, target: Target) -> Result<Change<Read>> {
+    let mut tx = db.begin().await?;
+    let read = lock(&mut tx, user, id).await?;
+    if !read.open {
+        return Ok(Change::Closed);
+    }
+    let position = match target.position(read.page_count, "page") {
+        Ok(p) => p,
+        Err(e) => return Ok(Change::Invalid(vec![e])),
+    };
+    set_position(&mut tx, id, position).await?;
+    set_status(
+        &mut tx,
+        user,
+        read.book_id,
+        ReadingStatus::Reading,
+        Some(ReadingStatus::Paused),
+    )
+    .await?;
+    let read = get(&mut *tx, user, id).await?;
+    tx.commit().await?;
+    Ok(Change::Done(read))
+}
+
+/// Sets the entry of an open read to `paused` (already paused: nothing changes).
+pub async fn pause(db: &PgPool, user: Uuid, id: Uuid) -> Result<Change<Read>> {
+    let mut tx = db.begin().await?;
+    let read = lock(&mut tx, user, id).await?;
+    if !read.open {
+        return Ok(Change::Closed);
+    }
+    set_status(&mut tx, user, read.book_id, ReadingStatus::Paused, None).await?;
+    let read = get(&mut *tx, user, id).await?;
+    tx.commit().await?;
+    Ok(Change::Done(read))
+}
+
+/// Finishes or abandons an open read, ending its running session at `now`; the entry
+/// becomes `read` or `did_not_finish`.
+pub async fn close(
+    db: &PgPool,
+    user: Uuid,
+    id: Uuid,
+    closing: Closing,
+    now: DateTime<Utc>,
+) -> Result<Change<Read>> {
+    let mut tx = db.begin().await?;
+    let read = lock(&mut tx, user, id).await?;
+    if !read.open {
+        return Ok(Change::Closed);
+    }
+    if let Err(errors) = closing.check_against(read.started_at) {
+        return Ok(Change::Invalid(errors));
+    }
+    end_running_session_of(&mut tx, id, now).await?;
+    let (finished_at, abandoned_at, position, status) = match closing {
+        Closing::Finished(at) => (
+            Some(at),
+            None,
+            finished_position(read.position, read.page_count),
+            ReadingStatus::Read,
+        ),
+        Closing::Abandoned(at) => (None, Some(at), read.position, ReadingStatus::DidNotFinish),
+    };
+    sqlx::query!(
+        "UPDATE reads SET finished_at = $2, abandoned_at = $3, page = $4, percent = $5, updated_at = now()
+         WHERE id = $1",
+        id,
+        finished_at,
+        abandoned_at,
+        position.page,
+        position.percent,
+    )
+    .execute(&mut *tx)
+    .await?;
+    set_status(&mut tx, user, read.book_id, status, None).await?;
+    let read = get(&mut *tx, user, id).await?;
+    tx.commit().await?;
+    Ok(Change::Done(read))
+}
+
+/// Deletes a read and (by cascade) its sessions.
+pub async fn delete(db: &PgPool, user: Uuid, id: Uuid) -> Result<()> {
+    let done = sqlx::query!("DELETE FROM reads WHERE id = $1 AND user_id = $2", id, user)
+        .execute(db)
+        .await?;
+    crate::one_row(done)
+}
+
+/// The caller's reads of one book, newest start first. A book that does not exist is
+/// `NotFound`; one that exists but was never read is an empty page.
+pub async fn list(
+    db: &PgPool,
+    user: Uuid,
+    book: Uuid,
+    page: PageParams,
+) -> Result<(Vec<Read>, Option<Cursor>)> {
+    let reads = sqlx::query_as!(
+        Read,
+        r#"SELECT r.id, r.book_id, r.started_at, r.finished_at, r.abandoned_at, r.page, r.percent,
+                  (SELECT coalesce(sum(s.minutes), 0) FROM reading_sessions s
+                    WHERE s.read_id = r.id AND s.ended_at IS NOT NULL) AS "minutes_read!",
+                  r.updated_at
+           FROM reads r
+           WHERE r.user_id = $1 AND r.book_id = $2
+             AND ($3::timestamptz IS NULL OR (r.started_at, r.id) < ($3, $4))
+           ORDER BY r.started_at DESC, r.id DESC LIMIT $5"#,
+        user,
+        book,
+        page.after.map(|c| c.at),
+        page.after.map(|c| c.id),
+        page.limit + 1,
+    )
+    .fetch_all(db)
+    .await?;
+    if reads.is_empty() && page.after.is_none() {
+        crate::books::get(db, book).await?;
+    }
+    Ok(crate::page(reads, page.limit, |r| Cursor {
+        at: r.started_at,
+        id: r.id,
+    }))
+}
+
+async fn end_running_session_of(tx: &mut PgConnection, read: Uuid, now: DateTime<Utc>) -> Result<()> {
+    let running = sqlx::query!(
+        "SELECT id, started_at FROM reading_sessions WHERE read_id = $1 AND ended_at IS NULL FOR UPDATE",
+        read,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(s) = running {
+        finish_session(tx, s.id, s.started_at, now).await?;
+    }
+    Ok(())
+}
+
+async fn finish_session(
+    tx: &mut PgConnection,
+    id: Uuid,
+    started_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query!(
+        "UPDATE reading_sessions SET ended_at = $2, minutes = $3 WHERE id = $1",
+        id,
+        now.max(started_at),
+        session_minutes(started_at, now),
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_session(db: impl PgExecutor<'_>, user: Uuid, id: Uuid) -> Result<ReadingSession> {
+    sqlx::query_as!(
+        ReadingSession,
+        "SELECT id, read_id, started_at, ended_at, minutes FROM reading_sessions
+         WHERE id = $1 AND user_id = $2",
+        id,
+        user,
+    )
+    .fetch_optional(db)
+    .await?
+    .ok_or(StorageError::NotFound)
+}
+
+/// Starts a timer on an open read. The partial unique index keeps one running session
+/// per user, whatever the concurrency.
+pub async fn start_session(db: &PgPool, user: Uuid, read: Uuid, now: DateTime<Utc>) -> Result<SessionStart> {
+    let mut tx = db.begin().await?;
+    if !lock(&mut tx, user, read).await?.open {
+        return Ok(SessionStart::ReadClosed);
+    }
+    let id = Uuid::new_v4();
+    let inserted = sqlx::query!(
+        "INSERT INTO reading_sessions (id, read_id, user_id, started_at) VALUES ($1, $2, $3, $4)",
+        id,
+        read,
+        user,
+        now,
+    )
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Err(e) if violates(&e, ONE_RUNNING_SESSION) => return Ok(SessionStart::AlreadyRunning),
+        other => other?,
+    };
+    let session = get_session(&mut *tx, user, id).await?;
+    tx.commit().await?;
+    Ok(SessionStart::Started(session))
+}
+
+/// Ends a running session at `now`; with `end`, its read moves there as with progress.
+pub async fn end_session(
+    db: &PgPool,
+    user: Uuid,
+    id: Uuid,
+    end: Option<Target>,
+    now: DateTime<Utc>,
+) -> Result<SessionEnd> {
+    let mut tx = db.begin().await?;
+    // The read is locked before the session, in the order closing a read takes them.
+    let read_id = get_session(&mut *tx, user, id).await?.read_id;
+    let read = lock(&mut tx, user, read_id).await?;
+    let session = sqlx::query!(
+        "SELECT started_at, ended_at FROM reading_sessions WHERE id = $1 FOR UPDATE",
+        id
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(StorageError::NotFound)?;
+    if session.ended_at.is_some() {
+        return Ok(SessionEnd::AlreadyEnded);
+    }
+    if let Some(target) = end {
+        // A running session's read is open: closing a read ends its session first.
+        match target.position(read.page_count, "endPage") {
+            Ok(p) => {
+                set_position(&mut tx, read_id, p).await?;
+                set_status(
+                    &mut tx,
+                    user,
+                    read.book_id,
+                    ReadingStatus::Reading,
+                    Some(ReadingStatus::Paused),
+                )
+                .await?;
+            }
+            Err(e) => return Ok(SessionEnd::Invalid(vec![e])),
+        }
+    }
+    finish_session(&mut tx, id, session.started_at, now).await?;
+    let session = get_session(&mut *tx, user, id).await?;
+    tx.commit().await?;
+    Ok(SessionEnd::Ended(session))
+}
+
+/// A read's sessions, newest first; another user's read is `NotFound`.
+pub async fn list_sessions(
+    db: &PgPool,
+    user: Uuid,
+    read: Uuid,
+    page: PageParams,
+) -> Result<(Vec<ReadingSession>, Option<Cursor>)> {
+    let sessions = sqlx::query_as!(
+        ReadingSession,
+        "SELECT id, read_id, started_at, ended_at, minutes FROM reading_sessions
+         WHERE read_id = $1 AND user_id = $2
+           AND ($3::timestamptz IS NULL OR (started_at, id) < ($3, $4))
+         ORDER BY started_at DESC, id DESC LIMIT $5",
+        read,
+        user,
+        page.after.map(|c| c.at),
+        page.after.map(|c| c.id),
+        page.limit + 1,
+    )
+    .fetch_all(db)
+    .await?;
+    if sessions.is_empty() && page.after.is_none() {
+        get(db, user, read).await?;
+    }
+    Ok(crate::page(sessions, page.limit, |s| Cursor {
+        at: s.started_at,
+        id: s.id,
+    }))
+}

@@ -1,0 +1,135 @@
+//! Yearly goals and reading statistics, computed by the database: one indexed query per
+//! group of figures, never a user's history loaded into memory.
+
+use bookshelf_domain::reading::{year_bounds, MonthFigures};
+use bookshelf_domain::{Goal, Stats};
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
+
+use crate::{Result, StorageError};
+
+/// Reads the user finished in `year` (UTC).
+async fn finished_in(db: impl PgExecutor<'_>, user: Uuid, year: i32) -> Result<i64> {
+    let (from, to) = year_bounds(year);
+    Ok(sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM reads
+           WHERE user_id = $1 AND finished_at >= $2 AND finished_at < $3"#,
+        user,
+        from,
+        to,
+    )
+    .fetch_one(db)
+    .await?)
+}
+
+/// Creates or replaces the goal for `year`.
+pub async fn put_goal(db: &PgPool, user: Uuid, year: i32, books: i32) -> Result<Goal> {
+    sqlx::query!(
+        "INSERT INTO reading_goals (user_id, year, books) VALUES ($1, $2, $3)
+         ON CONFLICT (user_id, year) DO UPDATE SET books = EXCLUDED.books, updated_at = now()",
+        user,
+        year,
+        books,
+    )
+    .execute(db)
+    .await?;
+    get_goal(db, user, year).await
+}
+
+pub async fn get_goal(db: &PgPool, user: Uuid, year: i32) -> Result<Goal> {
+    let books = sqlx::query_scalar!(
+        "SELECT books FROM reading_goals WHERE user_id = $1 AND year = $2",
+        user,
+        year,
+    )
+    .fetch_optional(db)
+    .await?
+    .ok_or(StorageError::NotFound)?;
+    Ok(Goal {
+        year,
+        books,
+        finished: finished_in(db, user, year).await?,
+    })
+}
+
+pub async fn delete_goal(db: &PgPool, user: Uuid, year: i32) -> Result<()> {
+    let done = sqlx::query!(
+        "DELETE FROM reading_goals WHERE user_id = $1 AND year = $2",
+        user,
+        year,
+    )
+    .execute(db)
+    .await?;
+    crate::one_row(done)
+}
+
+/// The year's statistics: closed reads by month, session minutes by month, the average
+/// rating of the books finished, and the goal.
+pub async fn stats(db: &PgPool, user: Uuid, year: i32) -> Result<Stats> {
+    let (from, to) = year_bounds(year);
+    // Reads closed in the year, by month: the two partial indexes find them.
+    let closed = sqlx::query!(
+        r#"SELECT m AS "month!", sum(finished)::bigint AS "finished!", sum(abandoned)::bigint AS "abandoned!",
+                  sum(pages)::bigint AS "pages!"
+           FROM (SELECT extract(month FROM r.finished_at AT TIME ZONE 'UTC')::int AS m,
+                        1 AS finished, 0 AS abandoned, coalesce(b.page_count, 0) AS pages
+                   FROM reads r JOIN books b ON b.id = r.book_id
+                  WHERE r.user_id = $1 AND r.finished_at >= $2 AND r.finished_at < $3
+                 UNION ALL
+                 SELECT extract(month FROM r.abandoned_at AT TIME ZONE 'UTC')::int, 0, 1, 0
+                   FROM reads r
+                  WHERE r.user_id = $1 AND r.abandoned_at >= $2 AND r.abandoned_at < $3) AS t
+           GROUP BY m"#,
+        user,
+        from,
+        to,
+    )
+    .fetch_all(db)
+    .await?;
+    // Minutes of sessions that ended in the year, from the covering index alone.
+    let minutes = sqlx::query!(
+        r#"SELECT extract(month FROM ended_at AT TIME ZONE 'UTC')::int AS "month!",
+                  sum(minutes)::bigint AS "minutes!"
+           FROM reading_sessions
+           WHERE user_id = $1 AND ended_at >= $2 AND ended_at < $3
+           GROUP BY 1"#,
+        user,
+        from,
+        to,
+    )
+    .fetch_all(db)
+    .await?;
+    let average_rating = sqlx::query_scalar!(
+        r#"SELECT round(avg(e.rating), 2)::float8 AS average
+           FROM library_entries e
+           WHERE e.user_id = $1 AND e.rating IS NOT NULL
+             AND e.book_id IN (SELECT book_id FROM reads
+                                WHERE user_id = $1 AND finished_at >= $2 AND finished_at < $3)"#,
+        user,
+        from,
+        to,
+    )
+    .fetch_one(db)
+    .await?;
+    let goal = match get_goal(db, user, year).await {
+        Ok(goal) => Some(goal),
+        Err(StorageError::NotFound) => None,
+        Err(e) => return Err(e),
+    };
+    let mut figures: Vec<MonthFigures> = closed
+        .into_iter()
+        .map(|c| MonthFigures {
+            month: c.month as u32,
+            finished: c.finished,
+            abandoned: c.abandoned,
+            pages: c.pages,
+            minutes: 0,
+        })
+        .collect();
+    figures.extend(minutes.into_iter().map(|m| MonthFigures {
+        month: m.month as u32,
+        minutes: m.minutes,
+        ..MonthFigures::default()
+    }));
+    Ok(Stats::from_months(year, &figures, average_rating, goal))
+}
