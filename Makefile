@@ -71,9 +71,10 @@ build:
 fmt:
 	$(CARGO) fmt --all
 
-## Add demo books (N=10000) to the database of a running `make dev` (or DATABASE_URL)
+## Add demo books (N=10000) to the database of a running `make dev` (or DATABASE_URL);
+## READERS=R adds R readers with a year of reading each (5,000 reads, 20,000 sessions)
 seed:
-	$(DEV) seed $${N:-10000}
+	$(DEV) seed $${N:-10000} --readers $${READERS:-0}
 
 ## Benchmarks (release build, wrk, cold starts, order pipeline, sizes, criterion) → BENCHMARKS.md
 bench:

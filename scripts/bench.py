@@ -131,6 +131,19 @@ def wrk(url, token, path, script=None):
     }
 
 
+def sequential_ms(url, token, path, n=100):
+    """Median and p95 of n requests one after another (loopback, no concurrency): the
+    server's own time plus a fraction of a millisecond of HTTP on 127.0.0.1."""
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        status, _ = call("GET", url + path, token=token)
+        times.append((time.perf_counter() - t) * 1000)
+        assert status == 200, status
+    times.sort()
+    return {"median": statistics.median(times), "p95": times[int(len(times) * 0.95) - 1], "n": n}
+
+
 def order_pipeline(url, token, book):
     """Orders/s from the first POST to the last `confirmed`, 16 clients."""
     def place(_):
@@ -356,6 +369,21 @@ def report(r):
     ]
     for name, w in r["http"].items():
         lines.append(f"| {name} | {w['rps']:.0f} | {fmt_ms(w['p50'])} | {fmt_ms(w['p99'])} | {w['errors']} |")
+    if r.get("stats"):
+        st = r["stats"]
+        lines += [
+            "",
+            "## Reading stats",
+            "",
+            f"`GET /users/me/stats` for a reader with {st['reads']:,} finished reads and 20,000 ended sessions this year",
+            f"(`bookshelf-dev seed --readers 1`), {st['n']} requests one after another: the server's time plus a fraction",
+            "of a millisecond of loopback HTTP. Four indexed queries: closed reads by month, session minutes by",
+            "month (index-only), the average rating, the goal. Budget: 50 ms.",
+            "",
+            "| median ms | p95 ms |",
+            "|---:|---:|",
+            f"| {st['median']:.1f} | {st['p95']:.1f} |",
+        ]
     lines += [
         "",
         "## Order pipeline",
@@ -450,6 +478,16 @@ def main():
                     f'wrk.body = \'{{"items":[{{"bookId":"{book_id}","quantity":1}}]}}\'\n')
         log("wrk: GET /books/{id}")
         results["http"]["GET /books/{id}"] = wrk(server.url, user, f"/books/{book_id}")
+        log("seeding a reader with a year of reading")
+        out = subprocess.run([DEV, "seed", "0", "--readers", "1"], check=True, cwd=ROOT, capture_output=True, text=True).stdout
+        reader = login(server.url, "reader1@seed.bookshelf.local", "reader-password")
+        status, stats = call("GET", server.url + "/users/me/stats", token=reader)
+        assert status == 200 and stats["booksFinished"] >= 5000, (status, stats, out)
+        log("GET /users/me/stats, sequential")
+        results["stats"] = dict(sequential_ms(server.url, reader, "/users/me/stats"),
+                                reads=stats["booksFinished"], minutes=stats["minutesRead"])
+        log("wrk: GET /users/me/stats")
+        results["http"]["GET /users/me/stats (5,000 reads, 20,000 sessions)"] = wrk(server.url, reader, "/users/me/stats")
         log("wrk: GET /books?q=")
         results["http"]["GET /books?q=lighthouse (search)"] = wrk(server.url, user, "/books?q=lighthouse&limit=20")
         # The pipeline first: the wrk run below queues tens of thousands of orders, and a

@@ -45,5 +45,5 @@ echo "hurl suites against $url (run $run)"
   --variable "admin_email=${BOOKSHELF_ADMIN_EMAIL:-admin@bookshelf.local}" \
   --variable "admin_password=${BOOKSHELF_ADMIN_PASSWORD:-bookshelf-admin}" \
   "$suites/walkthrough.hurl" "$suites/auth.hurl" "$suites/users.hurl" "$suites/books.hurl" \
-  "$suites/library.hurl" "$suites/reading.hurl" "$suites/stats.hurl" "$suites/orders.hurl" \
-  "$suites/meta.hurl"
+  "$suites/library.hurl" "$suites/reading.hurl" "$suites/stats.hurl" "$suites/people.hurl" \
+  "$suites/orders.hurl" "$suites/meta.hurl"

@@ -33,17 +33,19 @@ for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$sqs_port/moto-api/" >/dev/null 2>&1 && break
   sleep 0.1
 done
-queue_url=$("$venv/bin/python" -c '
+read -r queue_url activity_queue_url < <("$venv/bin/python" -c '
 import sys, boto3
 sqs = boto3.client("sqs", endpoint_url="http://127.0.0.1:" + sys.argv[1], region_name="us-east-1",
                    aws_access_key_id="test", aws_secret_access_key="test")
-print(sqs.create_queue(QueueName="bookshelf-orders")["QueueUrl"])' "$sqs_port")
+print(sqs.create_queue(QueueName="bookshelf-orders")["QueueUrl"],
+      sqs.create_queue(QueueName="bookshelf-activities")["QueueUrl"])' "$sqs_port")
 
 # Every function gets the local database, throw-away keys and the queue; nothing reaches
 # AWS (the SDK takes the SQS endpoint from AWS_ENDPOINT_URL_SQS).
 cargo lambda watch --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$port" \
   --env-var "DATABASE_URL=$DATABASE_URL" --env-var "BOOKSHELF_KEYS_FILE=$work/signing.json" \
-  --env-var "QUEUE_URL=$queue_url" --env-var "AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$sqs_port" \
+  --env-var "QUEUE_URL=$queue_url" --env-var "ACTIVITY_QUEUE_URL=$activity_queue_url" \
+  --env-var "AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$sqs_port" \
   --env-var "AWS_ACCESS_KEY_ID=test,AWS_SECRET_ACCESS_KEY=test,AWS_REGION=us-east-1" \
   --env-var "RUST_LOG=info" >"$log" 2>&1 &
 watch=$!

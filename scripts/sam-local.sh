@@ -65,19 +65,21 @@ for _ in $(seq 1 100); do curl -fsS "http://$bridge:$sqs_port/moto-api/" >/dev/n
 sqs="http://$bridge:$sqs_port"
 "${CARGO_TARGET_DIR:-target}/debug/bookshelf-dev" migrate >/dev/null
 # SAM runs no event source mappings or schedules: the worker stands in for both. It
-# creates the orders queue (and its DLQ) as the stack defines them.
+# creates the orders and activities queues (and their DLQs) as the stack defines them.
 DATABASE_URL=$DATABASE_URL SQS_ENDPOINT=$sqs "${CARGO_TARGET_DIR:-target}/debug/bookshelf-dev" worker \
   >"$out/worker.log" 2>&1 &
 pids+=($!)
 queue_url=""
 for _ in $(seq 1 100); do
-  queue_url=$("$venv/bin/python" -c '
+  read -r queue_url activity_queue_url < <("$venv/bin/python" -c '
 import sys, boto3
 try:
-    print(boto3.client("sqs", endpoint_url=sys.argv[1]).get_queue_url(QueueName="bookshelf-orders")["QueueUrl"])
+    sqs = boto3.client("sqs", endpoint_url=sys.argv[1])
+    print(sqs.get_queue_url(QueueName="bookshelf-orders")["QueueUrl"],
+          sqs.get_queue_url(QueueName="bookshelf-activities")["QueueUrl"])
 except Exception:
-    pass' "$sqs")
-  [ -n "$queue_url" ] && break
+    print()' "$sqs") || true
+  [ -n "$queue_url" ] && [ -n "${activity_queue_url:-}" ] && break
   sleep 0.2
 done
 [ -n "$queue_url" ] || { cat "$out/worker.log"; exit 1; }
@@ -87,16 +89,17 @@ u = urllib.parse.urlparse(sys.argv[1])
 print(u._replace(netloc=u.netloc.rsplit("@", 1)[0] + "@" + sys.argv[2] if "@" in u.netloc else sys.argv[2]).geturl())' \
   "$DATABASE_URL" "$bridge:$fwd_port")
 "${CARGO_TARGET_DIR:-target}/debug/bookshelf-dev" keys >"$work/keys.txt"
-"$venv/bin/python" - "$work/keys.txt" "$out/env.json" "$container_db" "$queue_url" "$sqs" <<'PY'
+"$venv/bin/python" - "$work/keys.txt" "$out/env.json" "$container_db" "$queue_url" "$sqs" "$activity_queue_url" <<'PY'
 import json, sys
-keys, path, db, queue, sqs = sys.argv[1:]
+keys, path, db, queue, sqs, activities = sys.argv[1:]
 # `bookshelf-dev keys` prints "# SigningKeysSecret ..." then its JSON, "# PublicKeysSecret ..." then its JSON.
 first, second = open(keys).read().split("\n# PublicKeysSecret", 1)
 signing = json.dumps(json.loads(first.split("\n", 1)[1]))
 public = json.dumps(json.loads(second.split("\n", 1)[1]))
 json.dump({"Parameters": {"DATABASE_URL": db, "BOOKSHELF_SIGNING_KEYS": signing,
                           "BOOKSHELF_PUBLIC_KEYS": public, "APP_DB_SECRET_ARN": "",
-                          "QUEUE_URL": queue, "AWS_ENDPOINT_URL_SQS": sqs, "RUST_LOG": "info"}},
+                          "QUEUE_URL": queue, "ACTIVITY_QUEUE_URL": activities,
+                          "AWS_ENDPOINT_URL_SQS": sqs, "RUST_LOG": "info"}},
           open(path, "w"))
 PY
 common=(--template "$out/build/template-local.json" --env-vars "$out/env.json"

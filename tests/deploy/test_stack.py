@@ -117,25 +117,27 @@ class MotoStack(unittest.TestCase):
         # Only the listed types were stubbed.
         self.assertEqual(self.stubbed_types - set(STUBBED), set())
 
-    def test_the_orders_queue_redrives_to_its_dead_letter_queue(self):
+    def test_both_queues_redrive_to_their_dead_letter_queues(self):
         sqs = self.boto3.client("sqs")
-        url = self.physical["OrdersQueue"]
-        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-        redrive = json.loads(attrs["RedrivePolicy"])
-        dlq_url = self.physical["OrdersDeadLetterQueue"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        self.assertEqual(redrive["deadLetterTargetArn"], dlq_arn)
-        self.assertEqual(int(redrive["maxReceiveCount"]), 5)
-        self.assertEqual(int(attrs["VisibilityTimeout"]), 180)
-        self.assertEqual(attrs.get("SqsManagedSseEnabled"), "true")
+        for queue, dlq in [("OrdersQueue", "OrdersDeadLetterQueue"), ("ActivitiesQueue", "ActivitiesDeadLetterQueue")]:
+            url = self.physical[queue]
+            attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+            redrive = json.loads(attrs["RedrivePolicy"])
+            dlq_url = self.physical[dlq]
+            dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            self.assertEqual(redrive["deadLetterTargetArn"], dlq_arn, queue)
+            self.assertEqual(int(redrive["maxReceiveCount"]), 5, queue)
+            self.assertEqual(int(attrs["VisibilityTimeout"]), 180, queue)
+            self.assertEqual(attrs.get("SqsManagedSseEnabled"), "true", queue)
 
-    def test_the_processor_consumes_the_queue_with_partial_failures(self):
+    def test_each_consumer_consumes_its_queue_with_partial_failures(self):
         lam = self.boto3.client("lambda")
-        mappings = lam.list_event_source_mappings(FunctionName=self.physical["OrderProcessorFunction"])
-        (mapping,) = mappings["EventSourceMappings"]
-        self.assertTrue(mapping["EventSourceArn"].endswith(":" + self.physical["OrdersQueue"].rsplit("/", 1)[-1]))
-        self.assertEqual(mapping["BatchSize"], 10)
-        self.assertEqual(mapping.get("FunctionResponseTypes"), ["ReportBatchItemFailures"])
+        for function, queue in [("OrderProcessorFunction", "OrdersQueue"), ("FeedFanoutFunction", "ActivitiesQueue")]:
+            mappings = lam.list_event_source_mappings(FunctionName=self.physical[function])
+            (mapping,) = mappings["EventSourceMappings"]
+            self.assertTrue(mapping["EventSourceArn"].endswith(":" + self.physical[queue].rsplit("/", 1)[-1]), function)
+            self.assertEqual(mapping["BatchSize"], 10, function)
+            self.assertEqual(mapping.get("FunctionResponseTypes"), ["ReportBatchItemFailures"], function)
 
     def test_the_relay_runs_every_minute(self):
         events = self.boto3.client("events")
@@ -160,7 +162,9 @@ class MotoStack(unittest.TestCase):
 
     def test_log_groups_exist_with_retention(self):
         logs = self.boto3.client("logs")
-        groups = {g["logGroupName"]: g for g in logs.describe_log_groups()["logGroups"]}
+        # Paginated: there are more groups than one page (50) holds.
+        pages = logs.get_paginator("describe_log_groups").paginate()
+        groups = {g["logGroupName"]: g for page in pages for g in page["logGroups"]}
         for name in cfn.resources_of(cfn.transformed(), "AWS::Logs::LogGroup"):
             group = groups[self.physical[name]]
             self.assertEqual(group.get("retentionInDays"), 30, name)

@@ -238,14 +238,24 @@ class Functions(unittest.TestCase):
             self.assertIn("RetentionInDays", groups[group]["Properties"], group)
             self.assertEqual(fn["Properties"]["LoggingConfig"].get("LogFormat"), "JSON", name)
 
-    def test_the_order_consumer_reports_partial_failures_and_is_capped(self):
-        (mapping,) = cfn.resources_of(DOC, "AWS::Lambda::EventSourceMapping").values()
-        props = mapping["Properties"]
-        self.assertEqual(props["FunctionResponseTypes"], ["ReportBatchItemFailures"])
-        self.assertEqual(props["ScalingConfig"], {"MaximumConcurrency": {"Ref": "OrderProcessorMaxConcurrency"}})
-        cap = DOC["Parameters"]["OrderProcessorMaxConcurrency"]
-        self.assertLessEqual(cap["MaxValue"], 20)
-        self.assertGreaterEqual(cap["MinValue"], 2)  # SQS event sources take 2..1000
+    def test_the_queue_consumers_report_partial_failures_and_are_capped(self):
+        mappings = cfn.resources_of(DOC, "AWS::Lambda::EventSourceMapping")
+        by_queue = {}
+        for mapping in mappings.values():
+            props = mapping["Properties"]
+            by_queue[cfn.ref_name(props["EventSourceArn"])] = (cfn.ref_name(props["FunctionName"]), props)
+        self.assertEqual(set(by_queue), {"OrdersQueue", "ActivitiesQueue"})
+        for queue, (function, cap_param) in {
+            "OrdersQueue": ("OrderProcessorFunction", "OrderProcessorMaxConcurrency"),
+            "ActivitiesQueue": ("FeedFanoutFunction", "FeedFanoutMaxConcurrency"),
+        }.items():
+            consumer, props = by_queue[queue]
+            self.assertEqual(consumer, function, queue)
+            self.assertEqual(props["FunctionResponseTypes"], ["ReportBatchItemFailures"], queue)
+            self.assertEqual(props["ScalingConfig"], {"MaximumConcurrency": {"Ref": cap_param}}, queue)
+            cap = DOC["Parameters"][cap_param]
+            self.assertLessEqual(cap["MaxValue"], 20)
+            self.assertGreaterEqual(cap["MinValue"], 2)  # SQS event sources take 2..1000
 
     def test_the_architecture_is_a_parameter_defaulting_to_arm64(self):
         self.assertEqual(DOC["Parameters"]["Architecture"]["Default"], "arm64")
@@ -256,9 +266,10 @@ class Functions(unittest.TestCase):
         self.assertEqual(RESOURCES["OutboxRelayFunction"]["Properties"]["ReservedConcurrentExecutions"], 1)
 
     def test_every_function_timeout_bounds_its_work(self):
-        queue = cfn.resources_of(DOC, "AWS::SQS::Queue")["OrdersQueue"]["Properties"]
-        processor = RESOURCES["OrderProcessorFunction"]["Properties"]["Timeout"]
-        self.assertGreaterEqual(queue["VisibilityTimeout"], 6 * processor)
+        queues = cfn.resources_of(DOC, "AWS::SQS::Queue")
+        for queue, consumer in [("OrdersQueue", "OrderProcessorFunction"), ("ActivitiesQueue", "FeedFanoutFunction")]:
+            timeout = RESOURCES[consumer]["Properties"]["Timeout"]
+            self.assertGreaterEqual(queues[queue]["Properties"]["VisibilityTimeout"], 6 * timeout, queue)
 
 
 class DataSafety(unittest.TestCase):

@@ -91,11 +91,17 @@ pub struct Server {
     worker: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// The state every local function shares: all keys, and the queue if there is one.
-pub fn local_state(pool: PgPool, keys: &SigningKeys, queue: Option<bookshelf_queue::Queue>) -> Arc<AppState> {
+/// The queues of a local run: orders, and the activities the feed fans out.
+pub struct LocalQueues {
+    pub orders: bookshelf_queue::Queue,
+    pub activities: bookshelf_queue::Queue,
+}
+
+/// The state every local function shares: all keys, and the queues if there are any.
+pub fn local_state(pool: PgPool, keys: &SigningKeys, queues: Option<LocalQueues>) -> Arc<AppState> {
     let state = AppState::new(pool, keys);
-    Arc::new(match queue {
-        Some(q) => state.with_queue(q),
+    Arc::new(match queues {
+        Some(q) => state.with_queue(q.orders).with_activity_queue(q.activities),
         None => state,
     })
 }
@@ -124,7 +130,7 @@ impl Server {
         with_worker: bool,
     ) -> Result<Server> {
         let (stop_worker, stop_rx) = tokio::sync::watch::channel(false);
-        let worker = (with_worker && state.queue.is_some())
+        let worker = (with_worker && (state.queue.is_some() || state.activity_queue.is_some()))
             .then(|| worker::spawn(state.clone(), std::time::Duration::from_secs(2), stop_rx));
         let gateway = Arc::new(Gateway::new(template, state)?);
         let app = axum::Router::new().fallback(move |req| gateway.clone().handle(req));

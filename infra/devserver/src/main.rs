@@ -5,8 +5,10 @@
 //!   bookshelf-dev create-admin             ensure the admin from BOOKSHELF_ADMIN_EMAIL /
 //!                                          BOOKSHELF_ADMIN_PASSWORD exists (uses DATABASE_URL)
 //!   bookshelf-dev migrate                  apply migrations to DATABASE_URL
-//!   bookshelf-dev seed [N]                 add N (default 10000) demo books to DATABASE_URL, or
-//!                                          to the database of a running `make dev`
+//!   bookshelf-dev seed [N] [--readers R]   add N (default 10000) demo books to DATABASE_URL, or
+//!                                          to the database of a running `make dev`; with
+//!                                          --readers, R readers with a year of reading each
+//!                                          (5,000 finished reads, 20,000 sessions)
 //!   bookshelf-dev keys                     print new signing keys and their JWK Set (deploy)
 //!   bookshelf-dev worker                   only the order worker and outbox relay, on the
 //!                                          queue at SQS_ENDPOINT (beside `sam local`)
@@ -19,8 +21,8 @@ use std::time::Duration;
 
 use bookshelf_config::env::{self, Var};
 use bookshelf_devserver::{
-    ensure_admin, local_state, migrate_database, pg::PgCluster, prepare_database, template_path, Server,
-    Template,
+    ensure_admin, local_state, migrate_database, pg::PgCluster, prepare_database, template_path, LocalQueues,
+    Server, Template,
 };
 use bookshelf_queue::{MemoryQueue, Queue, SqsQueue};
 use tokio::net::TcpListener;
@@ -34,7 +36,7 @@ async fn main() -> ExitCode {
         Some("with-postgres") => with_postgres(&args[1..]).await,
         Some("create-admin") => create_admin().await.map(|()| ExitCode::SUCCESS),
         Some("migrate") => migrate().await.map(|()| ExitCode::SUCCESS),
-        Some("seed") => seed(args.get(1)).await.map(|()| ExitCode::SUCCESS),
+        Some("seed") => seed(&args[1..]).await.map(|()| ExitCode::SUCCESS),
         Some("keys") => keys(&args[1..]).await.map(|()| ExitCode::SUCCESS),
         Some("worker") => worker().await.map(|()| ExitCode::SUCCESS),
         Some(other) => Err(anyhow::anyhow!("unknown command {other:?}; see the README")),
@@ -76,9 +78,10 @@ async fn serve() -> Result<()> {
         let (email, password) = admin_credentials();
         ensure_admin(&databases.owner, &email, &password).await?;
         let keys = bookshelf_config::signing_keys().await?;
-        let queue = local_queue().await?;
-        let queue_name = queue.describe();
-        let state = local_state(databases.app, &keys, Some(queue));
+        let queues = local_queues().await?;
+        let queue_name = queues.orders.describe();
+        let feed_name = queues.activities.describe();
+        let state = local_state(databases.app, &keys, Some(queues));
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .with_context(|| format!("binding 127.0.0.1:{port}"))?;
@@ -94,6 +97,7 @@ async fn serve() -> Result<()> {
         println!("  Admin:    {email} / {password}");
         println!("  Database: {url}");
         println!("  Orders:   {queue_name}, processed by the local order worker");
+        println!("  Feed:     {feed_name}, fanned out by the local feed worker");
         println!("Ctrl-C stops it.");
         // So `bookshelf-dev seed` (make seed) finds this database while we run.
         let _ = std::fs::create_dir_all(".dev");
@@ -118,10 +122,14 @@ async fn worker() -> Result<()> {
     let url = env::require(Var::DatabaseUrl)?;
     env::require(Var::SqsEndpoint)?;
     let pool = migrate_database(&url).await?;
-    let queue = local_queue().await?;
-    println!("order worker on {}", queue.describe());
+    let queues = local_queues().await?;
+    println!(
+        "order worker on {}, feed worker on {}",
+        queues.orders.describe(),
+        queues.activities.describe()
+    );
     // The worker signs nothing; the state wants keys, so it gets throw-away ones.
-    let state = local_state(pool, &bookshelf_auth::SigningKeys::generate(), Some(queue));
+    let state = local_state(pool, &bookshelf_auth::SigningKeys::generate(), Some(queues));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = bookshelf_devserver::worker::spawn(state, Duration::from_secs(2), stopped);
     shutdown_signal().await;
@@ -130,22 +138,28 @@ async fn worker() -> Result<()> {
     Ok(())
 }
 
-/// The orders queue: an SQS-compatible server at `SQS_ENDPOINT` (e.g. moto), with its DLQ
-/// and redrive policy created if missing; otherwise an in-process queue.
-async fn local_queue() -> Result<Queue> {
-    match env::get(Var::SqsEndpoint) {
-        Some(endpoint) => {
-            let client = SqsQueue::local_client(&endpoint);
-            let (queue, _dlq) = SqsQueue::ensure(client, "bookshelf-orders", 30, 5)
-                .await
-                .with_context(|| format!("setting up the orders queue at {endpoint}"))?;
-            Ok(Queue::Sqs(queue))
+/// The orders and activities queues: on an SQS-compatible server at `SQS_ENDPOINT` (e.g.
+/// moto), each with its DLQ and redrive policy created if missing; otherwise in process.
+async fn local_queues() -> Result<LocalQueues> {
+    async fn one(name: &str) -> Result<Queue> {
+        match env::get(Var::SqsEndpoint) {
+            Some(endpoint) => {
+                let client = SqsQueue::local_client(&endpoint);
+                let (queue, _dlq) = SqsQueue::ensure(client, name, 30, 5)
+                    .await
+                    .with_context(|| format!("setting up the queue {name} at {endpoint}"))?;
+                Ok(Queue::Sqs(queue))
+            }
+            None => Ok(Queue::Memory(Arc::new(MemoryQueue::new(
+                Duration::from_secs(30),
+                5,
+            )))),
         }
-        None => Ok(Queue::Memory(Arc::new(MemoryQueue::new(
-            Duration::from_secs(30),
-            5,
-        )))),
     }
+    Ok(LocalQueues {
+        orders: one("bookshelf-orders").await?,
+        activities: one("bookshelf-activities").await?,
+    })
 }
 
 async fn shutdown_signal() {
@@ -199,10 +213,22 @@ async fn create_admin() -> Result<()> {
 
 const DEV_URL_FILE: &str = ".dev/database_url";
 
-async fn seed(count: Option<&String>) -> Result<()> {
-    let count: usize = count
-        .map_or(Ok(10_000), |c| c.parse())
-        .context("the count must be a number")?;
+async fn seed(args: &[String]) -> Result<()> {
+    let mut count: usize = 10_000;
+    let mut readers: usize = 0;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--readers" => {
+                readers = rest
+                    .next()
+                    .context("--readers needs a number")?
+                    .parse()
+                    .context("--readers needs a number")?;
+            }
+            n => count = n.parse().context("the count must be a number")?,
+        }
+    }
     let url = match env::get(Var::DatabaseUrl) {
         Some(url) => url,
         None => std::fs::read_to_string(DEV_URL_FILE)
@@ -217,6 +243,24 @@ async fn seed(count: Option<&String>) -> Result<()> {
         "added {inserted} books in {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    if readers > 0 {
+        let started = std::time::Instant::now();
+        let made = bookshelf_devserver::seed::seed_readers(&pool, readers).await?;
+        for (email, h) in &made {
+            println!(
+                "reader {email} (password {}): {} finished reads, {} sessions",
+                bookshelf_devserver::seed::READER_PASSWORD,
+                h.reads,
+                h.sessions
+            );
+        }
+        println!(
+            "added {} readers in {:.1}s ({} already there)",
+            made.len(),
+            started.elapsed().as_secs_f64(),
+            readers - made.len()
+        );
+    }
     Ok(())
 }
 

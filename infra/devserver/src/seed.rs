@@ -285,6 +285,53 @@ pub async fn seed_books(pool: &PgPool, count: usize, seed: u64) -> Result<u64> {
     Ok(inserted)
 }
 
+/// The password of every seeded reader (`seed --readers N`): demo data, not an account.
+pub const READER_PASSWORD: &str = "reader-password";
+
+/// The email of seeded reader `i` (from 1).
+pub fn reader_email(i: usize) -> String {
+    format!("reader{i}@seed.bookshelf.local")
+}
+
+/// Readers with a year of history each: 5,000 finished reads (one per catalog book, so the
+/// catalog must hold that many; `seed_readers` adds books when it does not) and 20,000
+/// ended sessions, all in the current UTC year. An existing reader is left as it is.
+pub async fn seed_readers(
+    pool: &PgPool,
+    count: usize,
+) -> Result<Vec<(String, bookshelf_storage::reading::History)>> {
+    const READS: i64 = 5_000;
+    const SESSIONS_PER_READ: i32 = 4;
+    let books = bookshelf_storage::books::count(pool).await?;
+    if books < READS {
+        seed_books(pool, (READS - books) as usize, books as u64 + 1).await?;
+    }
+    let now = chrono::Utc::now();
+    let (from, _) = bookshelf_domain::reading::year_bounds(chrono::Datelike::year(&now));
+    let hash = bookshelf_auth::password::hash(READER_PASSWORD);
+    let mut made = Vec::new();
+    for i in 1..=count {
+        let email = reader_email(i);
+        let display_name = format!("Reader {i}");
+        let new = bookshelf_storage::NewUser {
+            email: &email,
+            password_hash: &hash,
+            display_name: &display_name,
+            role: bookshelf_domain::Role::User,
+        };
+        let user = match bookshelf_storage::users::insert(pool, new).await {
+            Ok(user) => user,
+            Err(bookshelf_storage::StorageError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let history =
+            bookshelf_storage::reading::seed_history(pool, user.id, READS, SESSIONS_PER_READ, from, now)
+                .await?;
+        made.push((email, history));
+    }
+    Ok(made)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

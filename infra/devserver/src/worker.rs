@@ -1,14 +1,15 @@
-//! What stands in for Lambda's SQS event source mapping and the relay's schedule: polls the
-//! queue (batches of up to 10, long polling), hands each batch to the same `order-processor`
-//! handler as an SQS event, deletes what succeeded and leaves failures to reappear after
-//! the visibility timeout (and to reach the DLQ after the redrive limit).
+//! What stands in for Lambda's SQS event source mappings and the relay's schedule: polls
+//! each queue (batches of up to 10, long polling), hands each batch to the same handler as
+//! deployed (`order-processor` for orders, `feed-fanout` for activities) as an SQS event,
+//! deletes what succeeded and leaves failures to reappear after the visibility timeout
+//! (and to reach the DLQ after the redrive limit).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-use bookshelf_api::worker::{process_batch, relay_outbox};
+use bookshelf_api::worker::{fan_out_batch, process_batch, relay_outbox};
 use bookshelf_api::AppState;
 use bookshelf_queue::{Queue, QueueError, Received};
 use tokio::sync::watch;
@@ -32,13 +33,37 @@ pub fn sqs_event(messages: &[Received]) -> SqsEvent {
     event
 }
 
-/// One poll: receive, process, delete the successes. Returns how many were received.
+/// Which consumer a queue feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consumer {
+    /// `order-processor`.
+    Orders,
+    /// `feed-fanout`.
+    Feed,
+}
+
+/// One poll of the orders queue: receive, process, delete the successes. Returns how many
+/// were received.
 pub async fn poll_once(state: &Arc<AppState>, queue: &Queue, wait: Duration) -> Result<usize, QueueError> {
+    poll(state, queue, wait, Consumer::Orders).await
+}
+
+/// One poll of `queue` for `consumer`.
+pub async fn poll(
+    state: &Arc<AppState>,
+    queue: &Queue,
+    wait: Duration,
+    consumer: Consumer,
+) -> Result<usize, QueueError> {
     let messages = queue.receive(10, wait).await?;
     if messages.is_empty() {
         return Ok(0);
     }
-    let response = process_batch(state.clone(), sqs_event(&messages)).await;
+    let event = sqs_event(&messages);
+    let response = match consumer {
+        Consumer::Orders => process_batch(state.clone(), event).await,
+        Consumer::Feed => fan_out_batch(state.clone(), event).await,
+    };
     let failed: HashSet<&str> = response
         .batch_item_failures
         .iter()
@@ -53,7 +78,8 @@ pub async fn poll_once(state: &Arc<AppState>, queue: &Queue, wait: Duration) -> 
     Ok(messages.len())
 }
 
-/// Runs the poller and the relay until `stop` turns true, as two independent loops.
+/// Runs a poller per queue the state has, and the relay, until `stop` turns true, as
+/// independent loops.
 ///
 /// They must not share one `select!`: a relay tick would cancel a poll in flight, and a
 /// batch already received but not yet acknowledged would stay invisible for the whole
@@ -61,10 +87,23 @@ pub async fn poll_once(state: &Arc<AppState>, queue: &Queue, wait: Duration) -> 
 /// pipeline at 8 orders/s because of exactly that.
 pub fn spawn(state: Arc<AppState>, relay_every: Duration, stop: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let Some(queue) = state.queue.clone() else {
+        let pollers: Vec<_> = [
+            (state.queue.clone(), Consumer::Orders),
+            (state.activity_queue.clone(), Consumer::Feed),
+        ]
+        .into_iter()
+        .filter_map(|(queue, consumer)| queue.map(|q| (q, consumer)))
+        .map(|(queue, consumer)| {
+            tokio::spawn(until_stopped(
+                stop.clone(),
+                poll_forever(state.clone(), queue, consumer),
+            ))
+        })
+        .collect();
+        if pollers.is_empty() {
             tracing::warn!("no queue: orders stay pending");
             return;
-        };
+        }
         let relay = tokio::spawn(until_stopped(stop.clone(), {
             let state = state.clone();
             async move {
@@ -78,17 +117,20 @@ pub fn spawn(state: Arc<AppState>, relay_every: Duration, stop: watch::Receiver<
                 }
             }
         }));
-        until_stopped(stop, async move {
-            loop {
-                if let Err(e) = poll_once(&state, &queue, Duration::from_secs(1)).await {
-                    tracing::warn!(error = %bookshelf_http::error_chain(&e), "queue poll failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        })
-        .await;
+        for p in pollers {
+            let _ = p.await;
+        }
         let _ = relay.await;
     })
+}
+
+async fn poll_forever(state: Arc<AppState>, queue: Queue, consumer: Consumer) {
+    loop {
+        if let Err(e) = poll(&state, &queue, Duration::from_secs(1), consumer).await {
+            tracing::warn!(?consumer, error = %bookshelf_http::error_chain(&e), "queue poll failed; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
 }
 
 /// Runs `work` until `stop` turns true (or its sender is gone). Only shutdown cancels it.

@@ -52,6 +52,20 @@ pub async fn run_order_processor() -> Result<(), Error> {
     .await
 }
 
+/// Serves the SQS consumer `feed-fanout` of the activities queue (event source mapping
+/// with `ReportBatchItemFailures`).
+pub async fn run_feed_fanout() -> Result<(), Error> {
+    bookshelf_config::init_tracing();
+    let state = Arc::new(AppState::from_env(KeyAccess::None, true, POOL_SIZE).await?);
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
+            let state = state.clone();
+            async move { Ok::<_, Error>(crate::worker::fan_out_batch(state, event.payload).await) }
+        },
+    ))
+    .await
+}
+
 /// Serves the scheduled `outbox-relay`. A failed run is an error, so it shows in the
 /// function's error metric and alarms.
 pub async fn run_outbox_relay() -> Result<(), Error> {

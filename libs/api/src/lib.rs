@@ -12,6 +12,8 @@ pub mod meta;
 pub mod openapi;
 pub mod ops;
 pub mod orders;
+pub mod people;
+pub mod publish;
 pub mod reading;
 pub mod registry;
 pub mod state;

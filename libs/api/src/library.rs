@@ -9,6 +9,7 @@ use bookshelf_http::{
     Response,
 };
 use bookshelf_storage::library::{self, EntryFilter};
+use bookshelf_storage::outbox::Topic;
 use bookshelf_storage::StorageError;
 use chrono::{DateTime, Utc};
 use http::StatusCode;
@@ -28,15 +29,9 @@ use crate::AppState;
         (status = 400, description = "Bad query parameter", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(state: Arc<AppState>, req: Request, who: Identity) -> Result<Response<Body>, ApiError> {
-    let favorite = match query_param(&req, "favorite") {
-        None => Ok(None),
-        Some("true") => Ok(Some(true)),
-        Some("false") => Ok(Some(false)),
-        Some(_) => Err("must be true or false".to_string()),
-    };
     let (status, favorite, page) = (
         enum_param(&req, "status", ReadingStatus::parse, ReadingStatus::ALL),
-        field("favorite", favorite),
+        field("favorite", favorite_param(&req)),
         PageParams::parse(query_param(&req, "limit"), query_param(&req, "cursor")),
     )
         .all_valid()?;
@@ -49,6 +44,16 @@ pub async fn list(state: Arc<AppState>, req: Request, who: Identity) -> Result<R
             next_cursor: next.map(|c| c.encode()),
         },
     ))
+}
+
+/// `?favorite=true|false`, or absent.
+pub(crate) fn favorite_param(req: &Request) -> Result<Option<bool>, String> {
+    match query_param(req, "favorite") {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err("must be true or false".to_string()),
+    }
 }
 
 #[utoipa::path(put, path = "/library/{bookId}", tag = "library", security(("bearer" = [])),
@@ -64,12 +69,13 @@ pub async fn put(state: Arc<AppState>, req: Request, who: Identity) -> Result<Re
     let book = path_uuid(&req, "bookId")?;
     let input: EntryInput = read_json(&req)?;
     let change = input.validate()?;
-    let (entry, created) = library::put(state.db()?, who.user_id, book, &change)
+    let (entry, created, pending) = library::put(state.db()?, who.user_id, book, &change)
         .await
         .map_err(|e| match e {
             StorageError::NotFound => ApiError::not_found("book"),
             other => other.into(),
         })?;
+    crate::publish::send(&state, Topic::Activities, &pending).await;
     Ok(json(
         if created {
             StatusCode::CREATED

@@ -2,7 +2,10 @@
 
 use std::sync::OnceLock;
 
-use bookshelf_domain::{Book, ExportEntry, FieldError, LibraryEntry, Order, Profile, Read, ReadingSession};
+use bookshelf_domain::{
+    Activity, Book, ExportEntry, FieldError, LibraryEntry, Order, Profile, PublicProfile, Read,
+    ReadingSession,
+};
 use chrono::Datelike;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -48,6 +51,22 @@ pub struct BookPage {
 #[serde(rename_all = "camelCase")]
 pub struct LibraryPage {
     pub items: Vec<LibraryEntry>,
+    pub next_cursor: Option<String>,
+}
+
+/// A page of public profiles (followers, following).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicProfilePage {
+    pub items: Vec<PublicProfile>,
+    pub next_cursor: Option<String>,
+}
+
+/// A page of the feed.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivityPage {
+    pub items: Vec<Activity>,
     pub next_cursor: Option<String>,
 }
 
@@ -197,9 +216,11 @@ No string field of a body, and no query parameter, may contain U+0000 (400 namin
         crate::reading::pause, crate::reading::finish, crate::reading::abandon, crate::reading::delete,
         crate::reading::start_session, crate::reading::end_session, crate::reading::list_sessions,
         crate::goals::put, crate::goals::get, crate::goals::delete, crate::goals::get_stats,
+        crate::people::follow, crate::people::unfollow, crate::people::followers, crate::people::following,
+        crate::people::library, crate::people::feed,
         crate::orders::create, crate::orders::list, crate::orders::get, crate::orders::cancel,
     ),
-    components(schemas(Problem, FieldError, ProfilePage, BookPage, LibraryPage, OrderPage, ReadPage, SessionPage)),
+    components(schemas(Problem, FieldError, ProfilePage, BookPage, LibraryPage, OrderPage, ReadPage, SessionPage, PublicProfilePage, ActivityPage)),
     modifiers(&BearerAuth, &CommonResponses),
     tags(
         (name = "auth", description = "Accounts and sessions"),
@@ -207,6 +228,7 @@ No string field of a body, and no query parameter, may contain U+0000 (400 namin
         (name = "books", description = "The catalog (admins change it)"),
         (name = "library", description = "The caller's personal shelf"),
         (name = "reading", description = "Reads, progress, timed sessions, goals and stats"),
+        (name = "people", description = "Follows, other readers' shelves, the activity feed"),
         (name = "orders", description = "Orders, processed asynchronously"),
         (name = "meta", description = "Keys, this document, and its page"),
     )

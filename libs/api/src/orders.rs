@@ -9,6 +9,7 @@ use bookshelf_http::{
     enum_param, json, path_uuid, query_param, read_json, ApiError, Body, Identity, Page, Request, Response,
 };
 use bookshelf_storage::orders::{self, CancelOutcome, CreateOutcome, OrderFilter};
+use bookshelf_storage::outbox::Topic;
 use bookshelf_storage::StorageError;
 use http::StatusCode;
 
@@ -60,10 +61,10 @@ pub async fn create(state: Arc<AppState>, req: Request, who: Identity) -> Result
         key.as_deref().map(|k| (k, fingerprint)),
     )
     .await?;
-    let (order, outbox_id) = match outcome {
-        CreateOutcome::Created { order, outbox_id } => {
+    let (order, message) = match outcome {
+        CreateOutcome::Created { order, message } => {
             state.metrics.count(metrics::ORDERS_ACCEPTED, 1);
-            (order, outbox_id)
+            (order, message)
         }
         CreateOutcome::Replayed(order) => {
             tracing::info!(order_id = %order.id, "idempotent replay");
@@ -96,27 +97,7 @@ pub async fn create(state: Arc<AppState>, req: Request, who: Identity) -> Result
 
     // The order is safe in the database with its outbox row; sending now is only the fast
     // path. If it fails, the relay sends it later and the client still gets its 202.
-    let payload = serde_json::json!({"orderId": order.id}).to_string();
-    match &state.queue {
-        Some(queue) => match queue.send(&payload).await {
-            Ok(()) => {
-                if let Err(e) = orders::mark_sent(state.db()?, outbox_id).await {
-                    let error = bookshelf_http::error_chain(&e);
-                    tracing::warn!(order_id = %order.id, %error, "sent, but not marked sent; the relay will send again");
-                }
-            }
-            Err(e) => {
-                let error = bookshelf_http::error_chain(&e);
-                tracing::warn!(order_id = %order.id, %error, "queue send failed; the outbox relay will retry");
-                // Only bookkeeping: the relay retries the row whether or not this is recorded.
-                if let Err(e) = orders::mark_failed(state.db()?, outbox_id, &error).await {
-                    let error = bookshelf_http::error_chain(&e);
-                    tracing::warn!(order_id = %order.id, %error, "send failure not recorded");
-                }
-            }
-        },
-        None => tracing::warn!(order_id = %order.id, "no queue configured; the outbox relay will send"),
-    }
+    crate::publish::send(&state, Topic::Orders, &[message]).await;
     Ok(order_response(StatusCode::ACCEPTED, &order))
 }
 

@@ -8,6 +8,8 @@ use bookshelf_http::{
     json, no_content, path_uuid, query_param, read_json, read_optional_json, ApiError, Body, Identity, Page,
     Request, Response,
 };
+use bookshelf_storage::activities::Pending;
+use bookshelf_storage::outbox::Topic;
 use bookshelf_storage::reading::{self, Change, SessionEnd, SessionStart, StartOutcome};
 use bookshelf_storage::StorageError;
 use chrono::Utc;
@@ -45,6 +47,18 @@ fn changed(outcome: Change<Read>) -> Result<Response<Body>, ApiError> {
     }
 }
 
+/// A close's outcome as the response, once its activities are on their way.
+async fn closed_read(state: &AppState, outcome: Change<(Read, Pending)>) -> Result<Response<Body>, ApiError> {
+    match outcome {
+        Change::Done((read, pending)) => {
+            crate::publish::send(state, Topic::Activities, &pending).await;
+            Ok(json(StatusCode::OK, &read))
+        }
+        Change::Closed => Err(closed()),
+        Change::Invalid(errors) => Err(ApiError::Validation(errors)),
+    }
+}
+
 fn page_of<T: Serialize>(items: Vec<T>, next: Option<bookshelf_domain::Cursor>) -> Response<Body> {
     json(
         StatusCode::OK,
@@ -69,8 +83,13 @@ pub async fn start(state: Arc<AppState>, req: Request, who: Identity) -> Result<
     let book = path_uuid(&req, "bookId")?;
     let started_at = read_optional_json::<StartReadInput>(&req)?.validate(Utc::now())?;
     match reading::start(state.db()?, who.user_id, book, started_at).await {
-        Ok(StartOutcome::Started { read, shelved }) => {
+        Ok(StartOutcome::Started {
+            read,
+            shelved,
+            pending,
+        }) => {
             tracing::info!(read_id = %read.id, book_id = %book, shelved, "read started");
+            crate::publish::send(&state, Topic::Activities, &pending).await;
             Ok(created(&read, format!("/reads/{}", read.id)))
         }
         Ok(StartOutcome::AlreadyOpen) => Err(ApiError::Conflict(
@@ -169,7 +188,7 @@ pub async fn finish(state: Arc<AppState>, req: Request, who: Identity) -> Result
     let outcome = reading::close(state.db()?, who.user_id, id, closing, now)
         .await
         .map_err(read_not_found)?;
-    changed(outcome)
+    closed_read(&state, outcome).await
 }
 
 #[utoipa::path(post, path = "/reads/{id}/abandon", tag = "reading", security(("bearer" = [])),
@@ -188,7 +207,7 @@ pub async fn abandon(state: Arc<AppState>, req: Request, who: Identity) -> Resul
     let outcome = reading::close(state.db()?, who.user_id, id, closing, now)
         .await
         .map_err(read_not_found)?;
-    changed(outcome)
+    closed_read(&state, outcome).await
 }
 
 #[utoipa::path(delete, path = "/reads/{id}", tag = "reading", security(("bearer" = [])),

@@ -10,7 +10,7 @@ use bookshelf_http::{check_query, request_id, ApiError, Body, Identity, Request,
 use lambda_http::RequestExt;
 use tracing::Instrument;
 
-use crate::{auth, books, goals, library, meta, orders, reading, users, AppState};
+use crate::{auth, books, goals, library, meta, orders, people, reading, users, AppState};
 
 /// Which key material a function needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +164,12 @@ functions! {
     GOALS_GET = "goals-get", SignedIn, None, Db => goals::get;
     GOALS_DELETE = "goals-delete", SignedIn, None, Db => goals::delete;
     STATS_GET = "stats-get", SignedIn, None, Db => goals::get_stats;
+    USERS_FOLLOW = "users-follow", SignedIn, None, Db => people::follow;
+    USERS_UNFOLLOW = "users-unfollow", SignedIn, None, Db => people::unfollow;
+    USERS_FOLLOWERS = "users-followers", SignedIn, None, Db => people::followers;
+    USERS_FOLLOWING = "users-following", SignedIn, None, Db => people::following;
+    USERS_LIBRARY = "users-library", SignedIn, None, Db => people::library;
+    FEED_GET = "feed-get", SignedIn, None, Db => people::feed;
     ORDERS_CREATE = "orders-create", SignedIn, None, Db => orders::create;
     ORDERS_GET = "orders-get", SignedIn, None, Db => orders::get;
     ORDERS_LIST = "orders-list", SignedIn, None, Db => orders::list;

@@ -13,6 +13,9 @@ pub struct AppState {
     db: Option<PgPool>,
     /// Where new orders are announced; `None` leaves them to the outbox relay.
     pub queue: Option<Queue>,
+    /// Where new activities are announced for the feed fan-out; `None` leaves them to the
+    /// outbox relay.
+    pub activity_queue: Option<Queue>,
     /// Count failed logins from loopback addresses per address too. Off by default: locally
     /// every client is 127.0.0.1 (deployed, API Gateway never reports loopback).
     pub throttle_loopback: bool,
@@ -32,6 +35,7 @@ impl AppState {
         AppState {
             db: Some(db),
             queue: None,
+            activity_queue: None,
             throttle_loopback: false,
             issuer: Some(TokenIssuer::new(keys)),
             public: Some((public, verifier)),
@@ -42,6 +46,12 @@ impl AppState {
 
     pub fn with_cors(mut self, cors: bookshelf_http::Cors) -> AppState {
         self.cors = cors;
+        self
+    }
+
+    /// The queue that carries activities to the feed fan-out.
+    pub fn with_activity_queue(mut self, queue: Queue) -> AppState {
+        self.activity_queue = Some(queue);
         self
     }
 
@@ -69,8 +79,12 @@ impl AppState {
             )),
             false => None,
         };
-        // Only the functions that send (orders-create, outbox-relay) have QUEUE_URL.
+        // Only the functions that send have a queue URL: QUEUE_URL (orders-create, the
+        // relay), ACTIVITY_QUEUE_URL (those whose actions make activities, the relay).
         let queue = SqsQueue::from_env().await.map(Queue::Sqs);
+        let activity_queue = SqsQueue::from_env_var(bookshelf_config::env::Var::ActivityQueueUrl)
+            .await
+            .map(Queue::Sqs);
         let (issuer, public) = match keys {
             KeyAccess::Signing => {
                 let signing = bookshelf_config::signing_keys().await?;
@@ -88,6 +102,7 @@ impl AppState {
         Ok(AppState {
             db,
             queue,
+            activity_queue,
             throttle_loopback: false,
             issuer,
             public,

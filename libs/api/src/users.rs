@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bookshelf_auth::password;
-use bookshelf_domain::{field, validation, AllValid, Input, PageParams, Profile, PublicProfile};
+use bookshelf_domain::{field, validation, AllValid, Input, PageParams, Profile, UserCard, Visibility};
 use bookshelf_http::{
     json, no_content, path_uuid, query_param, read_json, ApiError, Body, Identity, Page, Request, Response,
 };
@@ -46,6 +46,10 @@ pub struct UpdateMeRequest {
     #[serde(default)]
     #[schema(value_type = String, format = "email")]
     pub email: Input<String>,
+    /// Who may see the caller's library and book activities.
+    #[serde(default)]
+    #[schema(value_type = Visibility)]
+    pub library_visibility: Input<String>,
 }
 
 #[utoipa::path(patch, path = "/users/me", tag = "users", security(("bearer" = [])),
@@ -61,7 +65,7 @@ pub async fn me_update(
     who: Identity,
 ) -> Result<Response<Body>, ApiError> {
     let body: UpdateMeRequest = read_json(&req)?;
-    let (display_name, bio, email) = (
+    let (display_name, bio, email, library_visibility) = (
         field(
             "displayName",
             body.display_name
@@ -80,12 +84,20 @@ pub async fn me_update(
                 .optional()
                 .and_then(|e| e.map(|e| validation::email(&e)).transpose()),
         ),
+        field(
+            "libraryVisibility",
+            body.library_visibility.optional().and_then(|v| {
+                v.map(|v| Visibility::parse(&v).ok_or_else(|| format!("must be one of {}", Visibility::ALL)))
+                    .transpose()
+            }),
+        ),
     )
         .all_valid()?;
     let patch = UserPatch {
         email,
         display_name,
         bio,
+        library_visibility,
     };
     let user = users::update_profile(state.db()?, who.user_id, patch)
         .await
@@ -170,17 +182,19 @@ pub async fn me_delete(
 #[utoipa::path(get, path = "/users/{id}", tag = "users", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "User id")),
     responses(
-        (status = 200, description = "Public profile", body = PublicProfile),
+        (status = 200, description = "Public profile, with follow counts and whether the caller follows", body = UserCard),
         (status = 400, description = "id is not a UUID", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::openapi::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(state: Arc<AppState>, req: Request, _who: Identity) -> Result<Response<Body>, ApiError> {
+pub async fn get(state: Arc<AppState>, req: Request, who: Identity) -> Result<Response<Body>, ApiError> {
     let id = path_uuid(&req, "id")?;
-    let user = users::get(state.db()?, id).await.map_err(|e| match e {
-        StorageError::NotFound => ApiError::not_found("user"),
-        other => other.into(),
-    })?;
-    Ok(json(StatusCode::OK, &PublicProfile::from(user)))
+    let card = users::card(state.db()?, who.user_id, id)
+        .await
+        .map_err(|e| match e {
+            StorageError::NotFound => ApiError::not_found("user"),
+            other => other.into(),
+        })?;
+    Ok(json(StatusCode::OK, &card))
 }
 
 #[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])),

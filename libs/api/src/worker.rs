@@ -1,11 +1,14 @@
-//! The asynchronous side of orders: the SQS batch handler (`order-processor`) and the
-//! outbox relay (`outbox-relay`).
+//! The asynchronous side: the orders queue's consumer (`order-processor`), the activities
+//! queue's consumer (`feed-fanout`), and the outbox relay (`outbox-relay`) behind both.
 
 use std::sync::Arc;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use bookshelf_domain::activity::ActivityMessage;
 use bookshelf_domain::OrderMessage;
+use bookshelf_storage::activities::{self, Fanout};
 use bookshelf_storage::orders::{self, ProcessOutcome};
+use bookshelf_storage::outbox::{self, Topic};
 
 use bookshelf_config::metrics;
 
@@ -35,9 +38,10 @@ pub async fn process_batch(state: Arc<AppState>, event: SqsEvent) -> SqsBatchRes
                 true
             }
             Some(OrderMessage { order_id }) => match process(&state, order_id).await {
-                Ok(ProcessOutcome::Confirmed) => {
-                    tracing::info!(message_id = %id, %order_id, "order confirmed");
+                Ok(ProcessOutcome::Confirmed(shelved)) => {
+                    tracing::info!(message_id = %id, %order_id, shelved = shelved.len(), "order confirmed");
                     state.metrics.count(metrics::ORDERS_CONFIRMED, 1);
+                    crate::publish::send(&state, Topic::Activities, &shelved).await;
                     false
                 }
                 Ok(ProcessOutcome::Rejected) => {
@@ -58,6 +62,64 @@ pub async fn process_batch(state: Arc<AppState>, event: SqsEvent) -> SqsBatchRes
                     true
                 }
             },
+        };
+        if failed {
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = id;
+            response.batch_item_failures.push(f);
+        }
+    }
+    response
+}
+
+/// Followers per fan-out statement: 10,000 followers are ten short statements (tens of
+/// milliseconds each, measured by `make bench`) rather than one long one, and a failure
+/// part-way repeats only what the primary key then skips.
+pub const FANOUT_BATCH: i64 = 1_000;
+
+/// The feed queue's consumer: copies each activity into its actor's followers' feeds.
+/// Idempotent (a redelivered message adds no row); failures come back as batch item
+/// failures, to be retried and, after the redrive limit, dead-lettered.
+pub async fn fan_out_batch(state: Arc<AppState>, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for record in event.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let message = record
+            .body
+            .as_deref()
+            .and_then(|b| serde_json::from_str::<ActivityMessage>(b).ok());
+        let failed = match message {
+            None => {
+                tracing::error!(message_id = %id, "malformed activity message; it will reach the DLQ");
+                true
+            }
+            Some(ActivityMessage { activity_id }) => {
+                let outcome = match state.db() {
+                    Ok(db) => activities::fan_out(db, activity_id, FANOUT_BATCH)
+                        .await
+                        .map_err(bookshelf_http::ApiError::from),
+                    Err(e) => Err(e),
+                };
+                match outcome {
+                    Ok(Fanout::Delivered {
+                        followers,
+                        added,
+                        batches,
+                    }) => {
+                        tracing::info!(message_id = %id, %activity_id, followers, added, batches, "activity fanned out");
+                        false
+                    }
+                    Ok(Fanout::Gone) => {
+                        // Its actor (or book, or subject) was deleted: there is nothing to show.
+                        tracing::info!(message_id = %id, %activity_id, "activity gone; nothing to fan out");
+                        false
+                    }
+                    Err(e) => {
+                        tracing::warn!(message_id = %id, %activity_id, error = %bookshelf_http::error_chain(&e), "fan-out failed; will retry");
+                        true
+                    }
+                }
+            }
         };
         if failed {
             let mut f = BatchItemFailure::default();
@@ -105,52 +167,68 @@ impl From<sqlx::Error> for RelayError {
     }
 }
 
-/// Sends outbox messages the request path could not (queue outage, crash after commit).
-/// Rows are claimed with SKIP LOCKED, so concurrent relays never send one twice at once;
-/// a send that succeeds but is not recorded is sent again later, which the worker absorbs.
-/// Every attempt is recorded (committed) before a failed run returns its error.
+/// Sends outbox messages the request path could not (queue outage, crash after commit),
+/// for every topic whose queue this function has. Rows are claimed with SKIP LOCKED, so
+/// concurrent relays never send one twice at once; a send that succeeds but is not
+/// recorded is sent again later, which the consumers absorb. Every attempt is recorded
+/// (committed) before a failed run returns its error.
 pub async fn relay_outbox(state: &AppState, min_age_secs: i64) -> Result<RelayReport, RelayError> {
-    let Some(queue) = &state.queue else {
+    let topics: Vec<(Topic, &bookshelf_queue::Queue)> = Topic::ALL
+        .into_iter()
+        .filter_map(|t| {
+            let queue = match t {
+                Topic::Orders => state.queue.as_ref(),
+                Topic::Activities => state.activity_queue.as_ref(),
+            };
+            queue.map(|q| (t, q))
+        })
+        .collect();
+    if topics.is_empty() {
         return Err(RelayError::NoQueue);
-    };
+    }
+    let db = state.db().map_err(|_| RelayError::NoDatabase)?;
     let mut report = RelayReport::default();
     let mut last_error = None;
-    loop {
-        let mut tx = state.db().map_err(|_| RelayError::NoDatabase)?.begin().await?;
-        let batch = orders::claim_unsent(&mut tx, min_age_secs, 100).await?;
-        if batch.is_empty() {
-            break;
-        }
-        let mut progressed = false;
-        for message in &batch {
-            match queue.send(&message.payload.to_string()).await {
-                Ok(()) => {
-                    orders::mark_sent(&mut *tx, message.id).await?;
-                    report.sent += 1;
-                    progressed = true;
-                }
-                Err(e) => {
-                    orders::mark_failed(&mut *tx, message.id, &bookshelf_http::error_chain(&e)).await?;
-                    report.failed += 1;
-                    last_error = Some(e);
+    let mut backlog = 0;
+    for (topic, queue) in topics {
+        loop {
+            let mut tx = db.begin().await?;
+            let batch = outbox::claim_unsent(&mut tx, topic, min_age_secs, 100).await?;
+            if batch.is_empty() {
+                break;
+            }
+            let mut progressed = false;
+            for message in &batch {
+                match queue.send(&message.payload.to_string()).await {
+                    Ok(()) => {
+                        outbox::mark_sent(&mut *tx, message.id).await?;
+                        report.sent += 1;
+                        progressed = true;
+                    }
+                    Err(e) => {
+                        outbox::mark_failed(&mut *tx, message.id, &bookshelf_http::error_chain(&e)).await?;
+                        report.failed += 1;
+                        last_error = Some(e);
+                    }
                 }
             }
+            tx.commit().await?;
+            if !progressed || batch.len() < 100 {
+                break;
+            }
         }
-        tx.commit().await?;
-        if !progressed || batch.len() < 100 {
-            break;
+        // What is still waiting, for the dashboard; a failure to count fails no run.
+        match outbox::unsent_count(db, topic).await {
+            Ok(n) => backlog += n.max(0) as u64,
+            Err(e) => {
+                tracing::warn!(topic = topic.as_str(), error = %bookshelf_http::error_chain(&e), "outbox backlog not counted")
+            }
         }
     }
     if report.sent > 0 {
         tracing::info!(sent = report.sent, "outbox relay sent pending messages");
     }
-    // What is still waiting, for the dashboard; a failure to count fails no run.
-    match orders::unsent_count(state.db().map_err(|_| RelayError::NoDatabase)?).await {
-        Ok(backlog) => state
-            .metrics
-            .gauge(metrics::OUTBOX_BACKLOG, backlog.max(0) as u64),
-        Err(e) => tracing::warn!(error = %bookshelf_http::error_chain(&e), "outbox backlog not counted"),
-    }
+    state.metrics.gauge(metrics::OUTBOX_BACKLOG, backlog);
     match last_error {
         None => Ok(report),
         Some(last) => {

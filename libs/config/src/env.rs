@@ -38,6 +38,7 @@ vars! {
     PublicKeys = "BOOKSHELF_PUBLIC_KEYS",
     KeysFile = "BOOKSHELF_KEYS_FILE",
     QueueUrl = "QUEUE_URL",
+    ActivityQueueUrl = "ACTIVITY_QUEUE_URL",
     MetricsNamespace = "METRICS_NAMESPACE",
     AllowedOrigins = "ALLOWED_ORIGINS",
     RustLog = "RUST_LOG",

@@ -1,6 +1,7 @@
 //! Bookshelf's domain: types, validation rules and pagination cursors. No I/O lives here,
 //! so everything in this crate is testable with plain unit tests.
 
+pub mod activity;
 pub mod book;
 pub mod cursor;
 pub mod input;
@@ -11,6 +12,7 @@ pub mod reading;
 pub mod user;
 pub mod validation;
 
+pub use activity::{Activity, ActivityType, NewActivity, PersonRef};
 pub use book::{Book, BookInput, BookPatch, InventoryInput, NewBook};
 pub use cursor::{Cursor, CursorError, PageParams, RankCursor};
 pub use input::Input;
@@ -19,5 +21,5 @@ pub use library::{
 };
 pub use order::{Order, OrderInput, OrderItem, OrderLine, OrderMessage, OrderStatus};
 pub use reading::{Goal, Read, ReadingSession, Stats};
-pub use user::{Profile, PublicProfile, Role, User};
+pub use user::{Profile, PublicProfile, Role, User, UserCard, Visibility};
 pub use validation::{field, rule, AllValid, Checked, FieldError};

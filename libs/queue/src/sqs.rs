@@ -48,7 +48,13 @@ impl SqsQueue {
     /// The deployed queue: `QUEUE_URL`, with the execution environment's shared SDK config
     /// and the send bounds of `send_timeouts`.
     pub async fn from_env() -> Option<SqsQueue> {
-        let url = bookshelf_config::env::get(bookshelf_config::env::Var::QueueUrl)?;
+        Self::from_env_var(bookshelf_config::env::Var::QueueUrl).await
+    }
+
+    /// The deployed queue whose URL is in `var` (`QUEUE_URL` for orders,
+    /// `ACTIVITY_QUEUE_URL` for the feed).
+    pub async fn from_env_var(var: bookshelf_config::env::Var) -> Option<SqsQueue> {
+        let url = bookshelf_config::env::get(var)?;
         let config = aws_sdk_sqs::config::Builder::from(bookshelf_config::aws().await);
         Some(SqsQueue::new(Client::from_conf(bounded(config).build()), url))
     }

@@ -307,3 +307,10 @@ fn push_filters(q: &mut QueryBuilder<'_, Postgres>, filter: &BookFilter) {
             .push("]::text[]");
     }
 }
+
+/// How many books the catalog holds (seeding decides from it how many to add).
+pub async fn count(db: &PgPool) -> Result<i64> {
+    Ok(sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM books"#)
+        .fetch_one(db)
+        .await?)
+}

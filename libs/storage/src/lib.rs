@@ -1,10 +1,13 @@
 //! PostgreSQL access with sqlx. Every query is parameterised; every multi-step state change
 //! runs in one transaction.
 
+pub mod activities;
 pub mod books;
+pub mod follows;
 pub mod inventory;
 pub mod library;
 pub mod orders;
+pub mod outbox;
 pub mod reading;
 pub mod sessions;
 pub mod stats;

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use bookshelf_domain::activity::entry_activities;
 use bookshelf_domain::{
     BookSummary, Cursor, EntryChange, ExportBook, ExportEntry, LibraryEntry, PageParams, Read, ReadingStatus,
 };
@@ -9,6 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
+use crate::activities::{self, Pending};
 use crate::{Result, StorageError};
 
 /// An entry joined with its book, as one row; `LibraryEntry` nests the book's fields.
@@ -43,8 +45,25 @@ impl From<EntryRow> for LibraryEntry {
     }
 }
 
-/// Creates or replaces the entry; `true` when it was created. An unknown book is `NotFound`.
-pub async fn put(db: &PgPool, user: Uuid, book: Uuid, change: &EntryChange) -> Result<(LibraryEntry, bool)> {
+/// Creates or replaces the entry; `true` when it was created. An unknown book is
+/// `NotFound`. The activities it makes (`shelved`, `rated`) are written in the same
+/// transaction; they come back to be sent.
+pub async fn put(
+    db: &PgPool,
+    user: Uuid,
+    book: Uuid,
+    change: &EntryChange,
+) -> Result<(LibraryEntry, bool, Pending)> {
+    let mut tx = db.begin().await?;
+    // The rating just before, locked: "rated" means it changed.
+    let old_rating = sqlx::query_scalar!(
+        "SELECT rating FROM library_entries WHERE user_id = $1 AND book_id = $2 FOR UPDATE",
+        user,
+        book,
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .flatten();
     let created = sqlx::query_scalar!(
         r#"INSERT INTO library_entries (user_id, book_id, status, rating, review, favorite)
            SELECT $1, id, $3, $4, $5, $6 FROM books WHERE id = $2
@@ -59,11 +78,15 @@ pub async fn put(db: &PgPool, user: Uuid, book: Uuid, change: &EntryChange) -> R
         change.review.as_deref(),
         change.favorite,
     )
-    .fetch_optional(db)
+    .fetch_optional(&mut *tx)
     // A book deleted between the SELECT and the insert is a NotFound (see StorageError).
     .await?;
     let created = created.ok_or(StorageError::NotFound)?;
-    Ok((get(db, user, book).await?, created))
+    let made = entry_activities(user, book, created, change.status, old_rating, change.rating);
+    let pending = activities::record(&mut tx, &made).await?;
+    let entry = get(&mut *tx, user, book).await?;
+    tx.commit().await?;
+    Ok((entry, created, pending))
 }
 
 pub async fn get(db: impl PgExecutor<'_>, user: Uuid, book: Uuid) -> Result<LibraryEntry> {

@@ -3,12 +3,16 @@
 use std::collections::HashMap;
 
 use bookshelf_domain::order::REJECTED_INSUFFICIENT_STOCK;
-use bookshelf_domain::{Cursor, Order, OrderItem, OrderLine, OrderMessage, OrderStatus, PageParams};
+use bookshelf_domain::{
+    Cursor, NewActivity, Order, OrderItem, OrderLine, OrderMessage, OrderStatus, PageParams, ReadingStatus,
+};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use crate::activities::{self, Pending};
 use crate::inventory::{self, StockReason};
+use crate::outbox::OutboxMessage;
 use crate::{Result, StorageError};
 
 /// An `orders` row; `Order` adds its items.
@@ -77,8 +81,8 @@ pub async fn get(db: &PgPool, id: Uuid) -> Result<Order> {
 }
 
 pub enum CreateOutcome {
-    /// A new order; `outbox_id` is its unsent queue message.
-    Created { order: Order, outbox_id: i64 },
+    /// A new order, and its queue message (unsent) for the request to send.
+    Created { order: Order, message: OutboxMessage },
     /// The lines' total does not fit in 64-bit cents.
     TotalTooLarge,
     /// The idempotency key was used before with the same request: the first order.
@@ -188,7 +192,7 @@ pub async fn create(
     .await?;
     let payload = serde_json::to_value(OrderMessage { order_id: id }).map_err(StorageError::Encode)?;
     let outbox_id = sqlx::query_scalar!(
-        "INSERT INTO outbox (order_id, payload) VALUES ($1, $2) RETURNING id",
+        "INSERT INTO outbox (topic, order_id, payload) VALUES ('orders', $1, $2) RETURNING id",
         id,
         payload,
     )
@@ -197,63 +201,11 @@ pub async fn create(
     tx.commit().await?;
     Ok(CreateOutcome::Created {
         order: get(db, id).await?,
-        outbox_id,
+        message: OutboxMessage {
+            id: outbox_id,
+            payload,
+        },
     })
-}
-
-/// How many outbox messages are still unsent: the relay's backlog.
-pub async fn unsent_count(db: &PgPool) -> Result<i64> {
-    Ok(
-        sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM outbox WHERE sent_at IS NULL"#)
-            .fetch_one(db)
-            .await?,
-    )
-}
-
-pub async fn mark_sent(db: impl PgExecutor<'_>, outbox_id: i64) -> Result<()> {
-    sqlx::query!(
-        "UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = $1 AND sent_at IS NULL",
-        outbox_id,
-    )
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
-pub async fn mark_failed(db: impl PgExecutor<'_>, outbox_id: i64, error: &str) -> Result<()> {
-    sqlx::query!(
-        "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
-        outbox_id,
-        error,
-    )
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
-/// An outbox row still to be sent: its id and the queue message.
-pub struct OutboxMessage {
-    pub id: i64,
-    pub payload: serde_json::Value,
-}
-
-/// Unsent outbox messages older than `min_age_secs` (younger ones are still being sent by
-/// their request), locked so that two relays never send the same one at once.
-pub async fn claim_unsent(
-    conn: &mut PgConnection,
-    min_age_secs: i64,
-    limit: i64,
-) -> Result<Vec<OutboxMessage>> {
-    Ok(sqlx::query_as!(
-        OutboxMessage,
-        "SELECT id, payload FROM outbox
-         WHERE sent_at IS NULL AND created_at <= now() - make_interval(secs => $1)
-         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
-        min_age_secs as f64,
-        limit,
-    )
-    .fetch_all(conn)
-    .await?)
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -285,9 +237,11 @@ pub async fn list(
     }))
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ProcessOutcome {
-    Confirmed,
+    /// Confirmed; `pending` are the `shelved` activities of the books it added to the
+    /// buyer's library, to send.
+    Confirmed(Pending),
     Rejected,
     /// Not pending any more (a duplicate delivery, or cancelled first): nothing done.
     AlreadyDone(OrderStatus),
@@ -357,19 +311,26 @@ pub async fn process(db: &PgPool, order_id: Uuid) -> Result<ProcessOutcome> {
         )
         .execute(&mut *tx)
         .await?;
+        let mut pending = Vec::new();
         if let Some(user) = user {
-            sqlx::query!(
+            let shelved = sqlx::query_scalar!(
                 "INSERT INTO library_entries (user_id, book_id, status)
                  SELECT $1, b.id, 'want_to_read' FROM books b
                  WHERE b.id IN (SELECT book_id FROM order_items WHERE order_id = $2)
-                 ON CONFLICT (user_id, book_id) DO NOTHING",
+                 ON CONFLICT (user_id, book_id) DO NOTHING
+                 RETURNING book_id",
                 user,
                 order_id,
             )
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
+            let made: Vec<NewActivity> = shelved
+                .into_iter()
+                .map(|book| NewActivity::shelved(user, book, ReadingStatus::WantToRead))
+                .collect();
+            pending = activities::record(&mut tx, &made).await?;
         }
-        ProcessOutcome::Confirmed
+        ProcessOutcome::Confirmed(pending)
     } else {
         reserve.rollback().await?;
         sqlx::query!(

@@ -6,11 +6,12 @@
 //! deadlocking.
 
 use bookshelf_domain::reading::{finished_position, session_minutes, Closing, Position, Target};
-use bookshelf_domain::{Cursor, FieldError, PageParams, Read, ReadingSession, ReadingStatus};
+use bookshelf_domain::{Cursor, FieldError, NewActivity, PageParams, Read, ReadingSession, ReadingStatus};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
+use crate::activities::{self, Pending};
 use crate::{Result, StorageError};
 
 /// Why a change to a read did not happen (a missing read is `StorageError::NotFound`).
@@ -26,8 +27,13 @@ pub enum Change<T> {
 
 #[derive(Debug)]
 pub enum StartOutcome {
-    /// `shelved` when the library entry was created by this start.
-    Started { read: Read, shelved: bool },
+    /// `shelved` when the library entry was created by this start; `pending` are the
+    /// activities it made, to send.
+    Started {
+        read: Read,
+        shelved: bool,
+        pending: Pending,
+    },
     /// The book already has an open read.
     AlreadyOpen,
 }
@@ -101,9 +107,19 @@ pub async fn start(db: &PgPool, user: Uuid, book: Uuid, started_at: DateTime<Utc
         Err(e) if violates(&e, ONE_OPEN_READ) => return Ok(StartOutcome::AlreadyOpen),
         other => other?,
     };
+    let mut made = Vec::with_capacity(2);
+    if shelved {
+        made.push(NewActivity::shelved(user, book, ReadingStatus::Reading));
+    }
+    made.push(NewActivity::started_reading(user, book));
+    let pending = activities::record(&mut tx, &made).await?;
     let read = get(&mut *tx, user, id).await?;
     tx.commit().await?;
-    Ok(StartOutcome::Started { read, shelved })
+    Ok(StartOutcome::Started {
+        read,
+        shelved,
+        pending,
+    })
 }
 
 /// What a change needs to know about a read, with the read locked.
@@ -212,14 +228,14 @@ pub async fn pause(db: &PgPool, user: Uuid, id: Uuid) -> Result<Change<Read>> {
 }
 
 /// Finishes or abandons an open read, ending its running session at `now`; the entry
-/// becomes `read` or `did_not_finish`.
+/// becomes `read` or `did_not_finish`. Finishing makes a `finished_reading` activity.
 pub async fn close(
     db: &PgPool,
     user: Uuid,
     id: Uuid,
     closing: Closing,
     now: DateTime<Utc>,
-) -> Result<Change<Read>> {
+) -> Result<Change<(Read, Pending)>> {
     let mut tx = db.begin().await?;
     let read = lock(&mut tx, user, id).await?;
     if !read.open {
@@ -250,9 +266,15 @@ pub async fn close(
     .execute(&mut *tx)
     .await?;
     set_status(&mut tx, user, read.book_id, status, None).await?;
+    let pending = match closing {
+        Closing::Finished(_) => {
+            activities::record(&mut tx, &[NewActivity::finished_reading(user, read.book_id)]).await?
+        }
+        Closing::Abandoned(_) => Vec::new(),
+    };
     let read = get(&mut *tx, user, id).await?;
     tx.commit().await?;
-    Ok(Change::Done(read))
+    Ok(Change::Done((read, pending)))
 }
 
 /// Deletes a read and (by cascade) its sessions.
@@ -440,4 +462,74 @@ pub async fn list_sessions(
         at: s.started_at,
         id: s.id,
     }))
+}
+
+/// What `seed_history` made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct History {
+    pub reads: u64,
+    pub sessions: u64,
+}
+
+/// Demo and benchmark data, in bulk: shelves `books` catalog books for `user` (status
+/// `read`, a rating from 1 to 5), gives each one read finished between `from` and `to`
+/// (evenly spread) and `sessions_per_read` ended half-hour sessions before its finish.
+/// Three statements, whatever the size; the planner's statistics are refreshed after.
+pub async fn seed_history(
+    db: &PgPool,
+    user: Uuid,
+    books: i64,
+    sessions_per_read: i32,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<History> {
+    let mut tx = db.begin().await?;
+    sqlx::query!(
+        "INSERT INTO library_entries (user_id, book_id, status, rating, added_at)
+         SELECT $1, id, 'read', 1 + (abs(hashtext(id::text)) % 5), $3 FROM books ORDER BY id LIMIT $2
+         ON CONFLICT (user_id, book_id) DO NOTHING",
+        user,
+        books,
+        from,
+    )
+    .execute(&mut *tx)
+    .await?;
+    let reads = sqlx::query!(
+        "INSERT INTO reads (id, user_id, book_id, started_at, finished_at, percent, updated_at)
+         SELECT gen_random_uuid(), $1, book_id, finished - interval '3 days', finished, 100, finished
+         FROM (SELECT e.book_id,
+                      $2::timestamptz + ($3::timestamptz - $2::timestamptz)
+                          * (row_number() OVER (ORDER BY e.book_id)::float8 / (count(*) OVER () + 1)) AS finished
+               FROM library_entries e
+               WHERE e.user_id = $1
+                 AND NOT EXISTS (SELECT 1 FROM reads r WHERE r.user_id = e.user_id AND r.book_id = e.book_id)
+              ) AS t",
+        user,
+        from,
+        to,
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let sessions = sqlx::query!(
+        "INSERT INTO reading_sessions (id, read_id, user_id, started_at, ended_at, minutes)
+         SELECT gen_random_uuid(), r.id, r.user_id,
+                r.finished_at - make_interval(hours => 12 * k),
+                r.finished_at - make_interval(hours => 12 * k) + interval '30 minutes', 30
+         FROM reads r CROSS JOIN generate_series(1, $2::int) AS k
+         WHERE r.user_id = $1
+           AND NOT EXISTS (SELECT 1 FROM reading_sessions s WHERE s.read_id = r.id)",
+        user,
+        sessions_per_read,
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    // Utility statements the macros cannot describe. Fresh statistics, or the planner
+    // guesses; a fresh visibility map, or the stats' index-only scans visit the heap.
+    sqlx::query("VACUUM (ANALYZE) library_entries, reads, reading_sessions")
+        .execute(db)
+        .await?;
+    Ok(History { reads, sessions })
 }

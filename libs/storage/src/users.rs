@@ -1,4 +1,4 @@
-use bookshelf_domain::{Cursor, PageParams, Role, User};
+use bookshelf_domain::{Cursor, PageParams, Role, User, UserCard, Visibility};
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
@@ -19,6 +19,7 @@ pub struct UserPatch {
     pub email: Option<String>,
     pub display_name: Option<String>,
     pub bio: Option<Option<String>>,
+    pub library_visibility: Option<Visibility>,
 }
 
 /// What a sign-in checks: whose account an email is, and its password hash.
@@ -32,7 +33,8 @@ pub async fn insert(db: impl PgExecutor<'_>, new: NewUser<'_>) -> Result<User> {
         User,
         r#"INSERT INTO users (id, email, password_hash, display_name, role)
            VALUES ($1, $2, $3, $4, $5)
-           RETURNING id, email, display_name, bio, role AS "role: Role", created_at, updated_at"#,
+           RETURNING id, email, display_name, bio, role AS "role: Role",
+                  library_visibility AS "library_visibility: Visibility", created_at, updated_at"#,
         Uuid::new_v4(),
         new.email,
         new.password_hash,
@@ -47,7 +49,8 @@ pub async fn insert(db: impl PgExecutor<'_>, new: NewUser<'_>) -> Result<User> {
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<User> {
     sqlx::query_as!(
         User,
-        r#"SELECT id, email, display_name, bio, role AS "role: Role", created_at, updated_at
+        r#"SELECT id, email, display_name, bio, role AS "role: Role",
+                  library_visibility AS "library_visibility: Visibility", created_at, updated_at
            FROM users WHERE id = $1"#,
         id,
     )
@@ -85,14 +88,17 @@ pub async fn update_profile(db: impl PgExecutor<'_>, id: Uuid, patch: UserPatch)
               email = COALESCE($2, email),
               display_name = COALESCE($3, display_name),
               bio = CASE WHEN $4 THEN $5 ELSE bio END,
+              library_visibility = COALESCE($6, library_visibility),
               updated_at = now()
            WHERE id = $1
-           RETURNING id, email, display_name, bio, role AS "role: Role", created_at, updated_at"#,
+           RETURNING id, email, display_name, bio, role AS "role: Role",
+                  library_visibility AS "library_visibility: Visibility", created_at, updated_at"#,
         id,
         patch.email,
         patch.display_name,
         set_bio,
         bio,
+        patch.library_visibility.map(Visibility::as_str),
     )
     .fetch_optional(db)
     .await
@@ -123,7 +129,8 @@ pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
 pub async fn list(db: &PgPool, page: PageParams) -> Result<(Vec<User>, Option<Cursor>)> {
     let rows = sqlx::query_as!(
         User,
-        r#"SELECT id, email, display_name, bio, role AS "role: Role", created_at, updated_at
+        r#"SELECT id, email, display_name, bio, role AS "role: Role",
+                  library_visibility AS "library_visibility: Visibility", created_at, updated_at
            FROM users
            WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2))
            ORDER BY created_at, id LIMIT $3"#,
@@ -148,7 +155,8 @@ pub async fn ensure_admin(db: &PgPool, email: &str, password_hash: &str, display
            VALUES ($1, $2, $3, $4, 'admin')
            ON CONFLICT (lower(email)) DO UPDATE
               SET role = 'admin', password_hash = EXCLUDED.password_hash, updated_at = now()
-           RETURNING id, email, display_name, bio, role AS "role: Role", created_at, updated_at"#,
+           RETURNING id, email, display_name, bio, role AS "role: Role",
+                  library_visibility AS "library_visibility: Visibility", created_at, updated_at"#,
         Uuid::new_v4(),
         email,
         password_hash,
@@ -156,4 +164,21 @@ pub async fn ensure_admin(db: &PgPool, email: &str, password_hash: &str, display
     )
     .fetch_one(db)
     .await?)
+}
+
+/// A user's public profile with its follow counts, and whether `viewer` follows them.
+pub async fn card(db: &PgPool, viewer: Uuid, id: Uuid) -> Result<UserCard> {
+    sqlx::query_as!(
+        UserCard,
+        r#"SELECT u.id, u.display_name, u.bio,
+                  (SELECT count(*) FROM follows WHERE followee_id = u.id) AS "followers!",
+                  (SELECT count(*) FROM follows WHERE follower_id = u.id) AS "following!",
+                  EXISTS (SELECT 1 FROM follows WHERE follower_id = $2 AND followee_id = u.id) AS "followed_by_me!"
+           FROM users u WHERE u.id = $1"#,
+        id,
+        viewer,
+    )
+    .fetch_optional(db)
+    .await?
+    .ok_or(StorageError::NotFound)
 }

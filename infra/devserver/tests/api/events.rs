@@ -249,6 +249,79 @@ async fn every_sample_event_runs_its_handler() {
     let (status, _) = invoke(&state, "reads-delete", on_read("reads-delete/delete.json")).await;
     assert_eq!(status, 204);
 
+    // People: Ann follows the admin, and the admin follows Ann back; the fan-out sample
+    // (its first record swapped for that activity, its second malformed) delivers it.
+    let admin_id = ac["sub"].as_str().unwrap().to_string();
+    let on_user = |mut e: Value, id: &str| {
+        e["pathParameters"]["id"] = json!(id);
+        e
+    };
+    let (status, _) = invoke(
+        &state,
+        "users-follow",
+        on_user(me("users-follow/follow.json"), &admin_id),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let mut e = on_user(event("users-follow/follow.json"), user);
+    e = as_caller(e, &admin_id, ac["sid"].as_str().unwrap(), "admin");
+    let (status, _) = invoke(&state, "users-follow", e).await;
+    assert_eq!(status, 204);
+    let (status, body) = invoke(
+        &state,
+        "users-followers",
+        on_user(me("users-followers/followers.json"), &admin_id),
+    )
+    .await;
+    assert_eq!((status, body["items"][0]["id"].as_str()), (200, Some(user)));
+    let (status, body) = invoke(
+        &state,
+        "users-following",
+        on_user(me("users-following/following.json"), user),
+    )
+    .await;
+    assert_eq!(
+        (status, body["items"][0]["id"].as_str()),
+        (200, Some(admin_id.as_str()))
+    );
+    let (status, _) = invoke(
+        &state,
+        "users-library",
+        on_user(me("users-library/library.json"), &admin_id),
+    )
+    .await;
+    assert_eq!(status, 404, "the admin's library is private");
+    let followed: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM activities WHERE actor_id = $1::uuid AND type = 'followed'")
+            .bind(&admin_id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let mut batch = event("feed-fanout/batch.json");
+    batch["Records"][0]["body"] = json!(json!({"activityId": followed}).to_string());
+    let poison = batch["Records"][1]["messageId"].clone();
+    let batch: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(batch).unwrap();
+    let response = bookshelf_api::worker::fan_out_batch(state.clone(), batch).await;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, [poison.as_str().unwrap()]);
+    let (status, body) = invoke(&state, "feed-get", me("feed-get/feed.json")).await;
+    assert_eq!(
+        (status, body["items"][0]["type"].as_str()),
+        (200, Some("followed")),
+        "{body}"
+    );
+    let (status, _) = invoke(
+        &state,
+        "users-unfollow",
+        on_user(me("users-unfollow/unfollow.json"), &admin_id),
+    )
+    .await;
+    assert_eq!(status, 204);
+
     let (status, _) = invoke(
         &state,
         "library-delete",

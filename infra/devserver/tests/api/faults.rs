@@ -131,3 +131,106 @@ async fn a_database_restart_under_load_loses_no_order_and_confirms_none_twice() 
     cluster.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_database_restart_loses_no_activity_and_doubles_none() {
+    let dir = std::env::temp_dir().join(format!("bookshelf-fault-pg-{}", uuid::Uuid::new_v4().simple()));
+    let cluster = PgCluster::start(&dir, false).await.unwrap();
+    let queue = Queue::Memory(Arc::new(MemoryQueue::new(Duration::from_millis(500), 50)));
+    // Activities get the same generous redelivery as orders here, to outlast the restart.
+    let app = TestApp::start_on(&cluster.url("postgres"), Some(queue), |s| {
+        s.with_activity_queue(Queue::Memory(Arc::new(MemoryQueue::new(
+            Duration::from_millis(500),
+            50,
+        ))))
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let star = app.register("loud@example.org", "password123").await;
+    let star_id = star["user"]["id"].as_str().unwrap().to_string();
+    let star = token(&star);
+    let mut fans = 0;
+    for i in 0..4 {
+        let fan = token(
+            &app.register(&format!("listener{i}@example.org"), "password123")
+                .await,
+        );
+        let r = app
+            .send(
+                reqwest::Method::PUT,
+                &format!("/users/{star_id}/follow"),
+                Some(&fan),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        fans += 1;
+    }
+    let mut books = Vec::new();
+    for _ in 0..40 {
+        books.push(
+            create_book(&app, &admin, json!({})).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+
+    // Shelving 40 books (one `shelved` each) while the database restarts underneath.
+    let (client, url) = (app.client.clone(), app.url.clone());
+    let load = tokio::spawn(async move {
+        let mut done = 0;
+        for book in books {
+            loop {
+                let r = client
+                    .put(format!("{url}/library/{book}"))
+                    .bearer_auth(&star)
+                    .json(&json!({"status": "want_to_read"}))
+                    .timeout(Duration::from_secs(20))
+                    .send()
+                    .await
+                    .expect("transport");
+                match r.status() {
+                    s if s.is_success() => break,
+                    // During the restart: a retryable refusal; the client retries.
+                    StatusCode::SERVICE_UNAVAILABLE => tokio::time::sleep(Duration::from_millis(100)).await,
+                    s => panic!("{s}: {:?}", r.text().await),
+                }
+            }
+            done += 1;
+        }
+        done
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cluster.restart().await.unwrap();
+    assert_eq!(load.await.unwrap(), 40);
+
+    // Every shelved activity reaches every fan exactly once: the relay resends what the
+    // request path could not, the fan-out retries what failed, the key absorbs repeats.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let want = 40 * fans;
+    loop {
+        let counts: Result<(i64, i64), _> = sqlx::query_as(
+            "SELECT count(*), count(DISTINCT (reader_id, activity_id)) FROM feed_items fi
+             JOIN activities a ON a.id = fi.activity_id WHERE a.type = 'shelved'",
+        )
+        .fetch_one(&app.pool)
+        .await;
+        if let Ok((rows, distinct)) = counts {
+            assert_eq!(rows, distinct);
+            if rows == want {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "feed rows {counts:?}, want {want}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let activities: i64 = sqlx::query_scalar("SELECT count(*) FROM activities WHERE type = 'shelved'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(activities, 40, "one activity per shelved book, none twice");
+    drop(app);
+    cluster.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -125,7 +125,9 @@ impl TestApp {
         // A short visibility timeout so retries and the DLQ happen within a test.
         let mut state = AppState::new(databases.app, &keys);
         if let Some(q) = queue {
-            state = state.with_queue(q);
+            // With a worker, the feed's fan-out runs too, on its own in-process queue.
+            let activities = Queue::Memory(Arc::new(MemoryQueue::new(Duration::from_secs(1), 3)));
+            state = state.with_queue(q).with_activity_queue(activities);
         }
         let state = Arc::new(adjust(state));
         let server = Server::start(listener, &template, state.clone())

@@ -13,6 +13,7 @@ mod faults;
 mod layout;
 mod library;
 mod orders;
+mod people;
 mod reading;
 mod sqs;
 mod tokens;

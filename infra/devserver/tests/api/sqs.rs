@@ -317,10 +317,12 @@ async fn the_relay_schedule_never_strands_a_received_batch() {
 
 /// The send attempts of every outbox row not yet sent.
 async fn unsent_attempts(app: &TestApp) -> Vec<i32> {
-    sqlx::query_scalar("SELECT attempts FROM outbox WHERE sent_at IS NULL ORDER BY attempts")
-        .fetch_all(&app.pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar(
+        "SELECT attempts FROM outbox WHERE sent_at IS NULL AND topic = 'orders' ORDER BY attempts",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
 }
 
 /// A queue whose endpoint nobody listens on: every send fails at once.
@@ -418,4 +420,138 @@ async fn a_relay_run_that_cannot_send_fails() {
         [1],
         "the attempt is committed even though the run failed"
     );
+}
+
+/// The activities queue and its DLQ on moto, as `queues` makes the orders one.
+async fn activity_queues(moto: &Moto) -> (SqsQueue, SqsQueue) {
+    SqsQueue::ensure(SqsQueue::local_client(&moto.endpoint), "activities", 1, 2)
+        .await
+        .unwrap()
+}
+
+/// How many feed rows each (reader, activity) has: exactly one is the only right answer.
+async fn feed_rows(app: &TestApp) -> (i64, i64) {
+    sqlx::query_as("SELECT count(*), count(DISTINCT (reader_id, activity_id)) FROM feed_items")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+async fn wait_for_feed_rows(app: &TestApp, n: i64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (rows, distinct) = feed_rows(app).await;
+        assert_eq!(rows, distinct, "a feed row twice");
+        if rows == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{rows} feed rows, not {n}, after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn activities_survive_a_queue_outage_and_a_redelivery_adds_nothing() {
+    let moto = Moto::start().await;
+    let port: u16 = moto.endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    let (orders_queue, _) = moto.queues().await;
+    let (activities, _) = activity_queues(&moto).await;
+    let feed_queue = activities.clone();
+    let app = TestApp::start_custom(Some(Queue::Sqs(orders_queue)), move |s| {
+        s.with_activity_queue(Queue::Sqs(feed_queue))
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let star = app.register("star@example.org", "password123").await;
+    let star_id = star["user"]["id"].as_str().unwrap().to_string();
+    let star = token(&star);
+    app.send(
+        reqwest::Method::PATCH,
+        "/users/me",
+        Some(&star),
+        Some(json!({"libraryVisibility": "public"})),
+    )
+    .await;
+    let mut fans = Vec::new();
+    for i in 0..3 {
+        let fan = token(&app.register(&format!("fan{i}@example.org"), "password123").await);
+        let r = app
+            .send(
+                reqwest::Method::PUT,
+                &format!("/users/{star_id}/follow"),
+                Some(&fan),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        fans.push(fan);
+    }
+    let book = id_of(&create_book(&app, &admin, json!({})).await);
+    app.send(
+        reqwest::Method::PUT,
+        &format!("/library/{book}"),
+        Some(&star),
+        Some(json!({"status": "reading"})),
+    )
+    .await;
+    wait_for_feed_rows(&app, 3, Duration::from_secs(10)).await;
+
+    // The queue server goes away: actions still succeed, their activities wait in the outbox.
+    drop(moto);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = app
+        .send(
+            reqwest::Method::PUT,
+            &format!("/library/{book}"),
+            Some(&star),
+            Some(json!({"status": "read", "rating": 5})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app
+        .post(&format!("/library/{book}/reads"), Some(&star), json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let waiting: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE topic = 'activities' AND sent_at IS NULL")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(waiting, 2, "rated and started_reading wait for the queue");
+
+    // It comes back empty; the relay sends, the fan-out delivers each to every fan once.
+    let moto = Moto::start_on(port).await;
+    moto.queues().await;
+    let (activities, _) = activity_queues(&moto).await;
+    wait_for_feed_rows(&app, 9, Duration::from_secs(30)).await;
+    for fan in &fans {
+        let r = app.get("/feed", Some(fan)).await;
+        let types: Vec<&str> = r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["started_reading", "rated", "shelved"]);
+    }
+
+    // Every activity delivered once more, as SQS may: nothing changes.
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM activities WHERE actor_id = $1::uuid")
+        .bind(&star_id)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    for id in &ids {
+        activities
+            .send(&json!({"activityId": id}).to_string())
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for_feed_rows(&app, 9, Duration::from_secs(1)).await;
+    let left = activities.receive(10, Duration::from_millis(200)).await.unwrap();
+    assert!(left.is_empty(), "the redeliveries were consumed: {}", left.len());
 }

@@ -184,8 +184,8 @@ async fn public_profiles() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
         r.body,
-        json!({"id": id, "displayName": "kim", "bio": null}),
-        "no email, no role"
+        json!({"id": id, "displayName": "kim", "bio": null, "followers": 0, "following": 0, "followedByMe": false}),
+        "no email, no role, no visibility"
     );
     app.get(&format!("/users/{}", uuid::Uuid::new_v4()), Some(&token(&a)))
         .await

@@ -1,0 +1,190 @@
+//! Activities, their fan-out into followers' feeds, and the feed itself.
+//!
+//! An activity is written with its outbox message in the transaction of the action that
+//! causes it. Fan-out copies it into one `feed_items` row per follower, in batches, each
+//! batch a statement that a redelivery repeats harmlessly (the primary key). Who sees what
+//! is judged when the feed is read, never at fan-out: a feed row shows only while its
+//! reader still follows the actor (and has since before the activity), and a book activity
+//! only while the actor's visibility allows it.
+
+use bookshelf_domain::activity::ActivityMessage;
+use bookshelf_domain::{
+    Activity, ActivityType, BookSummary, Cursor, NewActivity, PageParams, PersonRef, ReadingStatus,
+};
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::outbox::OutboxMessage;
+use crate::{Result, StorageError};
+
+/// Outbox messages written by a transaction, for its request to send after commit.
+pub type Pending = Vec<OutboxMessage>;
+
+/// Records activities and their outbox messages in the caller's transaction.
+pub async fn record(tx: &mut PgConnection, activities: &[NewActivity]) -> Result<Pending> {
+    let mut pending = Vec::with_capacity(activities.len());
+    for a in activities {
+        let id = Uuid::new_v4();
+        sqlx::query!(
+            // clock_timestamp, not now(): two activities of one transaction (shelved, then
+            // rated) keep their order in the feed.
+            "INSERT INTO activities (id, actor_id, type, book_id, subject_id, status, rating, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp())",
+            id,
+            a.actor,
+            a.kind.as_str(),
+            a.book,
+            a.subject,
+            a.status.map(ReadingStatus::as_str),
+            a.rating,
+        )
+        .execute(&mut *tx)
+        .await?;
+        let payload =
+            serde_json::to_value(ActivityMessage { activity_id: id }).map_err(StorageError::Encode)?;
+        let outbox_id = sqlx::query_scalar!(
+            "INSERT INTO outbox (topic, activity_id, payload) VALUES ('activities', $1, $2) RETURNING id",
+            id,
+            payload,
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        pending.push(OutboxMessage {
+            id: outbox_id,
+            payload,
+        });
+    }
+    Ok(pending)
+}
+
+/// What one fan-out did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fanout {
+    /// `added` feed rows were written (a redelivery adds 0) for `followers` followers,
+    /// in `batches` statements.
+    Delivered {
+        followers: u64,
+        added: u64,
+        batches: u32,
+    },
+    /// The activity is gone (its actor, book or subject was deleted): nothing to deliver.
+    Gone,
+}
+
+/// Copies an activity into the feed of every follower its actor had when it happened,
+/// `batch` followers per statement (each short, each idempotent).
+pub async fn fan_out(db: &PgPool, activity: Uuid, batch: i64) -> Result<Fanout> {
+    let Some(a) = sqlx::query!(
+        "SELECT actor_id, created_at FROM activities WHERE id = $1",
+        activity
+    )
+    .fetch_optional(db)
+    .await?
+    else {
+        return Ok(Fanout::Gone);
+    };
+    let (mut followers, mut added, mut batches) = (0u64, 0u64, 0u32);
+    let mut after: Option<(DateTime<Utc>, Uuid)> = None;
+    loop {
+        // Walks the actor's followers by (follow time, id) through follows_followee_idx.
+        let step = sqlx::query!(
+            r#"WITH batch AS (
+                   SELECT f.follower_id, f.created_at FROM follows f
+                   WHERE f.followee_id = $2 AND f.created_at <= $3
+                     AND ($4::timestamptz IS NULL OR (f.created_at, f.follower_id) > ($4, $5))
+                   ORDER BY f.created_at, f.follower_id LIMIT $6),
+               added AS (
+                   INSERT INTO feed_items (reader_id, activity_id, actor_id, created_at)
+                   SELECT follower_id, $1, $2, $3 FROM batch
+                   ON CONFLICT (reader_id, activity_id) DO NOTHING
+                   RETURNING 1)
+               SELECT (SELECT count(*) FROM batch) AS "in_batch!",
+                      (SELECT count(*) FROM added) AS "added!",
+                      last.created_at AS "last_at?", last.follower_id AS "last_id?"
+               FROM (SELECT 1) AS one
+               LEFT JOIN LATERAL (SELECT created_at, follower_id FROM batch
+                                  ORDER BY created_at DESC, follower_id DESC LIMIT 1) AS last ON true"#,
+            activity,
+            a.actor_id,
+            a.created_at,
+            after.map(|(at, _)| at),
+            after.map(|(_, id)| id),
+            batch,
+        )
+        .fetch_one(db)
+        .await?;
+        batches += 1;
+        followers += step.in_batch as u64;
+        added += step.added as u64;
+        match (step.last_at, step.last_id) {
+            (Some(at), Some(id)) if step.in_batch == batch => after = Some((at, id)),
+            _ => break,
+        }
+    }
+    Ok(Fanout::Delivered {
+        followers,
+        added,
+        batches,
+    })
+}
+
+/// One page of the reader's feed, newest first: one indexed walk of their feed rows,
+/// each kept only while the rules say the reader may see it now.
+pub async fn feed(db: &PgPool, reader: Uuid, page: PageParams) -> Result<(Vec<Activity>, Option<Cursor>)> {
+    let rows = sqlx::query!(
+        r#"SELECT a.id, a.type AS "kind: ActivityType", a.actor_id, actor.display_name AS actor_name,
+                  a.book_id, b.title AS "title?", b.authors AS "authors?",
+                  a.subject_id, subject.display_name AS "subject_name?",
+                  a.status AS "status: ReadingStatus", a.rating, a.created_at, fi.created_at AS fed_at
+           FROM feed_items fi
+           JOIN activities a ON a.id = fi.activity_id
+           JOIN users actor ON actor.id = fi.actor_id
+           LEFT JOIN books b ON b.id = a.book_id
+           LEFT JOIN users subject ON subject.id = a.subject_id
+           WHERE fi.reader_id = $1
+             AND EXISTS (SELECT 1 FROM follows f
+                          WHERE f.follower_id = $1 AND f.followee_id = fi.actor_id
+                            AND f.created_at <= a.created_at)
+             AND (a.type = 'followed' OR actor.library_visibility <> 'private')
+             AND ($2::timestamptz IS NULL OR (fi.created_at, fi.activity_id) < ($2, $3))
+           ORDER BY fi.created_at DESC, fi.activity_id DESC LIMIT $4"#,
+        reader,
+        page.after.map(|c| c.at),
+        page.after.map(|c| c.id),
+        page.limit + 1,
+    )
+    .fetch_all(db)
+    .await?;
+    let items: Vec<(DateTime<Utc>, Activity)> = rows
+        .into_iter()
+        .map(|r| {
+            let book = match (r.book_id, r.title, r.authors) {
+                (Some(id), Some(title), Some(authors)) => Some(BookSummary { id, title, authors }),
+                _ => None,
+            };
+            let subject = match (r.subject_id, r.subject_name) {
+                (Some(id), Some(display_name)) => Some(PersonRef { id, display_name }),
+                _ => None,
+            };
+            (
+                r.fed_at,
+                Activity {
+                    id: r.id,
+                    kind: r.kind,
+                    actor: PersonRef {
+                        id: r.actor_id,
+                        display_name: r.actor_name,
+                    },
+                    book,
+                    subject,
+                    status: r.status,
+                    rating: r.rating,
+                    created_at: r.created_at,
+                },
+            )
+        })
+        .collect();
+    let (items, next) = crate::page(items, page.limit, |(at, a)| Cursor { at: *at, id: a.id });
+    Ok((items.into_iter().map(|(_, a)| a).collect(), next))
+}
