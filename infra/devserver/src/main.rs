@@ -5,10 +5,13 @@
 //!   bookshelf-dev create-admin             ensure the admin from BOOKSHELF_ADMIN_EMAIL /
 //!                                          BOOKSHELF_ADMIN_PASSWORD exists (uses DATABASE_URL)
 //!   bookshelf-dev migrate                  apply migrations to DATABASE_URL
-//!   bookshelf-dev seed [N] [--readers R]   add N (default 10000) demo books to DATABASE_URL, or
+//!   bookshelf-dev seed [N] [--readers R] [--followers F]
+//!                                          add N (default 10000) demo books to DATABASE_URL, or
 //!                                          to the database of a running `make dev`; with
 //!                                          --readers, R readers with a year of reading each
-//!                                          (5,000 finished reads, 20,000 sessions)
+//!                                          (5,000 finished reads, 20,000 sessions); with
+//!                                          --followers F, star@seed.bookshelf.local with F
+//!                                          followers (the fan-out benchmark)
 //!   bookshelf-dev keys                     print new signing keys and their JWK Set (deploy)
 //!   bookshelf-dev worker                   only the order worker and outbox relay, on the
 //!                                          queue at SQS_ENDPOINT (beside `sam local`)
@@ -216,6 +219,7 @@ const DEV_URL_FILE: &str = ".dev/database_url";
 async fn seed(args: &[String]) -> Result<()> {
     let mut count: usize = 10_000;
     let mut readers: usize = 0;
+    let mut followers: i32 = 0;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
@@ -225,6 +229,13 @@ async fn seed(args: &[String]) -> Result<()> {
                     .context("--readers needs a number")?
                     .parse()
                     .context("--readers needs a number")?;
+            }
+            "--followers" => {
+                followers = rest
+                    .next()
+                    .context("--followers needs a number")?
+                    .parse()
+                    .context("--followers needs a number")?;
             }
             n => count = n.parse().context("the count must be a number")?,
         }
@@ -243,6 +254,16 @@ async fn seed(args: &[String]) -> Result<()> {
         "added {inserted} books in {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    if followers > 0 {
+        let started = std::time::Instant::now();
+        let (star, last) = bookshelf_devserver::seed::seed_star(&pool, followers).await?;
+        println!(
+            "star {star} (password {}) has {followers} followers in {:.1}s; the fan-out reaches {} last",
+            bookshelf_devserver::seed::READER_PASSWORD,
+            started.elapsed().as_secs_f64(),
+            last.as_deref().unwrap_or("-")
+        );
+    }
     if readers > 0 {
         let started = std::time::Instant::now();
         let made = bookshelf_devserver::seed::seed_readers(&pool, readers).await?;

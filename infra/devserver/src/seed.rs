@@ -332,6 +332,38 @@ pub async fn seed_readers(
     Ok(made)
 }
 
+/// A reader with `count` followers (`follower{n}@seed.bookshelf.local`, password
+/// `READER_PASSWORD`) and a public library: what the fan-out benchmark shelves books as.
+/// Returns the star's email and the follower the fan-out reaches last.
+pub async fn seed_star(pool: &PgPool, count: i32) -> Result<(String, Option<String>)> {
+    let email = "star@seed.bookshelf.local".to_string();
+    let hash = bookshelf_auth::password::hash(READER_PASSWORD);
+    let new = bookshelf_storage::NewUser {
+        email: &email,
+        password_hash: &hash,
+        display_name: "Star",
+        role: bookshelf_domain::Role::User,
+    };
+    let star = match bookshelf_storage::users::insert(pool, new).await {
+        Ok(user) => user.id,
+        Err(bookshelf_storage::StorageError::Conflict(_)) => {
+            bookshelf_storage::users::find_credentials(pool, &email)
+                .await?
+                .map(|c| c.user_id)
+                .ok_or_else(|| anyhow::anyhow!("{email} vanished"))?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let public = bookshelf_storage::UserPatch {
+        library_visibility: Some(bookshelf_domain::Visibility::Public),
+        ..Default::default()
+    };
+    bookshelf_storage::users::update_profile(pool, star, public).await?;
+    let last =
+        bookshelf_storage::follows::seed_followers(pool, star, count, "seed.bookshelf.local", &hash).await?;
+    Ok((email, last))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

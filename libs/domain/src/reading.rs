@@ -371,6 +371,14 @@ pub fn year_bounds(year: i32) -> (DateTime<Utc>, DateTime<Utc>) {
     (start(year), start(year + 1))
 }
 
+/// The first instant of each month of `year` in UTC: the thresholds the stats queries
+/// bucket times by (`width_bucket`), cheaper per row than converting every time to a date.
+pub fn month_starts(year: i32) -> Vec<DateTime<Utc>> {
+    (1..=12)
+        .filter_map(|m| Utc.with_ymd_and_hms(year, m, 1, 0, 0, 0).single())
+        .collect()
+}
+
 pub fn current_year(now: DateTime<Utc>) -> i32 {
     now.year()
 }
@@ -565,6 +573,9 @@ mod tests {
         for bad in ["1899", "2028", "abc", " 2026", "2026.0", ""] {
             assert!(year(bad, 2026).is_err(), "{bad:?}");
         }
+        let starts = month_starts(2024);
+        assert_eq!(starts.len(), 12);
+        assert_eq!(starts[1].to_rfc3339(), "2024-02-01T00:00:00+00:00");
         let (a, b) = year_bounds(2026);
         assert_eq!(
             (a.to_rfc3339(), b.to_rfc3339()),

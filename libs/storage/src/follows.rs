@@ -164,3 +164,47 @@ pub async fn library_access(db: &PgPool, viewer: Uuid, owner: Uuid) -> Result<(V
     .ok_or(StorageError::NotFound)?;
     Ok((row.visibility, row.follows))
 }
+
+/// Demo and benchmark data, in bulk: `count` accounts (`follower{n}@{domain}`, all with
+/// `password_hash`) following `followee`. Two statements, whatever the count. Returns the
+/// email of the follower the fan-out reaches last (it walks followers by follow time, then
+/// id), so a benchmark can time delivery to everyone by watching that one feed.
+pub async fn seed_followers(
+    db: &PgPool,
+    followee: Uuid,
+    count: i32,
+    domain: &str,
+    password_hash: &str,
+) -> Result<Option<String>> {
+    let mut tx = db.begin().await?;
+    sqlx::query!(
+        "INSERT INTO users (id, email, password_hash, display_name)
+         SELECT gen_random_uuid(), 'follower' || n || '@' || $2, $3, 'Follower ' || n
+         FROM generate_series(1, $1::int) AS n
+         ON CONFLICT (lower(email)) DO NOTHING",
+        count,
+        domain,
+        password_hash,
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO follows (follower_id, followee_id)
+         SELECT id, $1 FROM users WHERE email LIKE 'follower%@' || $2 AND id <> $1
+         ON CONFLICT (follower_id, followee_id) DO NOTHING",
+        followee,
+        domain,
+    )
+    .execute(&mut *tx)
+    .await?;
+    let last = sqlx::query_scalar!(
+        "SELECT u.email FROM follows f JOIN users u ON u.id = f.follower_id
+         WHERE f.followee_id = $1 ORDER BY f.created_at DESC, f.follower_id DESC LIMIT 1",
+        followee,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    sqlx::query("VACUUM (ANALYZE) users, follows").execute(db).await?;
+    Ok(last)
+}
