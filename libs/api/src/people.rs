@@ -4,14 +4,12 @@ use std::sync::Arc;
 
 use bookshelf_domain::{field, AllValid, PageParams, ReadingStatus};
 use bookshelf_http::{
-    enum_param, json, no_content, path_uuid, query_param, ApiError, Body, Identity, Page, Request, Response,
+    enum_param, no_content, path_uuid, query_param, ApiError, Body, Identity, Page, Request, Response,
 };
 use bookshelf_storage::follows::{self, Direction, FollowOutcome};
 use bookshelf_storage::library::{self, EntryFilter};
 use bookshelf_storage::outbox::Topic;
 use bookshelf_storage::{activities, StorageError};
-use http::StatusCode;
-use serde::Serialize;
 
 use crate::openapi::{ActivityPage, LibraryPage, Problem, PublicProfilePage};
 use crate::AppState;
@@ -21,16 +19,6 @@ fn no_user(e: StorageError) -> ApiError {
         StorageError::NotFound => ApiError::not_found("user"),
         other => other.into(),
     }
-}
-
-fn page_of<T: Serialize>(items: Vec<T>, next: Option<bookshelf_domain::Cursor>) -> Response<Body> {
-    json(
-        StatusCode::OK,
-        &Page {
-            items,
-            next_cursor: next.map(|c| c.encode()),
-        },
-    )
 }
 
 #[utoipa::path(put, path = "/users/{id}/follow", tag = "people", security(("bearer" = [])),
@@ -89,7 +77,7 @@ async fn follow_list(
     let (items, next) = follows::list(state.db()?, id, direction, page)
         .await
         .map_err(no_user)?;
-    Ok(page_of(items, next))
+    Ok(Page::ok(items, next.map(|c| c.encode())))
 }
 
 #[utoipa::path(get, path = "/users/{id}/followers", tag = "people", security(("bearer" = [])),
@@ -162,7 +150,7 @@ pub async fn library(state: Arc<AppState>, req: Request, who: Identity) -> Resul
         }
     }
     let (items, next) = library::list(db, owner, EntryFilter { status, favorite }, page).await?;
-    Ok(page_of(items, next))
+    Ok(Page::ok(items, next.map(|c| c.encode())))
 }
 
 #[utoipa::path(get, path = "/feed", tag = "people", security(("bearer" = [])),
@@ -177,5 +165,5 @@ pub async fn library(state: Arc<AppState>, req: Request, who: Identity) -> Resul
 pub async fn feed(state: Arc<AppState>, req: Request, who: Identity) -> Result<Response<Body>, ApiError> {
     let page = PageParams::parse(query_param(&req, "limit"), query_param(&req, "cursor"))?;
     let (items, next) = activities::feed(state.db()?, who.user_id, page).await?;
-    Ok(page_of(items, next))
+    Ok(Page::ok(items, next.map(|c| c.encode())))
 }

@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use bookshelf_domain::reading::{AbandonInput, EndSessionInput, FinishInput, ProgressInput, StartReadInput};
+use bookshelf_domain::reading::{
+    AbandonInput, Closing, EndSessionInput, FinishInput, ProgressInput, StartReadInput,
+};
 use bookshelf_domain::{PageParams, Read, ReadingSession};
 use bookshelf_http::{
     json, no_content, path_uuid, query_param, read_json, read_optional_json, ApiError, Body, Identity, Page,
     Request, Response,
 };
-use bookshelf_storage::activities::Pending;
 use bookshelf_storage::outbox::Topic;
 use bookshelf_storage::reading::{self, Change, SessionEnd, SessionStart, StartOutcome};
 use bookshelf_storage::StorageError;
@@ -47,8 +48,19 @@ fn changed(outcome: Change<Read>) -> Result<Response<Body>, ApiError> {
     }
 }
 
-/// A close's outcome as the response, once its activities are on their way.
-async fn closed_read(state: &AppState, outcome: Change<(Read, Pending)>) -> Result<Response<Body>, ApiError> {
+/// Finishes or abandons the read of the path; the response once its activities are on
+/// their way.
+async fn close(
+    state: &AppState,
+    req: &Request,
+    who: Identity,
+    closing: Closing,
+    now: chrono::DateTime<Utc>,
+) -> Result<Response<Body>, ApiError> {
+    let id = path_uuid(req, "id")?;
+    let outcome = reading::close(state.db()?, who.user_id, id, closing, now)
+        .await
+        .map_err(read_not_found)?;
     match outcome {
         Change::Done((read, pending)) => {
             crate::publish::send(state, Topic::Activities, &pending).await;
@@ -57,16 +69,6 @@ async fn closed_read(state: &AppState, outcome: Change<(Read, Pending)>) -> Resu
         Change::Closed => Err(closed()),
         Change::Invalid(errors) => Err(ApiError::Validation(errors)),
     }
-}
-
-fn page_of<T: Serialize>(items: Vec<T>, next: Option<bookshelf_domain::Cursor>) -> Response<Body> {
-    json(
-        StatusCode::OK,
-        &Page {
-            items,
-            next_cursor: next.map(|c| c.encode()),
-        },
-    )
 }
 
 #[utoipa::path(post, path = "/library/{bookId}/reads", tag = "reading", security(("bearer" = [])),
@@ -120,7 +122,7 @@ pub async fn list(state: Arc<AppState>, req: Request, who: Identity) -> Result<R
             StorageError::NotFound => ApiError::not_found("book"),
             other => other.into(),
         })?;
-    Ok(page_of(items, next))
+    Ok(Page::ok(items, next.map(|c| c.encode())))
 }
 
 #[utoipa::path(get, path = "/reads/{id}", tag = "reading", security(("bearer" = [])),
@@ -182,13 +184,9 @@ pub async fn pause(state: Arc<AppState>, req: Request, who: Identity) -> Result<
         (status = 409, description = "The read is already closed", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn finish(state: Arc<AppState>, req: Request, who: Identity) -> Result<Response<Body>, ApiError> {
-    let id = path_uuid(&req, "id")?;
     let now = Utc::now();
     let closing = read_optional_json::<FinishInput>(&req)?.validate(now)?;
-    let outcome = reading::close(state.db()?, who.user_id, id, closing, now)
-        .await
-        .map_err(read_not_found)?;
-    closed_read(&state, outcome).await
+    close(&state, &req, who, closing, now).await
 }
 
 #[utoipa::path(post, path = "/reads/{id}/abandon", tag = "reading", security(("bearer" = [])),
@@ -201,13 +199,9 @@ pub async fn finish(state: Arc<AppState>, req: Request, who: Identity) -> Result
         (status = 409, description = "The read is already closed", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn abandon(state: Arc<AppState>, req: Request, who: Identity) -> Result<Response<Body>, ApiError> {
-    let id = path_uuid(&req, "id")?;
     let now = Utc::now();
     let closing = read_optional_json::<AbandonInput>(&req)?.validate(now)?;
-    let outcome = reading::close(state.db()?, who.user_id, id, closing, now)
-        .await
-        .map_err(read_not_found)?;
-    closed_read(&state, outcome).await
+    close(&state, &req, who, closing, now).await
 }
 
 #[utoipa::path(delete, path = "/reads/{id}", tag = "reading", security(("bearer" = [])),
@@ -302,5 +296,5 @@ pub async fn list_sessions(
     let (items, next) = reading::list_sessions(state.db()?, who.user_id, id, page)
         .await
         .map_err(read_not_found)?;
-    Ok(page_of(items, next))
+    Ok(Page::ok(items, next.map(|c| c.encode())))
 }

@@ -34,3 +34,10 @@ pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
 }
+
+impl<T: Serialize> Page<T> {
+    /// A page as its 200 response; `next_cursor` is the encoded cursor of the next page.
+    pub fn ok(items: Vec<T>, next_cursor: Option<String>) -> Response<Body> {
+        json(StatusCode::OK, &Page { items, next_cursor })
+    }
+}

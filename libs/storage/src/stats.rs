@@ -116,11 +116,13 @@ pub async fn stats(db: &PgPool, user: Uuid, year: i32) -> Result<Stats> {
     )
     .fetch_one(db)
     .await?;
-    let goal = match get_goal(db, user, year).await {
-        Ok(goal) => Some(goal),
-        Err(StorageError::NotFound) => None,
-        Err(e) => return Err(e),
-    };
+    let goal_books = sqlx::query_scalar!(
+        "SELECT books FROM reading_goals WHERE user_id = $1 AND year = $2",
+        user,
+        year,
+    )
+    .fetch_optional(db)
+    .await?;
     let mut figures: Vec<MonthFigures> = closed
         .into_iter()
         .map(|c| MonthFigures {
@@ -136,5 +138,12 @@ pub async fn stats(db: &PgPool, user: Uuid, year: i32) -> Result<Stats> {
         minutes: m.minutes,
         ..MonthFigures::default()
     }));
-    Ok(Stats::from_months(year, &figures, average_rating, goal))
+    let mut stats = Stats::from_months(year, &figures, average_rating, None);
+    // The goal's `finished` is the year's booksFinished, already counted above.
+    stats.goal = goal_books.map(|books| Goal {
+        year,
+        books,
+        finished: stats.books_finished,
+    });
+    Ok(stats)
 }
