@@ -130,8 +130,10 @@ impl Server {
         with_worker: bool,
     ) -> Result<Server> {
         let (stop_worker, stop_rx) = tokio::sync::watch::channel(false);
-        let worker = (with_worker && (state.queue.is_some() || state.activity_queue.is_some()))
-            .then(|| worker::spawn(state.clone(), std::time::Duration::from_secs(2), stop_rx));
+        let worker = (with_worker && (state.queue.is_some() || state.activity_queue.is_some())).then(|| {
+            let pollers = worker::Pollers::from_template(template);
+            worker::spawn(state.clone(), std::time::Duration::from_secs(2), pollers, stop_rx)
+        });
         let gateway = Arc::new(Gateway::new(template, state)?);
         let app = axum::Router::new().fallback(move |req| gateway.clone().handle(req));
         let addr = listener.local_addr()?;

@@ -134,7 +134,8 @@ async fn worker() -> Result<()> {
     // The worker signs nothing; the state wants keys, so it gets throw-away ones.
     let state = local_state(pool, &bookshelf_auth::SigningKeys::generate(), Some(queues));
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = bookshelf_devserver::worker::spawn(state, Duration::from_secs(2), stopped);
+    let pollers = bookshelf_devserver::worker::Pollers::from_template(&Template::load(&template_path()?)?);
+    let task = bookshelf_devserver::worker::spawn(state, Duration::from_secs(2), pollers, stopped);
     shutdown_signal().await;
     let _ = stop.send(true);
     task.await?;

@@ -41,6 +41,9 @@ pub struct Template {
     pub functions: Vec<String>,
     pub authorizer: Option<Authorizer>,
     pub gateway_responses: HashMap<String, GatewayResponse>,
+    /// Function binary → how many batches its SQS event source may have in flight at once
+    /// (`ScalingConfig.MaximumConcurrency`, a `!Ref` resolved to the parameter's default).
+    pub queue_concurrency: HashMap<String, usize>,
 }
 
 /// CloudFormation tags (`!Ref`, `!GetAtt`) arrive as tagged values; look through them.
@@ -178,8 +181,23 @@ impl Template {
             }
         }
 
+        // A `!Ref` to a template parameter, as the parameter's default.
+        let parameter_default = |v: &Value| -> Option<String> {
+            match v {
+                Value::Tagged(t) if t.tag == "!Ref" => {
+                    let name = text(&t.value)?;
+                    get(&doc, "Parameters")
+                        .and_then(|p| get(p, &name))
+                        .and_then(|p| get(p, "Default"))
+                        .and_then(text)
+                }
+                other => text(other),
+            }
+        };
+
         // Every function's Api events are the routes.
         let mut routes = Vec::new();
+        let mut queue_concurrency = HashMap::new();
         let mut functions = Vec::new();
         for (logical, r) in resources {
             if kind(r) != "AWS::Serverless::Function" {
@@ -191,6 +209,18 @@ impl Template {
                 .and_then(|p| get(p, "Events"))
                 .and_then(|e| e.as_mapping());
             for (_, event) in events.into_iter().flatten() {
+                if get(event, "Type").and_then(text).as_deref() == Some("SQS") {
+                    let concurrency = get(event, "Properties")
+                        .and_then(|p| get(p, "ScalingConfig"))
+                        .and_then(|c| untag(c).get("MaximumConcurrency"))
+                        .and_then(parameter_default)
+                        .and_then(|n| n.parse().ok())
+                        .ok_or_else(|| anyhow!("{logical}: SQS event without a MaximumConcurrency"))?;
+                    let function =
+                        binary_of(r).ok_or_else(|| anyhow!("{logical}: no Binary build property"))?;
+                    queue_concurrency.insert(function, concurrency);
+                    continue;
+                }
                 if get(event, "Type").and_then(text).as_deref() != Some("Api") {
                     continue;
                 }
@@ -223,6 +253,7 @@ impl Template {
             functions,
             authorizer,
             gateway_responses,
+            queue_concurrency,
         })
     }
 }
@@ -253,6 +284,9 @@ mod tests {
             .find(|r| r.path == "/users/me" && r.method == "GET")
             .unwrap();
         assert!(me.authorized);
+        // The parameters' defaults (5 each): the local workers run as many pollers.
+        assert_eq!(t.queue_concurrency["order-processor"], 5);
+        assert_eq!(t.queue_concurrency["feed-fanout"], 5);
         let unauthorized = &t.gateway_responses["UNAUTHORIZED"];
         assert_eq!(unauthorized.status, Some(401));
         assert!(unauthorized

@@ -78,21 +78,46 @@ pub async fn poll(
     Ok(messages.len())
 }
 
-/// Runs a poller per queue the state has, and the relay, until `stop` turns true, as
-/// independent loops.
+/// How many batches each consumer works on at once: deployed, the event source mapping's
+/// `MaximumConcurrency` (that many execution environments, each with one batch in hand).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pollers {
+    pub orders: usize,
+    pub feed: usize,
+}
+
+impl Pollers {
+    /// As the template deploys them (its parameters' defaults); 1 for a consumer it lacks.
+    pub fn from_template(template: &crate::Template) -> Pollers {
+        let of = |f: &str| template.queue_concurrency.get(f).copied().unwrap_or(1).max(1);
+        Pollers {
+            orders: of("order-processor"),
+            feed: of("feed-fanout"),
+        }
+    }
+}
+
+/// Runs `pollers` pollers per queue the state has, and the relay, until `stop` turns true,
+/// as independent loops.
 ///
 /// They must not share one `select!`: a relay tick would cancel a poll in flight, and a
 /// batch already received but not yet acknowledged would stay invisible for the whole
 /// visibility timeout (30 s) before being delivered again — `make bench` measured the SQS
 /// pipeline at 8 orders/s because of exactly that.
-pub fn spawn(state: Arc<AppState>, relay_every: Duration, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+pub fn spawn(
+    state: Arc<AppState>,
+    relay_every: Duration,
+    pollers: Pollers,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let pollers: Vec<_> = [
-            (state.queue.clone(), Consumer::Orders),
-            (state.activity_queue.clone(), Consumer::Feed),
+            (state.queue.clone(), Consumer::Orders, pollers.orders),
+            (state.activity_queue.clone(), Consumer::Feed, pollers.feed),
         ]
         .into_iter()
-        .filter_map(|(queue, consumer)| queue.map(|q| (q, consumer)))
+        .filter_map(|(queue, consumer, n)| queue.map(|q| (q, consumer, n)))
+        .flat_map(|(queue, consumer, n)| std::iter::repeat_n((queue, consumer), n))
         .map(|(queue, consumer)| {
             tokio::spawn(until_stopped(
                 stop.clone(),

@@ -107,6 +107,9 @@ pub(crate) fn one_row(done: sqlx::postgres::PgQueryResult) -> Result<()> {
     }
 }
 
+/// A pooled connection idle this long is pinged before it is handed out.
+const IDLE_PING_AFTER: Duration = Duration::from_secs(10);
+
 /// A small pool, connected lazily: a Lambda execution environment serves one request at a
 /// time, and a cold start must not pay for a connection it may never use.
 pub fn pool(options: PgConnectOptions, max_connections: u32) -> PgPool {
@@ -115,6 +118,19 @@ pub fn pool(options: PgConnectOptions, max_connections: u32) -> PgPool {
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(5))
         .idle_timeout(Duration::from_secs(300))
+        // sqlx pings every connection it hands out (a database round trip before each
+        // query); only one idle long enough to have been dropped by the server or the RDS
+        // Proxy is worth the ping. A dead one that slips through fails its query, is
+        // closed, and the caller answers 503 (retryable), as during any outage.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= IDLE_PING_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(options)
 }
 

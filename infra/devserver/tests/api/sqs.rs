@@ -298,7 +298,8 @@ async fn the_relay_schedule_never_strands_a_received_batch() {
         bookshelf_api::AppState::new(app.pool.clone(), &app.keys).with_queue(Queue::Sqs(queue)),
     );
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = bookshelf_devserver::worker::spawn(state, Duration::from_millis(5), stop_rx);
+    let pollers = bookshelf_devserver::worker::Pollers { orders: 1, feed: 1 };
+    let worker = bookshelf_devserver::worker::spawn(state, Duration::from_millis(5), pollers, stop_rx);
 
     let admin = app.admin_token().await;
     let t = token(&app.register("relay@example.org", "password123").await);
