@@ -15,61 +15,99 @@ use bookshelf_config::metrics;
 use crate::AppState;
 
 /// Processes a batch; the ids of messages that failed come back as batch item failures, so
-/// only those are delivered again (and, after the redrive limit, dead-lettered). Each
-/// message is one transaction, and a message for an order that is no longer pending
-/// changes nothing: delivering twice is harmless.
+/// only those are delivered again (and, after the redrive limit, dead-lettered). The whole
+/// batch is one transaction (`orders::process_many`: a popular book's stock is written
+/// once per batch); if that fails, each message is tried on its own, so one poisonous
+/// message cannot take the others with it. A message for an order that is no longer
+/// pending changes nothing: delivering twice is harmless.
 pub async fn process_batch(state: Arc<AppState>, event: SqsEvent) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for record in event.records {
+    // Failures by position, so they are reported in the batch's order.
+    let mut failed: Vec<(usize, String)> = Vec::new();
+    let mut work: Vec<(usize, String, String, uuid::Uuid)> = Vec::new();
+    for (at, record) in event.records.into_iter().enumerate() {
         let id = record.message_id.clone().unwrap_or_default();
         let receives = record
             .attributes
             .get("ApproximateReceiveCount")
             .cloned()
             .unwrap_or_default();
-        let message = record
+        match record
             .body
             .as_deref()
-            .and_then(|b| serde_json::from_str::<OrderMessage>(b).ok());
-        let failed = match message {
+            .and_then(|b| serde_json::from_str::<OrderMessage>(b).ok())
+        {
+            Some(OrderMessage { order_id }) => work.push((at, id, receives, order_id)),
             None => {
                 // Logged without the body: a malformed message may carry anything.
                 tracing::error!(message_id = %id, receives, "malformed order message; it will reach the DLQ");
-                true
+                failed.push((at, id));
             }
-            Some(OrderMessage { order_id }) => match process(&state, order_id).await {
-                Ok(ProcessOutcome::Confirmed(shelved)) => {
-                    tracing::info!(message_id = %id, %order_id, shelved = shelved.len(), "order confirmed");
-                    state.metrics.count(metrics::ORDERS_CONFIRMED, 1);
-                    crate::publish::send(&state, Topic::Activities, &shelved).await;
-                    false
-                }
-                Ok(ProcessOutcome::Rejected) => {
-                    tracing::info!(message_id = %id, %order_id, reason = "insufficient_stock", "order rejected");
-                    state.metrics.count(metrics::ORDERS_REJECTED, 1);
-                    false
-                }
-                Ok(ProcessOutcome::AlreadyDone(status)) => {
-                    tracing::info!(message_id = %id, %order_id, status = status.as_str(), "order already processed; duplicate ignored");
-                    false
-                }
-                Ok(ProcessOutcome::NotFound) => {
-                    tracing::error!(message_id = %id, %order_id, "message names no order; it will reach the DLQ");
-                    true
-                }
-                Err(e) => {
-                    tracing::warn!(message_id = %id, %order_id, receives, error = %bookshelf_http::error_chain(&e), "order processing failed; will retry");
-                    true
-                }
-            },
-        };
-        if failed {
-            let mut f = BatchItemFailure::default();
-            f.item_identifier = id;
-            response.batch_item_failures.push(f);
         }
     }
+    let ids: Vec<uuid::Uuid> = work.iter().map(|w| w.3).collect();
+    let outcomes = match ids.is_empty() {
+        true => Vec::new(),
+        false => decide(&state, &ids).await,
+    };
+    for ((at, id, receives, order_id), outcome) in work.into_iter().zip(outcomes) {
+        let failure = match outcome {
+            Ok(ProcessOutcome::Confirmed(shelved)) => {
+                tracing::info!(message_id = %id, %order_id, shelved = shelved.len(), "order confirmed");
+                state.metrics.count(metrics::ORDERS_CONFIRMED, 1);
+                crate::publish::send(&state, Topic::Activities, &shelved).await;
+                false
+            }
+            Ok(ProcessOutcome::Rejected) => {
+                tracing::info!(message_id = %id, %order_id, reason = "insufficient_stock", "order rejected");
+                state.metrics.count(metrics::ORDERS_REJECTED, 1);
+                false
+            }
+            Ok(ProcessOutcome::AlreadyDone(status)) => {
+                tracing::info!(message_id = %id, %order_id, status = status.as_str(), "order already processed; duplicate ignored");
+                false
+            }
+            Ok(ProcessOutcome::NotFound) => {
+                tracing::error!(message_id = %id, %order_id, "message names no order; it will reach the DLQ");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(message_id = %id, %order_id, receives, error = %bookshelf_http::error_chain(&e), "order processing failed; will retry");
+                true
+            }
+        };
+        if failure {
+            failed.push((at, id));
+        }
+    }
+    failed.sort_by_key(|(at, _)| *at);
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failed
+        .into_iter()
+        .map(|(_, id)| {
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = id;
+            f
+        })
+        .collect();
     response
+}
+
+/// The batch's outcomes: in one transaction, or, if that fails, one order at a time.
+async fn decide(
+    state: &AppState,
+    ids: &[uuid::Uuid],
+) -> Vec<Result<ProcessOutcome, bookshelf_http::ApiError>> {
+    match process_many(state, ids).await {
+        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        Err(e) => {
+            tracing::warn!(orders = ids.len(), error = %bookshelf_http::error_chain(&e), "batch failed; processing its orders one by one");
+            let mut each = Vec::with_capacity(ids.len());
+            for id in ids {
+                each.push(process(state, *id).await);
+            }
+            each
+        }
+    }
 }
 
 /// Followers per fan-out statement: 10,000 followers are ten short statements (tens of
@@ -132,6 +170,13 @@ pub async fn fan_out_batch(state: Arc<AppState>, event: SqsEvent) -> SqsBatchRes
 
 async fn process(state: &AppState, order_id: uuid::Uuid) -> Result<ProcessOutcome, bookshelf_http::ApiError> {
     Ok(orders::process(state.db()?, order_id).await?)
+}
+
+async fn process_many(
+    state: &AppState,
+    ids: &[uuid::Uuid],
+) -> Result<Vec<ProcessOutcome>, bookshelf_http::ApiError> {
+    Ok(orders::process_many(state.db()?, ids).await?)
 }
 
 /// What one relay run did.

@@ -197,6 +197,63 @@ pub struct OrderMessage {
     pub order_id: Uuid,
 }
 
+/// A pending order as the worker finds it: its lines (book, quantity).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingOrder {
+    pub id: Uuid,
+    pub lines: Vec<(Uuid, i32)>,
+}
+
+/// One line's reservation: `quantity` copies of `book_id`, leaving `stock_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    pub book_id: Uuid,
+    pub quantity: i32,
+    pub stock_after: i32,
+}
+
+/// Decides a batch of orders in delivery order against the stock there is (`stock`, which
+/// it draws down): each order gets every line or nothing (`None`: rejected), so a short
+/// line rejects only its own order. A book missing from `stock` has none.
+pub fn allocate(
+    orders: &[PendingOrder],
+    stock: &mut std::collections::HashMap<Uuid, i32>,
+) -> Vec<Option<Vec<Reservation>>> {
+    orders
+        .iter()
+        .map(|order| {
+            let mut wanted: Vec<(Uuid, i32)> = Vec::new();
+            for &(book, quantity) in &order.lines {
+                match wanted.iter_mut().find(|(b, _)| *b == book) {
+                    Some((_, q)) => *q = q.checked_add(quantity)?,
+                    None => wanted.push((book, quantity)),
+                }
+            }
+            let fits = wanted
+                .iter()
+                .all(|(book, q)| stock.get(book).is_some_and(|have| have >= q));
+            if !fits {
+                return None;
+            }
+            Some(
+                order
+                    .lines
+                    .iter()
+                    .map(|&(book_id, quantity)| {
+                        let have = stock.entry(book_id).or_default();
+                        *have -= quantity;
+                        Reservation {
+                            book_id,
+                            quantity,
+                            stock_after: *have,
+                        }
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,5 +327,68 @@ mod tests {
         assert!(idempotency_key("abc-123").is_ok());
         assert!(idempotency_key("").is_err() && idempotency_key("a b").is_err());
         assert!(serde_json::from_str::<OrderMessage>(r#"{"orderId":"nope"}"#).is_err());
+    }
+
+    fn pending(lines: &[(u128, i32)]) -> PendingOrder {
+        PendingOrder {
+            id: Uuid::new_v4(),
+            lines: lines.iter().map(|&(b, q)| (Uuid::from_u128(b), q)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_batch_draws_stock_down_in_delivery_order_and_a_short_order_takes_nothing() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let mut stock = std::collections::HashMap::from([(a, 3), (b, 1)]);
+        let orders = [
+            pending(&[(1, 2)]),
+            pending(&[(1, 1), (2, 2)]), // b is short: nothing of a is taken either
+            pending(&[(1, 1), (2, 1)]),
+            pending(&[(1, 1)]), // a is gone by now
+            pending(&[(3, 1)]), // no such book
+        ];
+        let got = allocate(&orders, &mut stock);
+        let after = |r: &Option<Vec<Reservation>>| {
+            r.as_ref()
+                .map(|r| r.iter().map(|x| x.stock_after).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            got.iter().map(after).collect::<Vec<_>>(),
+            [Some(vec![1]), None, Some(vec![0, 0]), None, None]
+        );
+        assert_eq!(stock[&a], 0);
+        assert_eq!(stock[&b], 0);
+    }
+
+    #[test]
+    fn two_lines_of_one_book_must_fit_together() {
+        let mut stock = std::collections::HashMap::from([(Uuid::from_u128(1), 3)]);
+        assert_eq!(allocate(&[pending(&[(1, 2), (1, 2)])], &mut stock), [None]);
+        assert_eq!(stock[&Uuid::from_u128(1)], 3);
+    }
+
+    proptest::proptest! {
+        /// Whatever the batch, no book goes below zero and every confirmed order got all
+        /// its lines: the ledger rows it yields account for exactly the stock taken.
+        #[test]
+        fn allocation_never_oversells(
+            initial in proptest::collection::vec(0i32..5, 3),
+            orders in proptest::collection::vec(proptest::collection::vec((0u128..3, 1i32..4), 1..4), 0..12),
+        ) {
+            let books: Vec<Uuid> = (0..3).map(Uuid::from_u128).collect();
+            let mut stock: std::collections::HashMap<Uuid, i32> = books.iter().copied().zip(initial.iter().copied()).collect();
+            let orders: Vec<PendingOrder> = orders.iter().map(|l| pending(l)).collect();
+            let got = allocate(&orders, &mut stock);
+            for (i, book) in books.iter().enumerate() {
+                let taken: i32 = got.iter().flatten().flatten().filter(|r| r.book_id == *book).map(|r| r.quantity).sum();
+                proptest::prop_assert!(stock[book] >= 0);
+                proptest::prop_assert_eq!(initial[i] - taken, stock[book]);
+            }
+            for (order, outcome) in orders.iter().zip(&got) {
+                if let Some(r) = outcome {
+                    proptest::prop_assert_eq!(r.len(), order.lines.len());
+                }
+            }
+        }
     }
 }

@@ -1,5 +1,8 @@
-//! Stock and its ledger. Every stock change goes through `move_stock`, and `record` is the
-//! one writer of `inventory_ledger`, so no change can skip its explanation.
+//! Stock and its ledger. Every stock change goes through `move_stock` (one book) or
+//! `apply_moves` (a batch), and `record` is the one writer of `inventory_ledger`, so no
+//! change can skip its explanation.
+
+use std::collections::HashMap;
 
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -117,6 +120,62 @@ pub(crate) async fn move_stock(
         record(conn, &[change]).await?;
     }
     Ok(stock)
+}
+
+/// Locks the rows of `books` (`FOR UPDATE`, in id order, as every batch locks them, so
+/// batches cannot deadlock) and reads their stock: what a batch decides against. A book
+/// that is gone is missing from the answer.
+pub(crate) async fn lock_stock(conn: &mut PgConnection, books: &[Uuid]) -> Result<HashMap<Uuid, i32>> {
+    Ok(sqlx::query!(
+        "SELECT id, stock FROM books WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        books,
+    )
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(|b| (b.id, b.stock))
+    .collect())
+}
+
+/// Applies moves decided under `lock_stock`'s locks in this transaction: one guarded update
+/// per book with the sum of its moves, then the moves' ledger rows. A book whose stock does
+/// not end where the moves say (the locks make that impossible, short of a bug) fails the
+/// whole change, for the caller to roll back.
+pub(crate) async fn apply_moves(conn: &mut PgConnection, moves: &[StockMove<'_>]) -> Result<()> {
+    if moves.is_empty() {
+        return Ok(());
+    }
+    // Per book: the sum of its deltas and where the last move leaves it.
+    let mut per_book: Vec<(Uuid, i32, i32)> = Vec::new();
+    for m in moves {
+        match per_book.iter_mut().find(|(b, _, _)| *b == m.book) {
+            Some((_, delta, after)) => {
+                *delta += m.delta;
+                *after = m.stock_after;
+            }
+            None => per_book.push((m.book, m.delta, m.stock_after)),
+        }
+    }
+    per_book.sort_by_key(|(b, _, _)| *b);
+    let books: Vec<Uuid> = per_book.iter().map(|p| p.0).collect();
+    let deltas: Vec<i32> = per_book.iter().map(|p| p.1).collect();
+    let updated: HashMap<Uuid, i32> = sqlx::query!(
+        "UPDATE books b SET stock = b.stock + d.delta, version = b.version + 1, updated_at = now()
+         FROM unnest($1::uuid[], $2::int[]) AS d(id, delta)
+         WHERE b.id = d.id AND b.stock + d.delta >= 0
+         RETURNING b.id, b.stock",
+        &books,
+        &deltas,
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|r| (r.id, r.stock))
+    .collect();
+    if per_book.iter().any(|(b, _, after)| updated.get(b) != Some(after)) {
+        return Err(StorageError::Conflict("stock"));
+    }
+    record(conn, moves).await
 }
 
 /// One ledger row as audits (and tests) read it.

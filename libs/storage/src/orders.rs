@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use bookshelf_domain::order::REJECTED_INSUFFICIENT_STOCK;
+use bookshelf_domain::order::{self, PendingOrder, REJECTED_INSUFFICIENT_STOCK};
 use bookshelf_domain::{
     Cursor, NewActivity, Order, OrderItem, OrderLine, OrderMessage, OrderStatus, PageParams, ReadingStatus,
 };
@@ -93,8 +93,9 @@ pub enum CreateOutcome {
     UnknownBooks(Vec<usize>),
 }
 
-/// Records an order, its lines (titles and prices copied) and its outbox message in one
-/// transaction. With an idempotency key, the key's row is inserted first: a concurrent
+/// Records an order, its lines (titles and prices copied) and its outbox message, all in
+/// one statement (so atomically, without a transaction's extra round trips). With an
+/// idempotency key, in a transaction that inserts the key's row first: a concurrent
 /// request with the same key waits on it and then sees the first order.
 pub async fn create(
     db: &PgPool,
@@ -103,49 +104,65 @@ pub async fn create(
     key: Option<(&str, [u8; 32])>,
 ) -> Result<CreateOutcome> {
     let id = Uuid::new_v4();
+    let Some((key, hash)) = key else {
+        return insert_new(&mut *db.acquire().await?, id, user, lines).await;
+    };
     let mut tx = db.begin().await?;
-    if let Some((key, hash)) = key {
-        sqlx::query!(
-            "DELETE FROM idempotency_keys
-             WHERE user_id = $1 AND key = $2 AND created_at < now() - interval '24 hours'",
+    sqlx::query!(
+        "DELETE FROM idempotency_keys
+         WHERE user_id = $1 AND key = $2 AND created_at < now() - interval '24 hours'",
+        user,
+        key,
+    )
+    .execute(&mut *tx)
+    .await?;
+    let claimed = sqlx::query_scalar!(
+        "INSERT INTO idempotency_keys (user_id, key, request_hash, order_id) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id, key) DO NOTHING RETURNING order_id",
+        user,
+        key,
+        &hash[..],
+        id,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if claimed.is_none() {
+        tx.rollback().await?;
+        let first = sqlx::query!(
+            "SELECT request_hash, order_id FROM idempotency_keys WHERE user_id = $1 AND key = $2",
             user,
             key,
         )
-        .execute(&mut *tx)
+        .fetch_one(db)
         .await?;
-        let claimed = sqlx::query_scalar!(
-            "INSERT INTO idempotency_keys (user_id, key, request_hash, order_id) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (user_id, key) DO NOTHING RETURNING order_id",
-            user,
-            key,
-            &hash[..],
-            id,
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        if claimed.is_none() {
-            tx.rollback().await?;
-            let first = sqlx::query!(
-                "SELECT request_hash, order_id FROM idempotency_keys WHERE user_id = $1 AND key = $2",
-                user,
-                key,
-            )
-            .fetch_one(db)
-            .await?;
-            return Ok(if first.request_hash == hash {
-                CreateOutcome::Replayed(get(db, first.order_id).await?)
-            } else {
-                CreateOutcome::KeyConflict
-            });
-        }
+        return Ok(if first.request_hash == hash {
+            CreateOutcome::Replayed(get(db, first.order_id).await?)
+        } else {
+            CreateOutcome::KeyConflict
+        });
     }
+    let outcome = insert_new(&mut tx, id, user, lines).await?;
+    match outcome {
+        CreateOutcome::Created { .. } => tx.commit().await?,
+        _ => tx.rollback().await?,
+    }
+    Ok(outcome)
+}
 
+/// The order itself: prices the lines from the books they name, then writes the order, its
+/// lines and its outbox message in one statement.
+async fn insert_new(
+    conn: &mut PgConnection,
+    id: Uuid,
+    user: Uuid,
+    lines: &[OrderLine],
+) -> Result<CreateOutcome> {
     let ids: Vec<Uuid> = lines.iter().map(|l| l.book_id).collect();
     let books: HashMap<Uuid, (String, i64)> = sqlx::query!(
         "SELECT id, title, price_cents FROM books WHERE id = ANY($1)",
         &ids
     )
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut *conn)
     .await?
     .into_iter()
     .map(|b| (b.id, (b.title, b.price_cents)))
@@ -157,52 +174,66 @@ pub async fn create(
         .map(|(i, _)| i)
         .collect();
     if !unknown.is_empty() {
-        tx.rollback().await?;
         return Ok(CreateOutcome::UnknownBooks(unknown));
     }
-
     let Some(total) = bookshelf_domain::order::total_cents(lines, |l| books[&l.book_id].1) else {
-        tx.rollback().await?;
         return Ok(CreateOutcome::TotalTooLarge);
     };
-    sqlx::query!(
-        "INSERT INTO orders (id, user_id, total_cents) VALUES ($1, $2, $3)",
+    let items: Vec<OrderItem> = lines
+        .iter()
+        .map(|l| OrderItem {
+            book_id: l.book_id,
+            title: books[&l.book_id].0.clone(),
+            quantity: l.quantity,
+            unit_price_cents: books[&l.book_id].1,
+        })
+        .collect();
+    // Lines are at most 50 (validated), so their index fits a smallint.
+    let numbers: Vec<i16> = (0..lines.len()).map(|i| i as i16).collect();
+    let titles: Vec<&str> = items.iter().map(|i| i.title.as_str()).collect();
+    let prices: Vec<i64> = items.iter().map(|i| i.unit_price_cents).collect();
+    let quantities: Vec<i32> = items.iter().map(|i| i.quantity).collect();
+    let payload = serde_json::to_value(OrderMessage { order_id: id }).map_err(StorageError::Encode)?;
+    // The lines' and the message's foreign keys are checked at the end of the statement,
+    // when the order row is there.
+    let row = sqlx::query!(
+        r#"WITH placed AS (
+             INSERT INTO orders (id, user_id, total_cents) VALUES ($1, $2, $3)
+             RETURNING created_at, updated_at
+           ), lines AS (
+             INSERT INTO order_items (order_id, line, book_id, title, quantity, unit_price_cents)
+             SELECT $1, * FROM unnest($4::smallint[], $5::uuid[], $6::text[], $7::int[], $8::bigint[])
+           ), message AS (
+             INSERT INTO outbox (topic, order_id, payload) VALUES ('orders', $1, $9) RETURNING id
+           )
+           SELECT placed.created_at AS "created_at!", placed.updated_at AS "updated_at!",
+                  message.id AS "outbox_id!"
+           FROM placed, message"#,
         id,
         user,
         total,
-    )
-    .execute(&mut *tx)
-    .await?;
-    // Lines are at most 50 (validated), so their index fits a smallint.
-    let numbers: Vec<i16> = (0..lines.len()).map(|i| i as i16).collect();
-    let titles: Vec<&str> = lines.iter().map(|l| books[&l.book_id].0.as_str()).collect();
-    let prices: Vec<i64> = lines.iter().map(|l| books[&l.book_id].1).collect();
-    let quantities: Vec<i32> = lines.iter().map(|l| l.quantity).collect();
-    sqlx::query!(
-        "INSERT INTO order_items (order_id, line, book_id, title, quantity, unit_price_cents)
-         SELECT $1, * FROM unnest($2::smallint[], $3::uuid[], $4::text[], $5::int[], $6::bigint[])",
-        id,
         &numbers,
         &ids,
         &titles as &[&str],
         &quantities,
         &prices,
-    )
-    .execute(&mut *tx)
-    .await?;
-    let payload = serde_json::to_value(OrderMessage { order_id: id }).map_err(StorageError::Encode)?;
-    let outbox_id = sqlx::query_scalar!(
-        "INSERT INTO outbox (topic, order_id, payload) VALUES ('orders', $1, $2) RETURNING id",
-        id,
         payload,
     )
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut *conn)
     .await?;
-    tx.commit().await?;
     Ok(CreateOutcome::Created {
-        order: get(db, id).await?,
+        order: Order {
+            id,
+            user_id: Some(user),
+            status: OrderStatus::Pending,
+            items,
+            total_cents: total,
+            rejection_reason: None,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        },
         message: OutboxMessage {
-            id: outbox_id,
+            id: row.outbox_id,
             payload,
         },
     })
@@ -344,6 +375,160 @@ pub async fn process(db: &PgPool, order_id: Uuid) -> Result<ProcessOutcome> {
     };
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// The worker's step for a batch of orders (`ids`, in delivery order), in one
+/// transaction: lock the orders and then their books (each in id order); decide every
+/// pending order against the locked stock (`order::allocate`: all lines or none); write
+/// each book's stock once for the whole batch, the ledger rows, the statuses and the
+/// buyers' new shelf entries. A popular book's row is then locked and written once per
+/// batch rather than once per order. One outcome per id, in order; an id given twice gets
+/// `AlreadyDone` the second time. An error leaves everything as it was.
+pub async fn process_many(db: &PgPool, ids: &[Uuid]) -> Result<Vec<ProcessOutcome>> {
+    let mut unique = ids.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    let mut tx = db.begin().await?;
+    let found: HashMap<Uuid, (OrderStatus, Option<Uuid>)> = sqlx::query!(
+        r#"SELECT id, status AS "status: OrderStatus", user_id FROM orders
+           WHERE id = ANY($1) ORDER BY id FOR UPDATE"#,
+        &unique,
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|r| (r.id, (r.status, r.user_id)))
+    .collect();
+    let mut pending: Vec<PendingOrder> = Vec::new();
+    for id in ids {
+        let is_pending = matches!(found.get(id), Some((OrderStatus::Pending, _)));
+        if is_pending && !pending.iter().any(|p| p.id == *id) {
+            pending.push(PendingOrder {
+                id: *id,
+                lines: Vec::new(),
+            });
+        }
+    }
+    let pending_ids: Vec<Uuid> = pending.iter().map(|p| p.id).collect();
+    for line in sqlx::query!(
+        "SELECT order_id, book_id, quantity FROM order_items WHERE order_id = ANY($1) ORDER BY order_id, book_id",
+        &pending_ids,
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        if let Some(p) = pending.iter_mut().find(|p| p.id == line.order_id) {
+            p.lines.push((line.book_id, line.quantity));
+        }
+    }
+    let mut books: Vec<Uuid> = pending.iter().flat_map(|p| p.lines.iter().map(|l| l.0)).collect();
+    books.sort_unstable();
+    books.dedup();
+    let mut stock = inventory::lock_stock(&mut tx, &books).await?;
+    let decisions = order::allocate(&pending, &mut stock);
+
+    let mut moves = Vec::new();
+    let (mut confirmed, mut rejected) = (Vec::new(), Vec::new());
+    for (order, decision) in pending.iter().zip(&decisions) {
+        match decision {
+            Some(reserved) => {
+                confirmed.push(order.id);
+                moves.extend(reserved.iter().map(|r| inventory::StockMove {
+                    book: r.book_id,
+                    delta: -r.quantity,
+                    stock_after: r.stock_after,
+                    why: StockReason::OrderReserved { order: order.id },
+                }));
+            }
+            None => rejected.push(order.id),
+        }
+    }
+    inventory::apply_moves(&mut tx, &moves).await?;
+    if !confirmed.is_empty() {
+        sqlx::query!(
+            "UPDATE orders SET status = 'confirmed', updated_at = now() WHERE id = ANY($1)",
+            &confirmed,
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !rejected.is_empty() {
+        sqlx::query!(
+            "UPDATE orders SET status = 'rejected', rejection_reason = $2, updated_at = now() WHERE id = ANY($1)",
+            &rejected,
+            REJECTED_INSUFFICIENT_STOCK,
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+
+    // The buyers' new shelf entries, each announced by the first confirmed order with it.
+    let mut buyers = Vec::new();
+    let mut shelf_books = Vec::new();
+    for (order, decision) in pending.iter().zip(&decisions) {
+        if let (Some(reserved), Some((_, Some(user)))) = (decision, found.get(&order.id)) {
+            for r in reserved {
+                buyers.push(*user);
+                shelf_books.push(r.book_id);
+            }
+        }
+    }
+    let mut announced: HashMap<Uuid, Pending> = HashMap::new();
+    if !buyers.is_empty() {
+        let shelved = sqlx::query!(
+            "INSERT INTO library_entries (user_id, book_id, status)
+             SELECT DISTINCT u, b, 'want_to_read' FROM unnest($1::uuid[], $2::uuid[]) AS x(u, b)
+             ON CONFLICT (user_id, book_id) DO NOTHING
+             RETURNING user_id, book_id",
+            &buyers,
+            &shelf_books,
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for entry in shelved {
+            let by = pending.iter().zip(&decisions).find(|(o, d)| {
+                found.get(&o.id).is_some_and(|(_, u)| *u == Some(entry.user_id))
+                    && d.as_ref()
+                        .is_some_and(|r| r.iter().any(|r| r.book_id == entry.book_id))
+            });
+            if let Some((order, _)) = by {
+                let made = [NewActivity::shelved(
+                    entry.user_id,
+                    entry.book_id,
+                    ReadingStatus::WantToRead,
+                )];
+                let sent = activities::record(&mut tx, &made).await?;
+                announced.entry(order.id).or_default().extend(sent);
+            }
+        }
+    }
+    tx.commit().await?;
+
+    let now: HashMap<Uuid, OrderStatus> = confirmed
+        .iter()
+        .map(|id| (*id, OrderStatus::Confirmed))
+        .chain(rejected.iter().map(|id| (*id, OrderStatus::Rejected)))
+        .collect();
+    let mut decided: HashMap<Uuid, ProcessOutcome> = pending
+        .iter()
+        .zip(decisions)
+        .map(|(o, d)| {
+            let outcome = match d {
+                Some(_) => ProcessOutcome::Confirmed(announced.remove(&o.id).unwrap_or_default()),
+                None => ProcessOutcome::Rejected,
+            };
+            (o.id, outcome)
+        })
+        .collect();
+    Ok(ids
+        .iter()
+        .map(|id| match (decided.remove(id), found.get(id)) {
+            (Some(outcome), _) => outcome,
+            (None, None) => ProcessOutcome::NotFound,
+            // Not pending, or pending and decided for an earlier copy of the same id.
+            (None, Some((status, _))) => ProcessOutcome::AlreadyDone(now.get(id).copied().unwrap_or(*status)),
+        })
+        .collect())
 }
 
 #[derive(Debug)]

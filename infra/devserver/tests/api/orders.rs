@@ -644,3 +644,144 @@ async fn an_order_produces_its_metrics() {
         [2, 1, 1, 1]
     );
 }
+
+fn message(id: &str, order: &str) -> Received {
+    Received {
+        message_id: id.into(),
+        receipt: id.into(),
+        body: json!({"orderId": order}).to_string(),
+        receive_count: 1,
+    }
+}
+
+async fn status_of(app: &TestApp, order: &str) -> String {
+    sqlx::query_scalar("SELECT status FROM orders WHERE id = $1::uuid")
+        .bind(order)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+/// One batch, one transaction: orders are decided in delivery order against the stock
+/// left by the ones before them, a short line rejects only its own order, a message
+/// delivered twice in the batch counts once, and the ledger explains every copy taken.
+#[tokio::test]
+async fn a_batch_is_decided_in_delivery_order() {
+    let app = TestApp::start_with(None).await;
+    let admin = app.admin_token().await;
+    let t = token(&app.register("batch@example.org", "password123").await);
+    let book = id_of(&create_book(&app, &admin, json!({"stock": 4})).await);
+    let other = id_of(&create_book(&app, &admin, json!({"stock": 1})).await);
+    let mut orders = Vec::new();
+    for lines in [
+        vec![(book.as_str(), 2)],
+        vec![(book.as_str(), 1), (other.as_str(), 2)], // other is short
+        vec![(book.as_str(), 1)],
+        vec![(book.as_str(), 1)],
+        vec![(book.as_str(), 1)], // book is gone by now
+    ] {
+        orders.push(id_of(
+            &app.post("/orders", Some(&t), order_body(&lines)).await.body,
+        ));
+    }
+    let batch = [
+        message("m1", &orders[0]),
+        message("m2", &orders[1]),
+        message("m3", &orders[2]),
+        message("m1-again", &orders[0]),
+        message("m4", &orders[3]),
+        message("m5", &orders[4]),
+    ];
+    let response = process_batch(app.state.clone(), sqs_event(&batch)).await;
+    assert!(response.batch_item_failures.is_empty());
+    let mut statuses = Vec::new();
+    for o in &orders {
+        statuses.push(status_of(&app, o).await);
+    }
+    assert_eq!(
+        statuses,
+        ["confirmed", "rejected", "confirmed", "confirmed", "rejected"]
+    );
+    assert_eq!(
+        (
+            stock(&app, &admin, &book).await,
+            stock(&app, &admin, &other).await
+        ),
+        (0, 1)
+    );
+    let (sum, last, rows): (i64, i32, i64) = sqlx::query_as(
+        "SELECT sum(delta), (array_agg(stock_after ORDER BY id DESC))[1], count(*) FILTER (WHERE order_id = $2::uuid)
+         FROM inventory_ledger WHERE book_id = $1::uuid",
+    )
+    .bind(&book)
+    .bind(&orders[0])
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (sum, last, rows),
+        (0, 0, 1),
+        "the ledger sums to the stock, once per line"
+    );
+    let library = app.get("/library", Some(&t)).await.body;
+    let shelved: Vec<&str> = library["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["book"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        shelved,
+        [book.as_str()],
+        "shelved once, the rejected order's other book not at all"
+    );
+}
+
+/// A batch whose transaction cannot commit is retried one order at a time: the order
+/// that fails is the only failure reported, and the others are confirmed.
+#[tokio::test]
+async fn an_order_that_cannot_be_confirmed_fails_alone() {
+    let app = TestApp::start_with(None).await;
+    let admin = app.admin_token().await;
+    let t = token(&app.register("poison@example.org", "password123").await);
+    let book = id_of(&create_book(&app, &admin, json!({"stock": 10})).await);
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        orders.push(id_of(
+            &app.post("/orders", Some(&t), order_body(&[(&book, 1)]))
+                .await
+                .body,
+        ));
+    }
+    // A database that refuses to confirm the second order, whatever the transaction.
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.id = '{}' AND NEW.status = 'confirmed' THEN RAISE EXCEPTION 'refused'; END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_one BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION refuse_one();",
+        orders[1]
+    ))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let batch = [
+        message("a", &orders[0]),
+        message("b", &orders[1]),
+        message("c", &orders[2]),
+    ];
+    let response = process_batch(app.state.clone(), sqs_event(&batch)).await;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["b"]);
+    let mut statuses = Vec::new();
+    for o in &orders {
+        statuses.push(status_of(&app, o).await);
+    }
+    assert_eq!(statuses, ["confirmed", "pending", "confirmed"]);
+    assert_eq!(stock(&app, &admin, &book).await, 8);
+}
