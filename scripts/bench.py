@@ -112,24 +112,77 @@ def percentile_ms(text, label):
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def wrk(url, token, path, script=None):
+def cpu_seconds(pid):
+    """User + system CPU time of one process so far (/proc/<pid>/stat, fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(server, token, path, script=None):
+    """wrk runs against `server`, with the server process's CPU time per request for each
+    (a figure that survives a noisy box better than throughput does)."""
     results = []
     for _ in range(RUNS):
         cmd = ["wrk", "-t2", "-c32", f"-d{WRK_SECONDS}s", "--latency", "-H", f"Authorization: Bearer {token}"]
         if script:
             cmd += ["-s", script]
-        out = subprocess.run(cmd + [url + path], capture_output=True, text=True, check=True).stdout
+        cpu = cpu_seconds(server.proc.pid)
+        out = subprocess.run(cmd + [server.url + path], capture_output=True, text=True, check=True).stdout
+        cpu = cpu_seconds(server.proc.pid) - cpu
+        requests = int(re.search(r"(\d+) requests in", out).group(1))
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
         non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         results.append({"rps": rps, "p50": percentile_ms(out, "50"), "p99": percentile_ms(out, "99"),
+                        "cpu_us": cpu * 1e6 / max(requests, 1),
                         "errors": int(non2xx.group(1)) if non2xx else 0})
     return {
         "rps": statistics.median(r["rps"] for r in results),
         "p50": statistics.median(r["p50"] for r in results),
         "p99": statistics.median(r["p99"] for r in results),
+        "cpu_us": statistics.median(r["cpu_us"] for r in results),
         "errors": max(r["errors"] for r in results),
         "runs": results,
     }
+
+
+# The peer comparison: the Node stack this project is measured against, run by its own
+# script beside ours in one run. It lives outside this repository: skipped when absent.
+PEER_BENCH = os.environ.get("PEER_BENCH", os.path.join(ROOT, "..", "shared", "bench", "side-by-side.sh"))
+
+
+def side_by_side():
+    """Runs PEER_BENCH on our release dev server; `None` (said in one line) without it."""
+    if not os.path.exists(PEER_BENCH):
+        log(f"peer comparison skipped: {PEER_BENCH} not found (set PEER_BENCH to the peer's side-by-side.sh)")
+        return None
+    # The script wants CHECKOUT/target/release/bookshelf-dev; ours may be built elsewhere.
+    checkout = tempfile.mkdtemp(prefix="bookshelf-peer-")
+    os.makedirs(os.path.join(checkout, "target", "release"))
+    os.symlink(DEV, os.path.join(checkout, "target", "release", "bookshelf-dev"))
+    os.symlink(os.path.join(ROOT, "template.yaml"), os.path.join(checkout, "template.yaml"))
+    env = dict(os.environ, RUNS=str(RUNS), DURATION=f"{WRK_SECONDS}s")
+    env.pop("DATABASE_URL", None)
+    done = subprocess.run(["bash", PEER_BENCH, checkout], env=env, capture_output=True, text=True)
+    shutil.rmtree(checkout, ignore_errors=True)
+    if done.returncode != 0:
+        log(f"peer comparison failed (exit {done.returncode}): {done.stderr.strip()[-500:]}")
+        return None
+    out = done.stdout
+    runs = {"peer": [], "ours": []}
+    for m in re.finditer(r"run (\d+) (peer|ours): ([\d.]+) req/s, p50 ([\d.]+) ms, p99 ([\d.]+) ms, "
+                         r"server CPU (\d+) us/request", out):
+        runs[m.group(2)].append({"rps": float(m.group(3)), "p50": float(m.group(4)),
+                                 "p99": float(m.group(5)), "cpu_us": float(m.group(6))})
+    if not runs["peer"] or not runs["ours"]:
+        log("peer comparison printed no runs:\n" + out[-1000:])
+        return None
+    med = {who: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99", "cpu_us")}
+           for who, rs in runs.items()}
+    tps = re.search(r"raw DB SELECT.*median: ([\d.]+) tps", out)
+    return {"script": PEER_BENCH, "runs": runs, "median": med,
+            "ratio": {k: med["ours"][k] / med["peer"][k] for k in ("rps", "p99", "cpu_us")},
+            "pgbench_tps": float(tps.group(1)) if tps else None}
 
 
 def sequential_ms(url, token, path, n=100):
@@ -412,16 +465,49 @@ def report(r):
         "PostgreSQL: a throw-away local cluster with fsync off (durability is not what is measured here).",
         "Everything runs on this one machine: the load generator competes with the server for the 2 cores.",
         "",
+    ]
+    peer = r.get("peer")
+    if not peer:
+        lines += ["## Side by side with the Node peer", "",
+                  "Not run: the peer's script (`PEER_BENCH`) was not found or failed; `make bench` said why.", ""]
+    else:
+        ra, med = peer["ratio"], peer["median"]
+        lines += [
+            "## Side by side with the Node peer",
+            "",
+            f"`{os.path.basename(peer['script'])}` (the peer's own script, `PEER_BENCH`): our release dev server",
+            "and a Node 20 + Fastify + fast-jwt + pg peer, one PostgreSQL, authenticated `GET /books/{id}` over",
+            f"10,000 books, wrk `-t2 -c32`, {len(peer['runs']['ours'])} interleaved runs each (peer, ours, peer, ours, ...),",
+            "medians. Ours runs the gateway, the authorizer (Ed25519 token, cached per exact token, and the",
+            "session row, checked every time) and the handler per request; the peer checks an HS256 token only.",
+            "",
+            "| ours ÷ peer | throughput | p99 | server CPU per request |",
+            "|---|---:|---:|---:|",
+            f"| ratio | {ra['rps']:.2f}× | {ra['p99']:.2f}× | {ra['cpu_us']:.2f}× |",
+            "",
+            "| stack | requests/s | p50 ms | p99 ms | server CPU µs/request | runs (requests/s) |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for who, name in (("ours", "Bookshelf (Rust)"), ("peer", "Node peer")):
+            m = med[who]
+            runs = ", ".join(f"{x['rps']:.0f}" for x in peer["runs"][who])
+            lines.append(f"| {name} | {m['rps']:.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {m['cpu_us']:.0f} | {runs} |")
+        if peer.get("pgbench_tps"):
+            lines += ["", f"The same PostgreSQL alone (pgbench, prepared `SELECT` by id, 10 clients): {peer['pgbench_tps']:.0f} transactions/s."]
+        lines.append("")
+    lines += [
         "## HTTP through the local gateway",
         "",
         f"wrk, 2 threads, 32 connections, {WRK_SECONDS} s per run, authenticated; release build of the dev server",
         "(gateway + authorizer + handler per request, as deployed but in one process). Catalog: the 10,000-book seed.",
         "",
-        "| route | requests/s | p50 ms | p99 ms | non-2xx |",
-        "|---|---:|---:|---:|---:|",
+        "*server CPU*: the dev server process's CPU time (user + system) during the run, per request.",
+        "",
+        "| route | requests/s | p50 ms | p99 ms | server CPU µs/request | non-2xx |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name, w in r["http"].items():
-        lines.append(f"| {name} | {w['rps']:.0f} | {fmt_ms(w['p50'])} | {fmt_ms(w['p99'])} | {w['errors']} |")
+        lines.append(f"| {name} | {w['rps']:.0f} | {fmt_ms(w['p50'])} | {fmt_ms(w['p99'])} | {w['cpu_us']:.0f} | {w['errors']} |")
     if r.get("stats"):
         st = r["stats"]
         lines += [
@@ -547,7 +633,7 @@ def main():
             f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
                     f'wrk.body = \'{{"items":[{{"bookId":"{book_id}","quantity":1}}]}}\'\n')
         log("wrk: GET /books/{id}")
-        results["http"]["GET /books/{id}"] = wrk(server.url, user, f"/books/{book_id}")
+        results["http"]["GET /books/{id}"] = wrk(server, user, f"/books/{book_id}")
         log("seeding a reader with a year of reading")
         out = subprocess.run([DEV, "seed", "0", "--readers", "1"], check=True, cwd=ROOT, capture_output=True, text=True).stdout
         reader = login(server.url, "reader1@seed.bookshelf.local", "reader-password")
@@ -557,17 +643,17 @@ def main():
         results["stats"] = dict(sequential_ms(server.url, reader, "/users/me/stats"),
                                 reads=stats["booksFinished"], minutes=stats["minutesRead"])
         log("wrk: GET /users/me/stats")
-        results["http"]["GET /users/me/stats (5,000 reads, 20,000 sessions)"] = wrk(server.url, reader, "/users/me/stats")
+        results["http"]["GET /users/me/stats (5,000 reads, 20,000 sessions)"] = wrk(server, reader, "/users/me/stats")
         log("feed fan-out to 10,000 followers")
         results["fanout"] = fanout(server.url, admin)
         log("wrk: GET /books?q=")
-        results["http"]["GET /books?q=lighthouse (search)"] = wrk(server.url, user, "/books?q=lighthouse&limit=20")
+        results["http"]["GET /books?q=lighthouse (search)"] = wrk(server, user, "/books?q=lighthouse&limit=20")
         # The pipeline first: the wrk run below queues tens of thousands of orders, and a
         # pipeline measured after it would time the worker draining that backlog.
         log("order pipeline, in-process queue")
         results["pipeline"]["in-process queue"] = order_pipeline(server.url, user, book_id, ORDERS)
         log("wrk: POST /orders")
-        results["http"]["POST /orders"] = wrk(server.url, user, "/orders", order_lua)
+        results["http"]["POST /orders"] = wrk(server, user, "/orders", order_lua)
     finally:
         server.stop()
 
@@ -587,6 +673,9 @@ def main():
         finally:
             moto.terminate()
             moto.wait()
+
+    log("side by side with the Node peer")
+    results["peer"] = side_by_side()
 
     signing = open(keys_file).read()
     env = dict(os.environ, BOOKSHELF_SIGNING_KEYS=signing)
