@@ -11,7 +11,6 @@ if ! command -v wrk >/dev/null 2>&1; then
     echo "wrk is missing: apt-get install wrk" >&2; exit 1
   fi
 fi
-export AWS_LC_SYS_NO_JITTER_ENTROPY=1
 cargo build --release --workspace --bins
 cargo bench -p bookshelf-auth --bench auth --no-run -q
 exec target/release/bookshelf-dev with-postgres -- python3 scripts/bench.py

@@ -22,9 +22,6 @@ echo "== build (sam build → cargo lambda build --release, arm64)"
 if command -v rustup >/dev/null 2>&1; then
   rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1 || true
 fi
-# aws-lc-sys: skip the CPU-jitter entropy source (getrandom is enough in Lambda, and the
-# jitter collector costs start-up time).
-export AWS_LC_SYS_NO_JITTER_ENTROPY=1
 sam build --beta-features --no-cached --template template.yaml
 
 echo "== artifacts (zipped, budget 5 MB each)"

@@ -47,8 +47,20 @@ fn var(v: Var) -> Option<String> {
 /// One shared AWS SDK configuration per execution environment, built on first use.
 pub async fn aws() -> &'static aws_config::SdkConfig {
     static SDK: OnceCell<aws_config::SdkConfig> = OnceCell::const_new();
-    SDK.get_or_init(|| aws_config::load_defaults(aws_config::BehaviorVersion::latest()))
-        .await
+    SDK.get_or_init(|| {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(https_client())
+            .load()
+    })
+    .await
+}
+
+/// The SDK clients' HTTP(S) client: rustls with ring, the TLS stack sqlx already links.
+pub fn https_client() -> aws_sdk_secretsmanager::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 async fn secret_string(arn: &str) -> Result<String, ConfigError> {

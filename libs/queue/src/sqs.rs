@@ -26,6 +26,7 @@ fn bounded(config: aws_sdk_sqs::config::Builder) -> aws_sdk_sqs::config::Builder
 fn local_config(endpoint: &str) -> aws_sdk_sqs::config::Builder {
     aws_sdk_sqs::Config::builder()
         .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+        .http_client(bookshelf_config::https_client())
         .endpoint_url(endpoint)
         .region(aws_sdk_sqs::config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
