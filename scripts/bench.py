@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -258,9 +259,17 @@ def order_pipeline(url, token, book, orders):
     rates, counts = [], []
     for _ in range(RUNS):
         (since,) = psql("SELECT now()")
-        subprocess.run(["wrk", "-t2", "-c32", "-d120s", "-s", script, "-H", f"Authorization: Bearer {token}",
-                        url + "/orders"], env=env, check=True, capture_output=True)
         mine = f"user_id = '{me['id']}' AND created_at > '{since}'"
+        # wrk sleeps out its whole -d even when every thread has stopped; SIGINT ends it.
+        poster = subprocess.Popen(["wrk", "-t2", "-c32", "-d300s", "-s", script, "-H", f"Authorization: Bearer {token}",
+                                   url + "/orders"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 300
+        while poster.poll() is None:
+            (placed,) = psql(f"SELECT count(*) FROM orders WHERE {mine}")
+            if int(placed) >= orders or time.time() > deadline:
+                poster.send_signal(signal.SIGINT)
+                poster.wait(timeout=30)
+            time.sleep(0.05)
         deadline = time.time() + 300
         while True:
             total, pending = map(int, psql(f"SELECT count(*), count(*) FILTER (WHERE status = 'pending') FROM orders WHERE {mine}"))
