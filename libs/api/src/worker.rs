@@ -92,7 +92,7 @@ pub async fn process_batch(state: Arc<AppState>, event: SqsEvent) -> SqsBatchRes
     response
 }
 
-/// The batch's outcomes: in one transaction, or, if that fails, one order at a time.
+/// The batch's outcomes: in one transaction, or, if that fails, each order in its own.
 async fn decide(
     state: &AppState,
     ids: &[uuid::Uuid],
@@ -103,7 +103,13 @@ async fn decide(
             tracing::warn!(orders = ids.len(), error = %bookshelf_http::error_chain(&e), "batch failed; processing its orders one by one");
             let mut each = Vec::with_capacity(ids.len());
             for id in ids {
-                each.push(process(state, *id).await);
+                let alone = process_many(state, std::slice::from_ref(id)).await;
+                each.push(alone.and_then(|outcomes| {
+                    outcomes
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| bookshelf_http::ApiError::Internal("no outcome for the order".into()))
+                }));
             }
             each
         }
@@ -166,10 +172,6 @@ pub async fn fan_out_batch(state: Arc<AppState>, event: SqsEvent) -> SqsBatchRes
         }
     }
     response
-}
-
-async fn process(state: &AppState, order_id: uuid::Uuid) -> Result<ProcessOutcome, bookshelf_http::ApiError> {
-    Ok(orders::process(state.db()?, order_id).await?)
 }
 
 async fn process_many(

@@ -449,25 +449,14 @@ async fn duplicate_deliveries_change_nothing_and_poison_goes_to_the_dlq() {
 
     // Malformed and unknown-order messages are reported as failures, by message id, and
     // the others in the batch still succeed.
-    let msg = |id: &str, body: String| Received {
-        message_id: id.into(),
-        receipt: id.into(),
-        body,
-        receive_count: 1,
-    };
     let batch = [
-        msg("good", json!({"orderId": id}).to_string()),
-        msg("garbage", "{not json".into()),
-        msg("ghost", json!({"orderId": uuid::Uuid::new_v4()}).to_string()),
-        msg("extra", json!({"orderId": id, "admin": true}).to_string()),
+        received("good", json!({"orderId": id}).to_string()),
+        received("garbage", "{not json".into()),
+        received("ghost", json!({"orderId": uuid::Uuid::new_v4()}).to_string()),
+        received("extra", json!({"orderId": id, "admin": true}).to_string()),
     ];
     let response = process_batch(app.state.clone(), sqs_event(&batch)).await;
-    let failed: Vec<&str> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
-    assert_eq!(failed, ["garbage", "ghost", "extra"]);
+    assert_eq!(failures(&response), ["garbage", "ghost", "extra"]);
 
     // Through a real (in-process) queue and poller: retried, then dead-lettered.
     let memory = std::sync::Arc::new(bookshelf_queue::MemoryQueue::new(Duration::from_millis(100), 3));
@@ -645,13 +634,26 @@ async fn an_order_produces_its_metrics() {
     );
 }
 
-fn message(id: &str, order: &str) -> Received {
+fn received(id: &str, body: String) -> Received {
     Received {
         message_id: id.into(),
         receipt: id.into(),
-        body: json!({"orderId": order}).to_string(),
+        body,
         receive_count: 1,
     }
+}
+
+fn message(id: &str, order: &str) -> Received {
+    received(id, json!({"orderId": order}).to_string())
+}
+
+/// The message ids a batch response reports as failed, in its order.
+fn failures(response: &aws_lambda_events::sqs::SqsBatchResponse) -> Vec<&str> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect()
 }
 
 async fn status_of(app: &TestApp, order: &str) -> String {
@@ -772,12 +774,7 @@ async fn an_order_that_cannot_be_confirmed_fails_alone() {
         message("c", &orders[2]),
     ];
     let response = process_batch(app.state.clone(), sqs_event(&batch)).await;
-    let failed: Vec<&str> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
-    assert_eq!(failed, ["b"]);
+    assert_eq!(failures(&response), ["b"]);
     let mut statuses = Vec::new();
     for o in &orders {
         statuses.push(status_of(&app, o).await);
