@@ -15,10 +15,27 @@ pub use lambda_http::Error;
 /// Proxy multiplexes the environments' connections onto the database.
 const POOL_SIZE: u32 = 2;
 
-/// Serves one HTTP function of the registry behind API Gateway.
+/// Serves one HTTP function of the registry behind API Gateway. It sends nothing to a
+/// queue (and links no SQS client); what it writes to the outbox, the relay sends.
 pub async fn run_http(function: &'static HttpFunction) -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let state = Arc::new(AppState::from_env(function.keys, function.database, POOL_SIZE).await?);
+    let state = AppState::from_env(function.keys, function.database, POOL_SIZE).await?;
+    serve_http(function, state).await
+}
+
+/// Serves one HTTP function that also announces what it writes on the queues the template
+/// gives it (QUEUE_URL, ACTIVITY_QUEUE_URL), so that consumers need not wait for the relay.
+pub async fn run_http_sending(function: &'static HttpFunction) -> Result<(), Error> {
+    bookshelf_config::init_tracing();
+    let state = AppState::from_env(function.keys, function.database, POOL_SIZE)
+        .await?
+        .with_queues_from_env()
+        .await;
+    serve_http(function, state).await
+}
+
+async fn serve_http(function: &'static HttpFunction, state: AppState) -> Result<(), Error> {
+    let state = Arc::new(state);
     let handler = function.handler;
     lambda_http::run(service_fn(move |req| {
         let state = state.clone();
@@ -42,7 +59,12 @@ pub async fn run_authorizer() -> Result<(), Error> {
 /// `ReportBatchItemFailures`).
 pub async fn run_order_processor() -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let state = Arc::new(AppState::from_env(KeyAccess::None, true, POOL_SIZE).await?);
+    let state = Arc::new(
+        AppState::from_env(KeyAccess::None, true, POOL_SIZE)
+            .await?
+            .with_queues_from_env()
+            .await,
+    );
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
             let state = state.clone();
@@ -70,7 +92,12 @@ pub async fn run_feed_fanout() -> Result<(), Error> {
 /// function's error metric and alarms.
 pub async fn run_outbox_relay() -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let state = Arc::new(AppState::from_env(KeyAccess::None, true, POOL_SIZE).await?);
+    let state = Arc::new(
+        AppState::from_env(KeyAccess::None, true, POOL_SIZE)
+            .await?
+            .with_queues_from_env()
+            .await,
+    );
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<serde_json::Value>| {
         let state = state.clone();
         async move {

@@ -79,12 +79,6 @@ impl AppState {
             )),
             false => None,
         };
-        // Only the functions that send have a queue URL: QUEUE_URL (orders-create, the
-        // relay), ACTIVITY_QUEUE_URL (those whose actions make activities, the relay).
-        let queue = SqsQueue::from_env().await.map(Queue::Sqs);
-        let activity_queue = SqsQueue::from_env_var(bookshelf_config::env::Var::ActivityQueueUrl)
-            .await
-            .map(Queue::Sqs);
         let (issuer, public) = match keys {
             KeyAccess::Signing => {
                 let signing = bookshelf_config::signing_keys().await?;
@@ -101,14 +95,25 @@ impl AppState {
         };
         Ok(AppState {
             db,
-            queue,
-            activity_queue,
+            queue: None,
+            activity_queue: None,
             throttle_loopback: false,
             issuer,
             public,
             metrics: bookshelf_config::metrics::Metrics::from_env(),
             cors: allowed_origins(),
         })
+    }
+
+    /// The SQS queues named by QUEUE_URL (orders-create, the relay) and ACTIVITY_QUEUE_URL
+    /// (the functions whose actions make activities, the relay). A separate step, called
+    /// only by the binaries that send, so that every other binary links no SQS client.
+    pub async fn with_queues_from_env(mut self) -> AppState {
+        self.queue = SqsQueue::from_env().await.map(Queue::Sqs);
+        self.activity_queue = SqsQueue::from_env_var(bookshelf_config::env::Var::ActivityQueueUrl)
+            .await
+            .map(Queue::Sqs);
+        self
     }
 
     /// The pool, in a function that has one.

@@ -301,6 +301,42 @@ fn each_binary_serves_its_own_registry_entry() {
     }
 }
 
+/// A function the template gives a queue URL announces on it (`run_http_sending`); every
+/// other HTTP binary uses `run_http`, which links no SQS client. Read from the text: a
+/// resource's block runs from its two-space-indented name to the next one.
+#[test]
+fn only_the_binaries_with_a_queue_url_link_the_queue_client() {
+    let yaml = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
+    let mut sending = BTreeSet::new();
+    let (mut binary, mut queued) = (None::<String>, false);
+    let is_resource = |l: &str| l.starts_with("  ") && !l.starts_with("   ") && l.ends_with(':');
+    for line in yaml.lines().chain(std::iter::once("  End:")) {
+        if is_resource(line) {
+            if let (Some(b), true) = (binary.take(), queued) {
+                sending.insert(b);
+            }
+            queued = false;
+        } else if let Some(b) = line.trim().strip_prefix("Binary: ") {
+            binary = Some(b.to_string());
+        } else if line.trim_start().starts_with("QUEUE_URL:")
+            || line.trim_start().starts_with("ACTIVITY_QUEUE_URL:")
+        {
+            queued = true;
+        }
+    }
+    assert!(sending.contains("orders-create"), "{sending:?}");
+    for f in HTTP_FUNCTIONS {
+        let main =
+            std::fs::read_to_string(repo_root().join("functions").join(f.name).join("src/main.rs")).unwrap();
+        assert_eq!(
+            main.contains("run_http_sending("),
+            sending.contains(f.name),
+            "functions/{}/src/main.rs: run_http_sending exactly when the template gives a queue URL",
+            f.name
+        );
+    }
+}
+
 /// PostgreSQL text cannot hold U+0000; such input is a 400 naming the field on every route
 /// that would store or search it, never a 500 from the database. Fields a body does not
 /// define are ignored, NUL or not.
