@@ -40,6 +40,8 @@ def _substitute(value, stubs):
         att = value["Fn::GetAtt"]
         name, attr = (att[0], att[1]) if isinstance(att, list) else att.split(".", 1)
         if name in stubs:
+            if attr == "DBProxyArn":  # ends in the proxy's resource id, which rds-db:connect names
+                return f"arn:aws:rds:eu-west-1:123456789012:db-proxy:prx-stub-{name}"
             return f"stub-{name}-{attr}"
     if set(value) == {"Fn::Select"}:
         index, source = value["Fn::Select"]

@@ -45,13 +45,18 @@ def functions(doc=DOC):
     return cfn.resources_of(doc, "AWS::Lambda::Function")
 
 
+# The application role's name, as its secret (which db-migrate creates the role from) says.
+APP_USER = json.loads(RESOURCES["AppDatabaseSecret"]["Properties"]["GenerateSecretString"]["SecretStringTemplate"])["username"]
+
+
 def function_permissions(doc=DOC):
     """Function → its role's managed policies (by name) and inline statements, with
     resources named by the logical id they point at."""
     out = {}
     for name, fn in functions(doc).items():
         role = doc["Resources"][cfn.ref_name(fn["Properties"]["Role"])]["Properties"]
-        managed = sorted(arn.rsplit("/", 1)[-1] for arn in role.get("ManagedPolicyArns", []))
+        # An AWS managed policy by its name, one of this stack by its logical id.
+        managed = sorted(cfn.ref_name(arn) or arn.rsplit("/", 1)[-1] for arn in role.get("ManagedPolicyArns", []))
         statements = []
         for policy in role.get("Policies", []):
             for s in policy["PolicyDocument"]["Statement"]:
@@ -203,7 +208,8 @@ class Functions(unittest.TestCase):
         for name, perms in function_permissions().items():
             reads = {s.split(" on ")[1] for s in perms["statements"] if "secretsmanager:GetSecretValue" in s}
             self.assertEqual("DatabaseSecret" in reads, name == "DbMigrateFunction", name)
-            self.assertEqual("AppDatabaseSecret" in reads, name not in NO_DATABASE, name)
+            # The others sign in to the proxy with their role (DatabaseConnectPolicy).
+            self.assertEqual("AppDatabaseSecret" in reads, name == "DbMigrateFunction", name)
             self.assertEqual("SigningKeysSecret" in reads,
                              name in {"AuthRegisterFunction", "AuthLoginFunction", "AuthRefreshFunction"}, name)
 
@@ -211,13 +217,21 @@ class Functions(unittest.TestCase):
         for name, fn in functions().items():
             props = fn["Properties"]
             env = props.get("Environment", {}).get("Variables", {})
+            managed = function_permissions()[name]["managed"]
             if name in NO_DATABASE:
                 self.assertNotIn("VpcConfig", props, name)
-                self.assertFalse({"DB_SECRET_ARN", "DB_HOST", "DB_NAME"} & set(env), name)
+                self.assertFalse({"DB_SECRET_ARN", "DB_USER", "DB_HOST", "DB_NAME"} & set(env), name)
+                self.assertNotIn("DatabaseConnectPolicy", managed, name)
+            elif name == "DbMigrateFunction":
+                self.assertIn("VpcConfig", props, name)
+                self.assertEqual(env.get("DB_SECRET_ARN"), {"Ref": "DatabaseSecret"}, name)
+                self.assertNotIn("DB_USER", env, name)
+                self.assertEqual(cfn.ref_name(env.get("DB_HOST")), "DatabaseProxy", name)
             else:
                 self.assertIn("VpcConfig", props, name)
-                secret = "DatabaseSecret" if name == "DbMigrateFunction" else "AppDatabaseSecret"
-                self.assertEqual(env.get("DB_SECRET_ARN"), {"Ref": secret}, name)
+                self.assertNotIn("DB_SECRET_ARN", env, name)
+                self.assertEqual(env.get("DB_USER"), APP_USER, name)
+                self.assertIn("DatabaseConnectPolicy", managed, name)
                 self.assertEqual(cfn.ref_name(env.get("DB_HOST")), "DatabaseProxy", name)
         self.assertEqual(RESOURCES["DbMigrateFunction"]["Properties"]["Environment"]["Variables"]["APP_DB_SECRET_ARN"],
                          {"Ref": "AppDatabaseSecret"})
@@ -226,6 +240,19 @@ class Functions(unittest.TestCase):
         auth = RESOURCES["DatabaseProxy"]["Properties"]["Auth"]
         self.assertEqual({cfn.ref_name(a["SecretArn"]) for a in auth}, {"DatabaseSecret", "AppDatabaseSecret"})
         self.assertTrue(RESOURCES["DatabaseProxy"]["Properties"]["RequireTLS"])
+        # The application user only with an IAM token; the owner (db-migrate) with its password.
+        iam = {cfn.ref_name(a["SecretArn"]): a["IAMAuth"] for a in auth}
+        self.assertEqual(iam, {"DatabaseSecret": "DISABLED", "AppDatabaseSecret": "REQUIRED"})
+
+    def test_the_connect_policy_names_this_proxy_and_the_application_user(self):
+        (statement,) = RESOURCES["DatabaseConnectPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+        self.assertEqual((statement["Effect"], statement["Action"]), ("Allow", "rds-db:connect"))
+        text, variables = statement["Resource"]["Fn::Sub"]
+        self.assertTrue(text.endswith(":dbuser:${ProxyId}/" + APP_USER), text)
+        index, (sep, source) = variables["ProxyId"]["Fn::Select"][0], variables["ProxyId"]["Fn::Select"][1]["Fn::Split"]
+        self.assertEqual((index, sep, source), (6, ":", {"Fn::GetAtt": ["DatabaseProxy", "DBProxyArn"]}))
+        # arn:aws:rds:REGION:ACCOUNT:db-proxy:prx-... : the resource id is the seventh field.
+        self.assertEqual("arn:aws:rds:eu-west-1:123456789012:db-proxy:prx-0123abcd".split(":")[index], "prx-0123abcd")
 
     def test_every_function_logs_to_its_own_group_made_before_it(self):
         groups = cfn.resources_of(DOC, "AWS::Logs::LogGroup")

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), bookshelf_api::lambda::Error> {
-    bookshelf_api::lambda::run_http(&bookshelf_api::registry::AUTH_LOGIN).await
+    bookshelf_api::lambda::run_http_with_keys(&bookshelf_api::registry::AUTH_LOGIN).await
 }

@@ -295,15 +295,30 @@ async fn migrate() -> Result<()> {
 
 /// New key material for a deployment: the private set for the signing secret, and the
 /// public JWK Set for the authorizer's secret. With `--put SIGNING_ARN PUBLIC_ARN` they are
-/// stored straight into the two secrets (AWS credentials from the environment), and the
-/// private key is never printed.
+/// stored straight into the two secrets (AWS credentials as the AWS CLI finds them: the
+/// environment, a profile, SSO), and the private key is never printed.
 async fn keys(args: &[String]) -> Result<()> {
     let keys = bookshelf_auth::SigningKeys::generate();
     match args {
         [flag, signing, public] if flag == "--put" => {
+            let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .http_client(bookshelf_config::https_client())
+                .load()
+                .await;
+            let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+            let put = |arn: &String, value: String| {
+                let request = secrets.put_secret_value().secret_id(arn).secret_string(value);
+                let arn = arn.clone();
+                async move {
+                    request
+                        .send()
+                        .await
+                        .with_context(|| format!("storing secret {arn}"))
+                }
+            };
             // Public first: a verifier must know a key before anything is signed with it.
-            bookshelf_config::put_secret(public, &keys.public_keys().to_jwks().to_string()).await?;
-            bookshelf_config::put_secret(signing, &keys.to_json()).await?;
+            put(public, keys.public_keys().to_jwks().to_string()).await?;
+            put(signing, keys.to_json()).await?;
             println!("stored key {} in both secrets", keys.active_kid());
         }
         [] => {

@@ -15,23 +15,45 @@ pub use lambda_http::Error;
 /// Proxy multiplexes the environments' connections onto the database.
 const POOL_SIZE: u32 = 2;
 
-/// Serves one HTTP function of the registry behind API Gateway. It sends nothing to a
-/// queue (and links no SQS client); what it writes to the outbox, the relay sends.
+/// Serves one HTTP function of the registry behind API Gateway. It holds no keys and
+/// sends nothing to a queue (so it links neither a Secrets Manager nor an SQS client);
+/// what it writes to the outbox, the relay sends.
 pub async fn run_http(function: &'static HttpFunction) -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let state = AppState::from_env(function.keys, function.database, POOL_SIZE).await?;
-    serve_http(function, state).await
+    let state = AppState::from_env(function.database, POOL_SIZE)?;
+    serve_http(function, keyless(function, state)?).await
 }
 
 /// Serves one HTTP function that also announces what it writes on the queues the template
 /// gives it (QUEUE_URL, ACTIVITY_QUEUE_URL), so that consumers need not wait for the relay.
 pub async fn run_http_sending(function: &'static HttpFunction) -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let state = AppState::from_env(function.keys, function.database, POOL_SIZE)
-        .await?
-        .with_queues_from_env()
-        .await;
+    let state = AppState::from_env(function.database, POOL_SIZE)?;
+    let state = keyless(function, state)?.with_queues_from_env().await;
     serve_http(function, state).await
+}
+
+/// Serves one HTTP function that signs or verifies tokens (the registry's `keys`), with
+/// the key material read from Secrets Manager at start.
+pub async fn run_http_with_keys(function: &'static HttpFunction) -> Result<(), Error> {
+    bookshelf_config::init_tracing();
+    let state = AppState::from_env(function.database, POOL_SIZE)?
+        .with_keys_from_env(function.keys)
+        .await?;
+    serve_http(function, state).await
+}
+
+/// A function the registry gives keys must start with `run_http_with_keys`: refusing to
+/// start says so at once, where a missing key would fail only its first request.
+fn keyless(function: &'static HttpFunction, state: AppState) -> Result<AppState, Error> {
+    match function.keys {
+        KeyAccess::None => Ok(state),
+        keys => Err(format!(
+            "{} needs {keys:?} keys: its main must call run_http_with_keys",
+            function.name
+        )
+        .into()),
+    }
 }
 
 async fn serve_http(function: &'static HttpFunction, state: AppState) -> Result<(), Error> {
@@ -47,7 +69,8 @@ async fn serve_http(function: &'static HttpFunction, state: AppState) -> Result<
 /// Serves the REQUEST authorizer.
 pub async fn run_authorizer() -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let state = Arc::new(AppState::from_env(KeyAccess::Public, true, POOL_SIZE).await?);
+    let state = AppState::from_env(true, POOL_SIZE)?;
+    let state = Arc::new(state.with_keys_from_env(KeyAccess::Public).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
         let state = state.clone();
         async move { crate::authorizer::authorize(state, event.payload).await }
@@ -59,12 +82,7 @@ pub async fn run_authorizer() -> Result<(), Error> {
 /// `ReportBatchItemFailures`).
 pub async fn run_order_processor() -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let state = Arc::new(
-        AppState::from_env(KeyAccess::None, true, POOL_SIZE)
-            .await?
-            .with_queues_from_env()
-            .await,
-    );
+    let state = Arc::new(AppState::from_env(true, POOL_SIZE)?.with_queues_from_env().await);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
             let state = state.clone();
@@ -78,7 +96,7 @@ pub async fn run_order_processor() -> Result<(), Error> {
 /// with `ReportBatchItemFailures`).
 pub async fn run_feed_fanout() -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let state = Arc::new(AppState::from_env(KeyAccess::None, true, POOL_SIZE).await?);
+    let state = Arc::new(AppState::from_env(true, POOL_SIZE)?);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
             let state = state.clone();
@@ -92,12 +110,7 @@ pub async fn run_feed_fanout() -> Result<(), Error> {
 /// function's error metric and alarms.
 pub async fn run_outbox_relay() -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let state = Arc::new(
-        AppState::from_env(KeyAccess::None, true, POOL_SIZE)
-            .await?
-            .with_queues_from_env()
-            .await,
-    );
+    let state = Arc::new(AppState::from_env(true, POOL_SIZE)?.with_queues_from_env().await);
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<serde_json::Value>| {
         let state = state.clone();
         async move {
@@ -145,7 +158,7 @@ fn migrate_request(payload: serde_json::Value) -> Result<MigrateRequest, String>
 /// invocation names one. Invoked once per deploy, never on a cold start of the API.
 pub async fn run_db_migrate() -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let db = bookshelf_storage::pool(bookshelf_config::database().await?, 1);
+    let db = bookshelf_storage::pool(bookshelf_config::database_owner().await?, 1);
     let app_role = bookshelf_config::app_role().await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let db = db.clone();

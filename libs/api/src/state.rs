@@ -6,11 +6,47 @@ use sqlx::PgPool;
 
 use crate::registry::KeyAccess;
 
+/// A pool and, deployed, what signs in its new connections.
+struct Db {
+    pool: PgPool,
+    /// The IAM sign-in and when its token was made: tokens expire, connections do not.
+    iam: Option<(bookshelf_config::IamAuth, std::sync::Mutex<std::time::SystemTime>)>,
+}
+
+/// A token older than this is replaced before the pool may need it for a new connection,
+/// well inside `IamAuth::TOKEN_LIFETIME`.
+const TOKEN_REFRESH_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+fn refresh_token(
+    pool: &PgPool,
+    auth: &bookshelf_config::IamAuth,
+    signed_at: &std::sync::Mutex<std::time::SystemTime>,
+) {
+    let now = std::time::SystemTime::now();
+    let mut signed_at = signed_at
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if now.duration_since(*signed_at).unwrap_or_default() < TOKEN_REFRESH_AFTER {
+        return;
+    }
+    match auth.options(now) {
+        Ok(options) => {
+            pool.set_connect_options(options);
+            *signed_at = now;
+        }
+        // Signing is local and only fails on malformed settings, which the start-up
+        // signing would have refused; keep the old token and say so.
+        Err(e) => {
+            tracing::error!(error = %bookshelf_http::error_chain(&e), "IAM database token not refreshed")
+        }
+    }
+}
+
 /// Everything a handler needs, built once per execution environment (outside the handler).
 pub struct AppState {
     /// `None` in functions that never query (registry: `database: false`): they get no
     /// credentials, no VPC and no pool deployed.
-    db: Option<PgPool>,
+    db: Option<Db>,
     /// Where new orders are announced; `None` leaves them to the outbox relay.
     pub queue: Option<Queue>,
     /// Where new activities are announced for the feed fan-out; `None` leaves them to the
@@ -33,7 +69,7 @@ impl AppState {
         let public = keys.public_keys().clone();
         let verifier = TokenVerifier::new(&public);
         AppState {
-            db: Some(db),
+            db: Some(Db { pool: db, iam: None }),
             queue: None,
             activity_queue: None,
             throttle_loopback: false,
@@ -65,44 +101,58 @@ impl AppState {
         self
     }
 
-    /// A Lambda's state: only the key material its function needs is loaded, so a function
-    /// that never signs never holds the private key, and one that never queries has no pool.
-    pub async fn from_env(
-        keys: KeyAccess,
-        database: bool,
-        max_connections: u32,
-    ) -> Result<AppState, ConfigError> {
+    /// A Lambda's state: a pool when the function queries (`database`), no keys and no
+    /// queues; `with_keys_from_env` and `with_queues_from_env` add those, each called only
+    /// by the binaries that need them, so that no other binary links a Secrets Manager or
+    /// SQS client.
+    pub fn from_env(database: bool, max_connections: u32) -> Result<AppState, ConfigError> {
         let db = match database {
-            true => Some(bookshelf_storage::pool(
-                bookshelf_config::database().await?,
-                max_connections,
-            )),
             false => None,
-        };
-        let (issuer, public) = match keys {
-            KeyAccess::Signing => {
-                let signing = bookshelf_config::signing_keys().await?;
-                let public = signing.public_keys().clone();
-                let verifier = TokenVerifier::new(&public);
-                (Some(TokenIssuer::new(&signing)), Some((public, verifier)))
-            }
-            KeyAccess::Public => {
-                let public = bookshelf_config::public_keys().await?;
-                let verifier = TokenVerifier::new(&public);
-                (None, Some((public, verifier)))
-            }
-            KeyAccess::None => (None, None),
+            true => Some(match bookshelf_config::database()? {
+                bookshelf_config::Database::Url(options) => Db {
+                    pool: bookshelf_storage::pool(options, max_connections),
+                    iam: None,
+                },
+                bookshelf_config::Database::Iam(auth) => {
+                    let now = std::time::SystemTime::now();
+                    Db {
+                        pool: bookshelf_storage::pool(auth.options(now)?, max_connections),
+                        iam: Some((auth, std::sync::Mutex::new(now))),
+                    }
+                }
+            }),
         };
         Ok(AppState {
             db,
             queue: None,
             activity_queue: None,
             throttle_loopback: false,
-            issuer,
-            public,
+            issuer: None,
+            public: None,
             metrics: bookshelf_config::metrics::Metrics::from_env(),
             cors: allowed_origins(),
         })
+    }
+
+    /// Only the key material the function needs (`keys`), so a function that never signs
+    /// never holds the private key.
+    pub async fn with_keys_from_env(mut self, keys: KeyAccess) -> Result<AppState, ConfigError> {
+        match keys {
+            KeyAccess::Signing => {
+                let signing = bookshelf_config::signing_keys().await?;
+                let public = signing.public_keys().clone();
+                let verifier = TokenVerifier::new(&public);
+                self.issuer = Some(TokenIssuer::new(&signing));
+                self.public = Some((public, verifier));
+            }
+            KeyAccess::Public => {
+                let public = bookshelf_config::public_keys().await?;
+                let verifier = TokenVerifier::new(&public);
+                self.public = Some((public, verifier));
+            }
+            KeyAccess::None => {}
+        }
+        Ok(self)
     }
 
     /// The SQS queues named by QUEUE_URL (orders-create, the relay) and ACTIVITY_QUEUE_URL
@@ -118,14 +168,19 @@ impl AppState {
 
     /// The pool, in a function that has one.
     pub fn db(&self) -> Result<&PgPool, ApiError> {
-        self.db
+        let db = self
+            .db
             .as_ref()
-            .ok_or_else(|| ApiError::Internal("this function has no database".into()))
+            .ok_or_else(|| ApiError::Internal("this function has no database".into()))?;
+        if let Some((auth, signed_at)) = &db.iam {
+            refresh_token(&db.pool, auth, signed_at);
+        }
+        Ok(&db.pool)
     }
 
     /// Replaces the pool (tests: a pool with other limits).
     pub fn with_db(mut self, db: PgPool) -> AppState {
-        self.db = Some(db);
+        self.db = Some(Db { pool: db, iam: None });
         self
     }
 

@@ -56,7 +56,10 @@ impl SqsQueue {
     /// `ACTIVITY_QUEUE_URL` for the feed).
     pub async fn from_env_var(var: bookshelf_config::env::Var) -> Option<SqsQueue> {
         let url = bookshelf_config::env::get(var)?;
-        let config = aws_sdk_sqs::config::Builder::from(bookshelf_config::aws().await);
+        let mut config = aws_sdk_sqs::config::Builder::from(bookshelf_config::aws());
+        if let Some(endpoint) = bookshelf_config::env::get(bookshelf_config::env::Var::AwsEndpointUrlSqs) {
+            config.set_endpoint_url(Some(endpoint));
+        }
         Some(SqsQueue::new(Client::from_conf(bounded(config).build()), url))
     }
 

@@ -8,7 +8,8 @@ use serde_norway::Value;
 
 use crate::harness::{repo_root, TestApp};
 
-/// Binary → (has DB_SECRET_ARN, has VpcConfig), for every function of template.yaml.
+/// Binary → (names a database user, has VpcConfig), for every function of template.yaml:
+/// `DB_USER` (IAM sign-in to the proxy), or db-migrate's owner secret `DB_SECRET_ARN`.
 fn database_settings() -> BTreeMap<String, (bool, bool)> {
     let text = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
     let doc: Value = serde_norway::from_str(&text).unwrap();
@@ -18,7 +19,8 @@ fn database_settings() -> BTreeMap<String, (bool, bool)> {
             continue;
         };
         let props = &r["Properties"];
-        let secret = !props["Environment"]["Variables"]["DB_SECRET_ARN"].is_null();
+        let vars = &props["Environment"]["Variables"];
+        let secret = !vars["DB_USER"].is_null() || !vars["DB_SECRET_ARN"].is_null();
         let vpc = !props["VpcConfig"].is_null();
         out.insert(binary.to_string(), (secret, vpc));
     }
@@ -32,7 +34,7 @@ fn functions_that_never_query_have_no_database_deployed() {
         let (secret, vpc) = deployed[f.name];
         assert_eq!(
             secret, f.database,
-            "{}: DB_SECRET_ARN vs. the registry's `database`",
+            "{}: DB_USER vs. the registry's `database`",
             f.name
         );
         assert_eq!(

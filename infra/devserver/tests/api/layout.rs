@@ -1,7 +1,7 @@
 //! The gateway itself, and that template.yaml, the handler registry, the function crates
 //! and events/ describe the same set of functions.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bookshelf_api::HTTP_FUNCTIONS;
 use bookshelf_devserver::Template;
@@ -305,33 +305,48 @@ fn each_binary_serves_its_own_registry_entry() {
 /// other HTTP binary uses `run_http`, which links no SQS client. Read from the text: a
 /// resource's block runs from its two-space-indented name to the next one.
 #[test]
-fn only_the_binaries_with_a_queue_url_link_the_queue_client() {
+fn only_the_binaries_with_a_queue_url_or_a_key_secret_link_those_clients() {
     let yaml = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
-    let mut sending = BTreeSet::new();
-    let (mut binary, mut queued) = (None::<String>, false);
+    // Binary → the names of the environment variables its function is given.
+    let mut env: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut binary = None::<String>;
     let is_resource = |l: &str| l.starts_with("  ") && !l.starts_with("   ") && l.ends_with(':');
-    for line in yaml.lines().chain(std::iter::once("  End:")) {
+    for line in yaml.lines() {
         if is_resource(line) {
-            if let (Some(b), true) = (binary.take(), queued) {
-                sending.insert(b);
-            }
-            queued = false;
+            binary = None;
         } else if let Some(b) = line.trim().strip_prefix("Binary: ") {
             binary = Some(b.to_string());
-        } else if line.trim_start().starts_with("QUEUE_URL:")
-            || line.trim_start().starts_with("ACTIVITY_QUEUE_URL:")
-        {
-            queued = true;
+            env.entry(b.to_string()).or_default();
+        } else if let (Some(b), Some((name, _))) = (&binary, line.trim().split_once(": ")) {
+            if name.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+                env.get_mut(b).unwrap().insert(name.to_string());
+            }
         }
     }
-    assert!(sending.contains("orders-create"), "{sending:?}");
+    let has = |f: &str, names: &[&str]| names.iter().any(|n| env[f].contains(*n));
+    assert!(
+        has("orders-create", &["QUEUE_URL"]) && has("auth-login", &["SIGNING_KEYS_SECRET_ARN"]),
+        "{env:?}"
+    );
     for f in HTTP_FUNCTIONS {
         let main =
             std::fs::read_to_string(repo_root().join("functions").join(f.name).join("src/main.rs")).unwrap();
         assert_eq!(
             main.contains("run_http_sending("),
-            sending.contains(f.name),
+            has(f.name, &["QUEUE_URL", "ACTIVITY_QUEUE_URL"]),
             "functions/{}/src/main.rs: run_http_sending exactly when the template gives a queue URL",
+            f.name
+        );
+        assert_eq!(
+            main.contains("run_http_with_keys("),
+            has(f.name, &["SIGNING_KEYS_SECRET_ARN", "PUBLIC_KEYS_SECRET_ARN"]),
+            "functions/{}/src/main.rs: run_http_with_keys exactly when the template gives a key secret",
+            f.name
+        );
+        assert_eq!(
+            main.contains("run_http_with_keys("),
+            f.keys != bookshelf_api::registry::KeyAccess::None,
+            "functions/{}/src/main.rs: run_http_with_keys exactly when the registry gives it keys",
             f.name
         );
     }

@@ -85,6 +85,60 @@ async fn order(app: &TestApp, token: &str, book: &str, quantity: i64) -> String 
     id_of(&r.body)
 }
 
+/// A deployed function's AWS clients are configured from Lambda's environment alone (no
+/// aws-config): region, the role's credentials and an endpoint override. Here the endpoint
+/// is moto, for both services the functions call: Secrets Manager (key material) and SQS.
+#[tokio::test]
+async fn the_lambda_environment_configures_secrets_manager_and_sqs() {
+    let moto = Moto::start().await;
+    let keys = bookshelf_auth::SigningKeys::generate();
+    let secrets = aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+            .http_client(bookshelf_config::https_client())
+            .endpoint_url(&moto.endpoint)
+            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+                "test", "test", None, None, "t",
+            ))
+            .build(),
+    );
+    let arn = secrets
+        .create_secret()
+        .name("signing")
+        .secret_string(keys.to_json())
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    let (orders, _dlq) = moto.queues().await;
+    // What Lambda (and template.yaml) would set; nextest runs each test in its own process.
+    // The region is moto's too: the queues were made in `local_client`'s us-east-1.
+    for (name, value) in [
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_SESSION_TOKEN", "token"),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto.endpoint.as_str()),
+        ("AWS_ENDPOINT_URL_SQS", moto.endpoint.as_str()),
+        ("SIGNING_KEYS_SECRET_ARN", arn.as_str()),
+        ("QUEUE_URL", orders.url()),
+    ] {
+        std::env::set_var(name, value);
+    }
+    std::env::remove_var("BOOKSHELF_SIGNING_KEYS");
+
+    let read = bookshelf_config::signing_keys().await.unwrap();
+    assert_eq!(read.active_kid(), keys.active_kid());
+
+    let queue = SqsQueue::from_env().await.expect("QUEUE_URL is set");
+    queue.send(r#"{"orderId":"from-the-environment"}"#).await.unwrap();
+    let received = orders.receive(10, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert!(received[0].body.contains("from-the-environment"), "{received:?}");
+}
+
 #[tokio::test]
 async fn orders_flow_through_sqs() {
     let moto = Moto::start().await;
