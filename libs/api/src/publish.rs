@@ -24,23 +24,47 @@ pub async fn send(state: &AppState, topic: Topic, pending: &[OutboxMessage]) {
         );
         return;
     };
-    for m in pending {
-        match queue.send(&m.payload.to_string()).await {
-            Ok(()) => {
-                if let Err(e) = outbox::mark_sent(db, m.id).await {
-                    let error = bookshelf_http::error_chain(&e);
-                    tracing::warn!(topic = topic.as_str(), outbox_id = m.id, %error, "sent, but not marked sent; the relay will send again");
-                }
-            }
+    // SQS takes ten messages a request: an order batch that shelves ten books sends once.
+    for chunk in pending.chunks(10) {
+        let bodies: Vec<String> = chunk.iter().map(|m| m.payload.to_string()).collect();
+        let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+        let outcome = match refs.as_slice() {
+            [one] => queue.send(one).await.map(|()| vec![Ok(())]),
+            many => queue.send_batch(many).await,
+        };
+        let outcomes = match outcome {
+            Ok(outcomes) => outcomes,
             Err(e) => {
                 let error = bookshelf_http::error_chain(&e);
-                tracing::warn!(topic = topic.as_str(), outbox_id = m.id, %error, "queue send failed; the outbox relay will retry");
-                // Only bookkeeping: the relay retries the row whether or not this is recorded.
-                if let Err(e) = outbox::mark_failed(db, m.id, &error).await {
+                tracing::warn!(topic = topic.as_str(), messages = chunk.len(), %error, "queue send failed; the outbox relay will retry");
+                for m in chunk {
+                    record_failure(db, topic, m, &error).await;
+                }
+                continue;
+            }
+        };
+        for (m, outcome) in chunk.iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => {
+                    if let Err(e) = outbox::mark_sent(db, m.id).await {
+                        let error = bookshelf_http::error_chain(&e);
+                        tracing::warn!(topic = topic.as_str(), outbox_id = m.id, %error, "sent, but not marked sent; the relay will send again");
+                    }
+                }
+                Err(e) => {
                     let error = bookshelf_http::error_chain(&e);
-                    tracing::warn!(topic = topic.as_str(), outbox_id = m.id, %error, "send failure not recorded");
+                    tracing::warn!(topic = topic.as_str(), outbox_id = m.id, %error, "queue send failed; the outbox relay will retry");
+                    record_failure(db, topic, m, &error).await;
                 }
             }
         }
+    }
+}
+
+/// Only bookkeeping: the relay retries the row whether or not this is recorded.
+async fn record_failure(db: &sqlx::PgPool, topic: Topic, m: &OutboxMessage, error: &str) {
+    if let Err(e) = outbox::mark_failed(db, m.id, error).await {
+        let error = bookshelf_http::error_chain(&e);
+        tracing::warn!(topic = topic.as_str(), outbox_id = m.id, %error, "send failure not recorded");
     }
 }

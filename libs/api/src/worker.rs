@@ -245,17 +245,38 @@ pub async fn relay_outbox(state: &AppState, min_age_secs: i64) -> Result<RelayRe
                 break;
             }
             let mut progressed = false;
-            for message in &batch {
-                match queue.send(&message.payload.to_string()).await {
-                    Ok(()) => {
-                        outbox::mark_sent(&mut *tx, message.id).await?;
-                        report.sent += 1;
-                        progressed = true;
-                    }
+            // Ten a request, as SQS takes them; each message's outcome is its own.
+            for chunk in batch.chunks(10) {
+                let bodies: Vec<String> = chunk.iter().map(|m| m.payload.to_string()).collect();
+                let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+                let outcomes: Vec<Result<(), String>> = match queue.send_batch(&refs).await {
+                    Ok(outcomes) => outcomes
+                        .into_iter()
+                        .map(|o| {
+                            o.map_err(|e| {
+                                let error = bookshelf_http::error_chain(&e);
+                                last_error = Some(e);
+                                error
+                            })
+                        })
+                        .collect(),
                     Err(e) => {
-                        outbox::mark_failed(&mut *tx, message.id, &bookshelf_http::error_chain(&e)).await?;
-                        report.failed += 1;
+                        let error = bookshelf_http::error_chain(&e);
                         last_error = Some(e);
+                        vec![Err(error); chunk.len()]
+                    }
+                };
+                for (message, outcome) in chunk.iter().zip(outcomes) {
+                    match outcome {
+                        Ok(()) => {
+                            outbox::mark_sent(&mut *tx, message.id).await?;
+                            report.sent += 1;
+                            progressed = true;
+                        }
+                        Err(error) => {
+                            outbox::mark_failed(&mut *tx, message.id, &error).await?;
+                            report.failed += 1;
+                        }
                     }
                 }
             }

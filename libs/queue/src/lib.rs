@@ -18,6 +18,9 @@ pub enum QueueError {
     /// says which.
     #[error("SQS request failed")]
     Sqs(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// SQS answered a batch send, but refused this entry.
+    #[error("the queue refused the message: {code}: {message}")]
+    Refused { code: String, message: String },
     /// SQS answered, but refused some entries of a batch.
     #[error("{failed} of {attempted} deletes failed, the first with {code}: {message}")]
     PartialDelete {
@@ -52,6 +55,21 @@ impl Queue {
                 q.send(body);
                 Ok(())
             }
+        }
+    }
+
+    /// Sends up to 10 bodies (one request on SQS): the request's error, or each body's
+    /// outcome (a batch can be refused in part).
+    pub async fn send_batch(&self, bodies: &[&str]) -> Result<Vec<Result<(), QueueError>>, QueueError> {
+        match self {
+            Queue::Sqs(q) => q.send_batch(bodies).await,
+            Queue::Memory(q) => Ok(bodies
+                .iter()
+                .map(|b| {
+                    q.send(b);
+                    Ok(())
+                })
+                .collect()),
         }
     }
 

@@ -1,6 +1,9 @@
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
+};
 use aws_sdk_sqs::Client;
 
 use crate::{QueueError, Received};
@@ -143,6 +146,57 @@ impl SqsQueue {
             .await
             .map_err(err)?;
         Ok(())
+    }
+
+    /// Sends up to 10 bodies in one request: the request's error, or each body's outcome
+    /// (each entry of a batch succeeds or fails on its own).
+    pub async fn send_batch(&self, bodies: &[&str]) -> Result<Vec<Result<(), QueueError>>, QueueError> {
+        if bodies.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(*b)
+                    .build()
+                    .map_err(|e| QueueError::Sqs(Box::new(e)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(err)?;
+        // An entry SQS reports neither way is not known to be sent: the relay sends it again.
+        let mut outcomes: Vec<Result<(), QueueError>> = (0..bodies.len())
+            .map(|_| {
+                Err(QueueError::Refused {
+                    code: "Unreported".into(),
+                    message: "the batch answer did not mention it".into(),
+                })
+            })
+            .collect();
+        let slot = |id: &str| id.parse::<usize>().ok().filter(|i| *i < bodies.len());
+        for entry in out.successful() {
+            if let Some(i) = slot(entry.id()) {
+                outcomes[i] = Ok(());
+            }
+        }
+        for entry in out.failed() {
+            if let Some(i) = slot(entry.id()) {
+                outcomes[i] = Err(QueueError::Refused {
+                    code: entry.code().to_string(),
+                    message: entry.message().unwrap_or_default().to_string(),
+                });
+            }
+        }
+        Ok(outcomes)
     }
 
     pub async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Received>, QueueError> {

@@ -196,6 +196,46 @@ async fn a_queue_outage_at_order_time_is_recovered_by_the_relay() {
     assert_eq!(stock(&app, &admin, &book).await, 2);
 }
 
+/// A backlog goes out ten messages a request (SendMessageBatch), each once, each marked.
+#[tokio::test]
+async fn the_relay_sends_a_backlog_in_batches_each_message_once() {
+    let moto = Moto::start().await;
+    let (live, _dlq) = moto.queues().await;
+    let app = TestApp::start_with(Some(Queue::Sqs(dead_queue(live.url())))).await;
+    let admin = app.admin_token().await;
+    let t = token(&app.register("backlog@example.org", "password123").await);
+    let book = id_of(&create_book(&app, &admin, json!({"stock": 100})).await);
+    let mut placed = std::collections::BTreeSet::new();
+    for _ in 0..23 {
+        placed.insert(order(&app, &t, &book, 1).await);
+    }
+    assert_eq!(unsent_attempts(&app).await.len(), 23);
+
+    let recovered =
+        bookshelf_api::AppState::new(app.pool.clone(), &app.keys).with_queue(Queue::Sqs(live.clone()));
+    let report = relay_outbox(&recovered, 0).await.unwrap();
+    assert_eq!((report.sent, report.failed), (23, 0));
+    assert!(unsent_attempts(&app).await.is_empty(), "every row is marked sent");
+    assert_eq!(relay_outbox(&recovered, 0).await.unwrap().sent, 0, "sent once");
+
+    let mut delivered = Vec::new();
+    while delivered.len() < placed.len() {
+        let batch = live.receive(10, Duration::from_secs(1)).await.unwrap();
+        assert!(!batch.is_empty(), "{} of 23 delivered", delivered.len());
+        delivered.extend(batch.into_iter().map(|m| m.body));
+    }
+    let ids: std::collections::BTreeSet<String> = delivered
+        .iter()
+        .map(|b| {
+            serde_json::from_str::<serde_json::Value>(b).unwrap()["orderId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!((ids, delivered.len()), (placed, 23), "each order once");
+}
+
 #[tokio::test]
 async fn poison_messages_reach_the_dead_letter_queue() {
     let moto = Moto::start().await;
