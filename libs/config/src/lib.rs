@@ -106,6 +106,17 @@ async fn secret_string(arn: &str) -> Result<String, ConfigError> {
         })
 }
 
+/// `DATABASE_URL`, parsed, when it is set: a local run or a test, for every connection.
+fn database_url() -> Option<Result<PgConnectOptions, ConfigError>> {
+    let url = var(Var::DatabaseUrl)?;
+    Some(
+        PgConnectOptions::from_str(&url).map_err(|e| ConfigError::Invalid {
+            var: Var::DatabaseUrl.name(),
+            source: Box::new(e),
+        }),
+    )
+}
+
 /// Where the functions' database connections come from.
 pub enum Database {
     /// `DATABASE_URL`: a local run, or a test.
@@ -119,13 +130,8 @@ pub enum Database {
 /// function but db-migrate reads a database password, and none links a Secrets Manager
 /// client for it.
 pub fn database() -> Result<Database, ConfigError> {
-    if let Some(url) = var(Var::DatabaseUrl) {
-        return PgConnectOptions::from_str(&url)
-            .map(Database::Url)
-            .map_err(|e| ConfigError::Invalid {
-                var: Var::DatabaseUrl.name(),
-                source: Box::new(e),
-            });
+    if let Some(options) = database_url() {
+        return options.map(Database::Url);
     }
     let user = var(Var::DbUser).ok_or(ConfigError::Missing("DATABASE_URL or DB_USER"))?;
     Ok(Database::Iam(IamAuth {
@@ -213,11 +219,8 @@ impl IamAuth {
 /// `DB_SECRET_ARN` (the standard `{username, password, host, port, dbname}` JSON) with
 /// `DB_HOST` pointing at the RDS Proxy endpoint.
 pub async fn database_owner() -> Result<PgConnectOptions, ConfigError> {
-    if let Some(url) = var(Var::DatabaseUrl) {
-        return PgConnectOptions::from_str(&url).map_err(|e| ConfigError::Invalid {
-            var: Var::DatabaseUrl.name(),
-            source: Box::new(e),
-        });
+    if let Some(options) = database_url() {
+        return options;
     }
     let arn = var(Var::DbSecretArn).ok_or(ConfigError::Missing("DATABASE_URL or DB_SECRET_ARN"))?;
     let secret: DbSecret =
