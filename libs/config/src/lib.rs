@@ -2,6 +2,7 @@
 //! and secrets from Secrets Manager. Locally: `DATABASE_URL` and a git-ignored key file.
 
 pub mod env;
+mod https;
 pub mod metrics;
 
 use std::path::Path;
@@ -75,12 +76,9 @@ pub fn aws_credentials() -> Option<aws_credential_types::Credentials> {
     ))
 }
 
-/// The SDK clients' HTTP(S) client: rustls with ring, the TLS stack sqlx already links.
+/// The SDK clients' HTTP(S) client: see [`https`].
 pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
+    https::client()
 }
 
 async fn secret_string(arn: &str) -> Result<String, ConfigError> {
