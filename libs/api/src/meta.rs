@@ -77,44 +77,19 @@ pub async fn docs_asset(_state: Arc<AppState>, req: Request) -> Result<Response<
         .path_parameters_ref()
         .and_then(|p| p.first("asset"))
         .unwrap_or_default();
-    let content_type = match name {
-        "swagger-ui.css" => "text/css; charset=utf-8",
-        "swagger-ui-bundle.js" => "text/javascript; charset=utf-8",
+    let (body, content_type) = match name {
+        "swagger-ui.css" => (SWAGGER_CSS, "text/css; charset=utf-8"),
+        "swagger-ui-bundle.js" => (SWAGGER_JS, "text/javascript; charset=utf-8"),
         _ => return Err(ApiError::not_found("asset")),
     };
     // Assets do not change within a deployment: a day in the browser's cache.
-    text(swagger_asset(name).await?, content_type, 86_400)
+    text(body.to_string(), content_type, 86_400)
 }
 
-/// One Swagger UI file, as the swagger-ui-dist crate serves it (its routes are the only way
-/// it hands out the embedded files), read once per execution environment.
-async fn swagger_asset(name: &str) -> Result<String, ApiError> {
-    use tokio::sync::OnceCell;
-    use tower::ServiceExt;
-    static CSS: OnceCell<String> = OnceCell::const_new();
-    static JS: OnceCell<String> = OnceCell::const_new();
-    let cell = if name.ends_with(".css") { &CSS } else { &JS };
-    cell.get_or_try_init(|| async {
-        let routes = swagger_ui_dist::generate_routes(swagger_ui_dist::ApiDefinition {
-            uri_prefix: "/docs",
-            api_definition: swagger_ui_dist::OpenApiSource::Uri("openapi.json"),
-            title: Some("Bookshelf API"),
-        });
-        let request = http::Request::get(format!("/docs/{name}"))
-            .body(axum::body::Body::empty())
-            .map_err(ApiError::internal)?;
-        let response = routes.oneshot(request).await.map_err(ApiError::internal)?;
-        if !response.status().is_success() {
-            return Err(ApiError::internal(format!("swagger-ui-dist has no {name}")));
-        }
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .map_err(ApiError::internal)?;
-        String::from_utf8(bytes.to_vec()).map_err(ApiError::internal)
-    })
-    .await
-    .cloned()
-}
+/// The two Swagger UI files the page loads, as the swagger-ui-dist crate serves them
+/// (written to OUT_DIR by build.rs).
+const SWAGGER_CSS: &str = include_str!(concat!(env!("OUT_DIR"), "/swagger-ui.css"));
+const SWAGGER_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/swagger-ui-bundle.js"));
 
 fn text(body: String, content_type: &str, max_age: u32) -> Result<Response<Body>, ApiError> {
     Response::builder()

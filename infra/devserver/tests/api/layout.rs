@@ -270,7 +270,8 @@ fn the_environment_is_read_in_one_place() {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             if path.is_dir() && name != "tests" && name != "target" {
                 sources(&path, out);
-            } else if name.ends_with(".rs") {
+            } else if name.ends_with(".rs") && name != "build.rs" {
+                // A build script reads cargo's variables (OUT_DIR), never a deployment's.
                 out.push(path);
             }
         }
