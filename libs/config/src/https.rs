@@ -2,10 +2,10 @@
 //! webpki root store — the TLS stack and roots sqlx already links for RDS Proxy.
 //!
 //! Why not `aws-smithy-http-client`: its client always links HTTP/2 (hyper's and the `h2`
-//! crate, ~0.6 MiB of code), a proxy matcher and the platform's certificate loader. SQS and
-//! Secrets Manager speak HTTP/1.1 (their endpoints announce only `http/1.1` by ALPN), and a
-//! Lambda function reaches them without a proxy, so every SDK-using binary carried them for
-//! nothing. This adapter is the same hyper-util client those crates build on, minus those.
+//! crate, ~0.6 MiB of code), a proxy matcher and the platform's certificate loader. The SQS
+//! and Secrets Manager APIs need nothing beyond HTTP/1.1, and a Lambda function reaches them
+//! without a proxy, so every SDK-using binary carried those for nothing. This adapter is the
+//! hyper-util client that crate builds on, without them.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
