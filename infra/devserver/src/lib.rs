@@ -7,6 +7,7 @@ pub mod seed;
 pub mod template;
 pub mod worker;
 
+use bookshelf_storage::DbPool;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -14,7 +15,6 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use bookshelf_api::AppState;
 use bookshelf_auth::SigningKeys;
-use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 pub use gateway::Gateway;
@@ -22,7 +22,7 @@ pub use template::Template;
 
 /// Connects as the URL's user and applies the migrations (the operator commands: they
 /// leave the application role, which a running dev server uses, alone).
-pub async fn migrate_database(url: &str) -> Result<PgPool> {
+pub async fn migrate_database(url: &str) -> Result<DbPool> {
     let options: sqlx::postgres::PgConnectOptions =
         url.parse().context("DATABASE_URL is not a PostgreSQL URL")?;
     // The dev server serves many requests at once, unlike one Lambda environment.
@@ -36,8 +36,8 @@ pub async fn migrate_database(url: &str) -> Result<PgPool> {
 /// The two ways the local runtime connects, as deployed: the owner (migrations, seeding,
 /// operator commands, tests' own checks) and the application role the handlers use.
 pub struct Databases {
-    pub owner: PgPool,
-    pub app: PgPool,
+    pub owner: DbPool,
+    pub app: DbPool,
 }
 
 /// Connects, applies the migrations, creates the application role `<database>_app` with
@@ -45,7 +45,7 @@ pub struct Databases {
 /// of `DATABASE_URL` that may not create roles serves as itself, and says so.
 pub async fn prepare_database(url: &str) -> Result<Databases> {
     let owner = migrate_database(url).await?;
-    let options = (*owner.connect_options()).clone();
+    let options = owner.connect_options();
     let role = format!("{}_app", options.get_database().unwrap_or("postgres"));
     let password = format!(
         "{}{}",
@@ -78,7 +78,7 @@ fn insufficient_privilege(e: &bookshelf_api::ops::OpsError) -> bool {
 }
 
 /// Makes sure an admin account with these credentials exists (the operator command).
-pub async fn ensure_admin(pool: &PgPool, email: &str, password: &str) -> Result<()> {
+pub async fn ensure_admin(pool: &DbPool, email: &str, password: &str) -> Result<()> {
     Ok(bookshelf_api::ops::ensure_admin(pool, email, password).await?)
 }
 
@@ -98,7 +98,7 @@ pub struct LocalQueues {
 }
 
 /// The state every local function shares: all keys, and the queues if there are any.
-pub fn local_state(pool: PgPool, keys: &SigningKeys, queues: Option<LocalQueues>) -> Arc<AppState> {
+pub fn local_state(pool: DbPool, keys: &SigningKeys, queues: Option<LocalQueues>) -> Arc<AppState> {
     let state = AppState::new(pool, keys);
     Arc::new(match queues {
         Some(q) => state.with_queue(q.orders).with_activity_queue(q.activities),

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use bookshelf_domain::{isbn, NewBook};
-use sqlx::PgPool;
+use bookshelf_storage::DbPool;
 
 /// splitmix64: tiny, fast, good enough for demo data, and reproducible without a crate.
 struct Rng(u64);
@@ -265,7 +265,7 @@ fn book(r: &mut Rng, n: u64, isbn_base: u64) -> NewBook {
 
 /// Adds `count` books; returns how many were inserted (ISBN collisions with existing
 /// books are skipped, so seeding twice is harmless).
-pub async fn seed_books(pool: &PgPool, count: usize, seed: u64) -> Result<u64> {
+pub async fn seed_books(pool: &DbPool, count: usize, seed: u64) -> Result<u64> {
     let mut r = Rng(seed);
     // Start ISBNs where this seed's run puts them, so repeated runs with other seeds add more.
     let isbn_base = seed.wrapping_mul(1_000_003) % 900_000_000;
@@ -297,7 +297,7 @@ pub fn reader_email(i: usize) -> String {
 /// catalog must hold that many; `seed_readers` adds books when it does not) and 20,000
 /// ended sessions, all in the current UTC year. An existing reader is left as it is.
 pub async fn seed_readers(
-    pool: &PgPool,
+    pool: &DbPool,
     count: usize,
 ) -> Result<Vec<(String, bookshelf_storage::reading::History)>> {
     const READS: i64 = 5_000;
@@ -335,7 +335,7 @@ pub async fn seed_readers(
 /// A reader with `count` followers (`follower{n}@seed.bookshelf.local`, password
 /// `READER_PASSWORD`) and a public library: what the fan-out benchmark shelves books as.
 /// Returns the star's email and the follower the fan-out reaches last.
-pub async fn seed_star(pool: &PgPool, count: i32) -> Result<(String, Option<String>)> {
+pub async fn seed_star(pool: &DbPool, count: i32) -> Result<(String, Option<String>)> {
     let email = "star@seed.bookshelf.local".to_string();
     let hash = bookshelf_auth::password::hash(READER_PASSWORD);
     let new = bookshelf_storage::NewUser {

@@ -2,7 +2,7 @@
 
 use bookshelf_auth::password;
 use bookshelf_domain::validation;
-use sqlx::PgPool;
+use bookshelf_storage::DbPool;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
@@ -17,7 +17,7 @@ pub enum OpsError {
 }
 
 /// Applies every pending migration; returns the versions now applied.
-pub async fn migrate(db: &PgPool) -> Result<Vec<i64>, OpsError> {
+pub async fn migrate(db: &DbPool) -> Result<Vec<i64>, OpsError> {
     bookshelf_storage::migrate(db).await?;
     let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
         .fetch_all(db)
@@ -27,7 +27,7 @@ pub async fn migrate(db: &PgPool) -> Result<Vec<i64>, OpsError> {
 }
 
 /// Makes sure an admin with this email exists and has this password (idempotent).
-pub async fn ensure_admin(db: &PgPool, email: &str, password_text: &str) -> Result<(), OpsError> {
+pub async fn ensure_admin(db: &DbPool, email: &str, password_text: &str) -> Result<(), OpsError> {
     let email = validation::email(email).map_err(|m| OpsError::Invalid(format!("email {m}")))?;
     validation::password(password_text).map_err(|m| OpsError::Invalid(format!("password {m}")))?;
     let pw = password_text.to_string();
@@ -44,7 +44,7 @@ pub async fn ensure_admin(db: &PgPool, email: &str, password_text: &str) -> Resu
 /// DELETE) and their sequences. It owns nothing, cannot change the schema (PostgreSQL 15+
 /// gives PUBLIC no CREATE on `public`), and cannot read the migration history. Run after
 /// every migration, so tables a migration adds are granted too.
-pub async fn ensure_app_role(db: &PgPool, role: &str, password: &str) -> Result<(), OpsError> {
+pub async fn ensure_app_role(db: &DbPool, role: &str, password: &str) -> Result<(), OpsError> {
     let valid = role.len() <= 63
         && role.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
         && role

@@ -3,6 +3,7 @@
 //! attempted) leaves the row unsent, and the outbox relay sends it later.
 
 use bookshelf_storage::outbox::{self, OutboxMessage, Topic};
+use bookshelf_storage::DbPool;
 
 use crate::AppState;
 
@@ -62,7 +63,7 @@ pub async fn send(state: &AppState, topic: Topic, pending: &[OutboxMessage]) {
 }
 
 /// Only bookkeeping: the relay retries the row whether or not this is recorded.
-async fn record_failure(db: &sqlx::PgPool, topic: Topic, m: &OutboxMessage, error: &str) {
+async fn record_failure(db: &DbPool, topic: Topic, m: &OutboxMessage, error: &str) {
     if let Err(e) = outbox::mark_failed(db, m.id, error).await {
         let error = bookshelf_http::error_chain(&e);
         tracing::warn!(topic = topic.as_str(), outbox_id = m.id, %error, "send failure not recorded");

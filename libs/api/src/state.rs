@@ -2,13 +2,13 @@ use bookshelf_auth::{PublicKeys, SigningKeys, TokenIssuer, TokenVerifier};
 use bookshelf_config::ConfigError;
 use bookshelf_http::ApiError;
 use bookshelf_queue::{Queue, SqsQueue};
-use sqlx::PgPool;
+use bookshelf_storage::DbPool;
 
 use crate::registry::KeyAccess;
 
 /// A pool and, deployed, what signs in its new connections.
 struct Db {
-    pool: PgPool,
+    pool: DbPool,
     /// The IAM sign-in and when its token was made: tokens expire, connections do not.
     iam: Option<(bookshelf_config::IamAuth, std::sync::Mutex<std::time::SystemTime>)>,
 }
@@ -18,7 +18,7 @@ struct Db {
 const TOKEN_REFRESH_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 
 fn refresh_token(
-    pool: &PgPool,
+    pool: &DbPool,
     auth: &bookshelf_config::IamAuth,
     signed_at: &std::sync::Mutex<std::time::SystemTime>,
 ) {
@@ -65,7 +65,7 @@ pub struct AppState {
 
 impl AppState {
     /// Everything, from keys in hand: the local gateway and tests.
-    pub fn new(db: PgPool, keys: &SigningKeys) -> AppState {
+    pub fn new(db: DbPool, keys: &SigningKeys) -> AppState {
         let public = keys.public_keys().clone();
         let verifier = TokenVerifier::new(&public);
         AppState {
@@ -167,7 +167,7 @@ impl AppState {
     }
 
     /// The pool, in a function that has one.
-    pub fn db(&self) -> Result<&PgPool, ApiError> {
+    pub fn db(&self) -> Result<&DbPool, ApiError> {
         let db = self
             .db
             .as_ref()
@@ -179,7 +179,7 @@ impl AppState {
     }
 
     /// Replaces the pool (tests: a pool with other limits).
-    pub fn with_db(mut self, db: PgPool) -> AppState {
+    pub fn with_db(mut self, db: DbPool) -> AppState {
         self.db = Some(Db { pool: db, iam: None });
         self
     }

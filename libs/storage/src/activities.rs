@@ -7,12 +7,13 @@
 //! reader still follows the actor (and has since before the activity), and a book activity
 //! only while the actor's visibility allows it.
 
+use crate::DbPool;
 use bookshelf_domain::activity::ActivityMessage;
 use bookshelf_domain::{
     Activity, ActivityType, BookSummary, Cursor, NewActivity, PageParams, PersonRef, ReadingStatus,
 };
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::outbox::OutboxMessage;
@@ -74,7 +75,7 @@ pub enum Fanout {
 
 /// Copies an activity into the feed of every follower its actor had when it happened,
 /// `batch` followers per statement (each short, each idempotent).
-pub async fn fan_out(db: &PgPool, activity: Uuid, batch: i64) -> Result<Fanout> {
+pub async fn fan_out(db: &DbPool, activity: Uuid, batch: i64) -> Result<Fanout> {
     let Some(a) = sqlx::query!(
         "SELECT actor_id, created_at FROM activities WHERE id = $1",
         activity
@@ -131,7 +132,7 @@ pub async fn fan_out(db: &PgPool, activity: Uuid, batch: i64) -> Result<Fanout> 
 
 /// One page of the reader's feed, newest first: one indexed walk of their feed rows,
 /// each kept only while the rules say the reader may see it now.
-pub async fn feed(db: &PgPool, reader: Uuid, page: PageParams) -> Result<(Vec<Activity>, Option<Cursor>)> {
+pub async fn feed(db: &DbPool, reader: Uuid, page: PageParams) -> Result<(Vec<Activity>, Option<Cursor>)> {
     let rows = sqlx::query!(
         r#"SELECT a.id, a.type AS "kind: ActivityType", a.actor_id, actor.display_name AS actor_name,
                   a.book_id, b.title AS "title?", b.authors AS "authors?",

@@ -1,7 +1,8 @@
 //! The catalog and its inventory.
 
+use crate::DbPool;
 use bookshelf_domain::{Book, BookPatch, Cursor, NewBook, PageParams, RankCursor};
-use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder};
+use sqlx::{PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::inventory::{self, StockMove, StockReason};
@@ -14,7 +15,7 @@ const COLUMNS: &str =
                        version, created_at, updated_at";
 
 /// Inserts a book and, when it starts with stock, the ledger row that explains it.
-pub async fn insert(db: &PgPool, book: &NewBook, actor: Option<Uuid>) -> Result<Book> {
+pub async fn insert(db: &DbPool, book: &NewBook, actor: Option<Uuid>) -> Result<Book> {
     let mut tx = db.begin().await?;
     let created = sqlx::query_as!(
         Book,
@@ -52,7 +53,7 @@ pub async fn insert(db: &PgPool, book: &NewBook, actor: Option<Uuid>) -> Result<
 
 /// Adds many books in one statement (seeding), skipping those whose ISBN is taken, with
 /// their initial stock in the ledger like any other book's. Returns how many were added.
-pub async fn insert_many(db: &PgPool, books: &[NewBook]) -> Result<u64> {
+pub async fn insert_many(db: &DbPool, books: &[NewBook]) -> Result<u64> {
     let mut tx = db.begin().await?;
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
         "INSERT INTO books (id, title, authors, isbn, published_year, page_count, description, tags, \
@@ -92,7 +93,7 @@ pub async fn insert_many(db: &PgPool, books: &[NewBook]) -> Result<u64> {
 /// Fresh planner statistics, as after any bulk load: without them the planner guesses the
 /// catalog's selectivity and may scan every row for a search. (A utility statement, which
 /// the query macros cannot describe.)
-pub async fn analyze(db: &PgPool) -> Result<()> {
+pub async fn analyze(db: &DbPool) -> Result<()> {
     sqlx::query("ANALYZE books").execute(db).await?;
     Ok(())
 }
@@ -121,7 +122,7 @@ pub enum WriteOutcome<T> {
 
 /// Applies `patch`; with `expected_version`, only if the book is still at that version.
 pub async fn update(
-    db: &PgPool,
+    db: &DbPool,
     id: Uuid,
     patch: &BookPatch,
     expected_version: Option<i64>,
@@ -168,7 +169,7 @@ pub async fn update(
     }
 }
 
-async fn missing_or_stale<T>(db: &PgPool, id: Uuid) -> Result<WriteOutcome<T>> {
+async fn missing_or_stale<T>(db: &DbPool, id: Uuid) -> Result<WriteOutcome<T>> {
     let exists = sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM books WHERE id = $1) AS "exists!""#,
         id
@@ -182,7 +183,7 @@ async fn missing_or_stale<T>(db: &PgPool, id: Uuid) -> Result<WriteOutcome<T>> {
     })
 }
 
-pub async fn delete(db: &PgPool, id: Uuid, expected_version: Option<i64>) -> Result<WriteOutcome<()>> {
+pub async fn delete(db: &DbPool, id: Uuid, expected_version: Option<i64>) -> Result<WriteOutcome<()>> {
     let done = sqlx::query!(
         "DELETE FROM books WHERE id = $1 AND ($2::bigint IS NULL OR version = $2)",
         id,
@@ -211,7 +212,7 @@ pub enum StockChange {
 
 /// An admin's stock change, recorded in the ledger in the same transaction.
 pub async fn change_stock(
-    db: &PgPool,
+    db: &DbPool,
     id: Uuid,
     delta: i32,
     reason: &str,
@@ -242,7 +243,7 @@ pub struct BookFilter {
 /// One page of books and the cursor of the next. Without `q` they come in creation order;
 /// with `q`, by relevance (then id), using the full-text index.
 pub async fn list_recent(
-    db: &PgPool,
+    db: &DbPool,
     filter: &BookFilter,
     page: PageParams<Cursor>,
 ) -> Result<(Vec<Book>, Option<Cursor>)> {
@@ -257,7 +258,7 @@ pub async fn list_recent(
 }
 
 pub async fn search(
-    db: &PgPool,
+    db: &DbPool,
     filter: &BookFilter,
     query: &str,
     page: PageParams<RankCursor>,
@@ -309,7 +310,7 @@ fn push_filters(q: &mut QueryBuilder<'_, Postgres>, filter: &BookFilter) {
 }
 
 /// How many books the catalog holds (seeding decides from it how many to add).
-pub async fn count(db: &PgPool) -> Result<i64> {
+pub async fn count(db: &DbPool) -> Result<i64> {
     Ok(sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM books"#)
         .fetch_one(db)
         .await?)

@@ -1,8 +1,8 @@
 //! Follows between users, and who may see whose library.
 
+use crate::DbPool;
 use bookshelf_domain::{Cursor, NewActivity, PageParams, PublicProfile, Visibility};
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::activities::{self, Pending};
@@ -18,7 +18,7 @@ pub enum FollowOutcome {
 
 /// Makes `follower` follow `followee` (an unknown followee is `NotFound`); the `followed`
 /// activity is written in the same transaction.
-pub async fn follow(db: &PgPool, follower: Uuid, followee: Uuid) -> Result<FollowOutcome> {
+pub async fn follow(db: &DbPool, follower: Uuid, followee: Uuid) -> Result<FollowOutcome> {
     let mut tx = db.begin().await?;
     let added = sqlx::query_scalar!(
         r#"INSERT INTO follows (follower_id, followee_id)
@@ -50,7 +50,7 @@ pub async fn follow(db: &PgPool, follower: Uuid, followee: Uuid) -> Result<Follo
 
 /// Ends a follow; the followee's activities leave the follower's feed in the same
 /// transaction. Not following is `NotFound`.
-pub async fn unfollow(db: &PgPool, follower: Uuid, followee: Uuid) -> Result<()> {
+pub async fn unfollow(db: &DbPool, follower: Uuid, followee: Uuid) -> Result<()> {
     let mut tx = db.begin().await?;
     let done = sqlx::query!(
         "DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2",
@@ -90,7 +90,7 @@ struct FollowRow {
 /// One page of a user's followers or followees, newest follow first. An unknown user is
 /// `NotFound`.
 pub async fn list(
-    db: &PgPool,
+    db: &DbPool,
     user: Uuid,
     direction: Direction,
     page: PageParams,
@@ -151,7 +151,7 @@ pub async fn list(
 
 /// What decides whether `viewer` may see `owner`'s library: the owner's visibility and
 /// whether the viewer follows them. An unknown owner is `NotFound`.
-pub async fn library_access(db: &PgPool, viewer: Uuid, owner: Uuid) -> Result<(Visibility, bool)> {
+pub async fn library_access(db: &DbPool, viewer: Uuid, owner: Uuid) -> Result<(Visibility, bool)> {
     let row = sqlx::query!(
         r#"SELECT u.library_visibility AS "visibility: Visibility",
                   EXISTS (SELECT 1 FROM follows WHERE follower_id = $2 AND followee_id = u.id) AS "follows!"
@@ -170,7 +170,7 @@ pub async fn library_access(db: &PgPool, viewer: Uuid, owner: Uuid) -> Result<(V
 /// email of the follower the fan-out reaches last (it walks followers by follow time, then
 /// id), so a benchmark can time delivery to everyone by watching that one feed.
 pub async fn seed_followers(
-    db: &PgPool,
+    db: &DbPool,
     followee: Uuid,
     count: i32,
     domain: &str,

@@ -2,9 +2,10 @@
 //! `apply_moves` (a batch), and `record` is the one writer of `inventory_ledger`, so no
 //! change can skip its explanation.
 
+use crate::DbPool;
 use std::collections::HashMap;
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{Result, StorageError};
@@ -189,7 +190,7 @@ pub struct LedgerRow {
 }
 
 /// The ledger of one book, oldest first.
-pub async fn ledger(db: &PgPool, book: Uuid) -> Result<Vec<LedgerRow>> {
+pub async fn ledger(db: &DbPool, book: Uuid) -> Result<Vec<LedgerRow>> {
     Ok(sqlx::query_as!(
         LedgerRow,
         "SELECT delta, stock_after, reason, actor_id, order_id FROM inventory_ledger

@@ -8,16 +8,16 @@ pub mod inventory;
 pub mod library;
 pub mod orders;
 pub mod outbox;
+mod pool;
 pub mod reading;
 pub mod sessions;
 pub mod stats;
 pub mod throttle;
 pub mod users;
 
-use std::time::Duration;
+use sqlx::postgres::PgConnectOptions;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+pub use pool::{DbPool, PooledConnection, Tx};
 
 pub use sessions::{RefreshOutcome, SessionStatus};
 pub use users::{NewUser, UserPatch};
@@ -107,31 +107,10 @@ pub(crate) fn one_row(done: sqlx::postgres::PgQueryResult) -> Result<()> {
     }
 }
 
-/// A pooled connection idle this long is pinged before it is handed out.
-const IDLE_PING_AFTER: Duration = Duration::from_secs(10);
-
 /// A small pool, connected lazily: a Lambda execution environment serves one request at a
 /// time, and a cold start must not pay for a connection it may never use.
-pub fn pool(options: PgConnectOptions, max_connections: u32) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .min_connections(0)
-        .acquire_timeout(Duration::from_secs(5))
-        .idle_timeout(Duration::from_secs(300))
-        // sqlx pings every connection it hands out (a database round trip before each
-        // query); only one idle long enough to have been dropped by the server or the RDS
-        // Proxy is worth the ping. A dead one that slips through fails its query, is
-        // closed, and the caller answers 503 (retryable), as during any outage.
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= IDLE_PING_AFTER {
-                    sqlx::Connection::ping(conn).await?;
-                }
-                Ok(true)
-            })
-        })
-        .connect_lazy_with(options)
+pub fn pool(options: PgConnectOptions, max_connections: u32) -> DbPool {
+    DbPool::new(options, max_connections)
 }
 
 /// Lists fetch `limit + 1` rows: the extra one only says whether there is a next page,
@@ -166,6 +145,7 @@ pub(crate) fn push_keyset(
         .push_bind(page.limit + 1);
 }
 
-pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR.run(pool).await
+pub async fn migrate(pool: &DbPool) -> Result<(), sqlx::migrate::MigrateError> {
+    let mut conn = pool.acquire().await?;
+    MIGRATOR.run(&mut *conn).await
 }

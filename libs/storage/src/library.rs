@@ -1,5 +1,6 @@
 //! Users' personal libraries.
 
+use crate::DbPool;
 use std::collections::HashMap;
 
 use bookshelf_domain::activity::entry_activities;
@@ -7,7 +8,7 @@ use bookshelf_domain::{
     BookSummary, Cursor, EntryChange, ExportBook, ExportEntry, LibraryEntry, PageParams, Read, ReadingStatus,
 };
 use chrono::{DateTime, Utc};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::activities::{self, Pending};
@@ -49,7 +50,7 @@ impl From<EntryRow> for LibraryEntry {
 /// `NotFound`. The activities it makes (`shelved`, `rated`) are written in the same
 /// transaction; they come back to be sent.
 pub async fn put(
-    db: &PgPool,
+    db: &DbPool,
     user: Uuid,
     book: Uuid,
     change: &EntryChange,
@@ -105,7 +106,7 @@ pub async fn get(db: impl PgExecutor<'_>, user: Uuid, book: Uuid) -> Result<Libr
     .ok_or(StorageError::NotFound)
 }
 
-pub async fn delete(db: &PgPool, user: Uuid, book: Uuid) -> Result<()> {
+pub async fn delete(db: &DbPool, user: Uuid, book: Uuid) -> Result<()> {
     let done = sqlx::query!(
         "DELETE FROM library_entries WHERE user_id = $1 AND book_id = $2",
         user,
@@ -125,7 +126,7 @@ pub struct EntryFilter {
 /// One page of the user's entries in the order they were added (one user's entries are
 /// few, and the (user, added, book) index walks them in order whatever the filters).
 pub async fn list(
-    db: &PgPool,
+    db: &DbPool,
     user: Uuid,
     filter: EntryFilter,
     page: PageParams,
@@ -159,7 +160,7 @@ pub async fn list(
 /// One page of the user's library for the export, each entry with all its reads: the
 /// export walks the shelf page by page, so memory holds one page of rows at a time.
 pub async fn export_page(
-    db: &PgPool,
+    db: &DbPool,
     user: Uuid,
     after: Option<Cursor>,
     limit: i64,

@@ -1,5 +1,6 @@
 //! Orders: creation with the outbox and idempotency keys, the worker's reservation, cancel.
 
+use crate::DbPool;
 use std::collections::HashMap;
 
 use bookshelf_domain::order::{self, PendingOrder, REJECTED_INSUFFICIENT_STOCK};
@@ -7,7 +8,7 @@ use bookshelf_domain::{
     Cursor, NewActivity, Order, OrderItem, OrderLine, OrderMessage, OrderStatus, PageParams, ReadingStatus,
 };
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, QueryBuilder};
+use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::activities::{self, Pending};
@@ -65,7 +66,7 @@ async fn with_items(db: impl PgExecutor<'_>, rows: Vec<OrderRow>) -> Result<Vec<
         .collect())
 }
 
-pub async fn get(db: &PgPool, id: Uuid) -> Result<Order> {
+pub async fn get(db: &DbPool, id: Uuid) -> Result<Order> {
     let row = sqlx::query_as!(
         OrderRow,
         r#"SELECT id, user_id, status AS "status: OrderStatus", total_cents, rejection_reason,
@@ -98,7 +99,7 @@ pub enum CreateOutcome {
 /// idempotency key, in a transaction that inserts the key's row first: a concurrent
 /// request with the same key waits on it and then sees the first order.
 pub async fn create(
-    db: &PgPool,
+    db: &DbPool,
     user: Uuid,
     lines: &[OrderLine],
     key: Option<(&str, [u8; 32])>,
@@ -247,7 +248,7 @@ pub struct OrderFilter {
 }
 
 pub async fn list(
-    db: &PgPool,
+    db: &DbPool,
     filter: OrderFilter,
     page: PageParams,
 ) -> Result<(Vec<Order>, Option<Cursor>)> {
@@ -314,7 +315,7 @@ async fn lines(conn: &mut PgConnection, order_id: Uuid) -> Result<Vec<Line>> {
 /// buyers' new shelf entries. A popular book's row is then locked and written once per
 /// batch rather than once per order. One outcome per id, in order; an id given twice gets
 /// `AlreadyDone` the second time. An error leaves everything as it was.
-pub async fn process_many(db: &PgPool, ids: &[Uuid]) -> Result<Vec<ProcessOutcome>> {
+pub async fn process_many(db: &DbPool, ids: &[Uuid]) -> Result<Vec<ProcessOutcome>> {
     let mut unique = ids.to_vec();
     unique.sort_unstable();
     unique.dedup();
@@ -471,7 +472,7 @@ pub enum CancelOutcome {
 
 /// Cancels an order the caller may see (`owner: None` for admins). A confirmed order's stock
 /// goes back in the same transaction that marks it cancelled, so it goes back exactly once.
-pub async fn cancel(db: &PgPool, order_id: Uuid, owner: Option<Uuid>) -> Result<CancelOutcome> {
+pub async fn cancel(db: &DbPool, order_id: Uuid, owner: Option<Uuid>) -> Result<CancelOutcome> {
     let mut tx = db.begin().await?;
     let Some((status, user)) = lock(&mut tx, order_id).await? else {
         return Ok(CancelOutcome::NotFound);

@@ -2,7 +2,8 @@
 //! announce, sent right after commit by the request that made them, and by the relay for
 //! whatever that missed (a queue outage, a crash between commit and send).
 
-use sqlx::{PgConnection, PgExecutor, PgPool};
+use crate::DbPool;
+use sqlx::{PgConnection, PgExecutor};
 
 use crate::Result;
 
@@ -34,7 +35,7 @@ pub struct OutboxMessage {
 }
 
 /// How many messages of a topic are still unsent: the relay's backlog.
-pub async fn unsent_count(db: &PgPool, topic: Topic) -> Result<i64> {
+pub async fn unsent_count(db: &DbPool, topic: Topic) -> Result<i64> {
     Ok(sqlx::query_scalar!(
         r#"SELECT count(*) AS "count!" FROM outbox WHERE sent_at IS NULL AND topic = $1"#,
         topic.as_str(),

@@ -5,10 +5,11 @@
 //! UPDATE). Two requests of one user that touch the same read therefore queue instead of
 //! deadlocking.
 
+use crate::DbPool;
 use bookshelf_domain::reading::{finished_position, session_minutes, Closing, Position, Target};
 use bookshelf_domain::{Cursor, FieldError, NewActivity, PageParams, Read, ReadingSession, ReadingStatus};
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgExecutor, PgPool};
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::activities::{self, Pending};
@@ -80,7 +81,7 @@ pub async fn get(db: impl PgExecutor<'_>, user: Uuid, id: Uuid) -> Result<Read> 
 /// Starts a read of `book`, shelving the book (status `reading`) if it is not yet there.
 /// Two concurrent starts serialise on the library entry's row; the partial unique index
 /// refuses the second open read whatever the timing.
-pub async fn start(db: &PgPool, user: Uuid, book: Uuid, started_at: DateTime<Utc>) -> Result<StartOutcome> {
+pub async fn start(db: &DbPool, user: Uuid, book: Uuid, started_at: DateTime<Utc>) -> Result<StartOutcome> {
     let mut tx = db.begin().await?;
     let shelved = sqlx::query_scalar!(
         r#"INSERT INTO library_entries (user_id, book_id, status)
@@ -190,7 +191,7 @@ async fn set_status(
 }
 
 /// Moves an open read to `target`; a paused entry goes back to `reading`.
-pub async fn progress(db: &PgPool, user: Uuid, id: Uuid, target: Target) -> Result<Change<Read>> {
+pub async fn progress(db: &DbPool, user: Uuid, id: Uuid, target: Target) -> Result<Change<Read>> {
     let mut tx = db.begin().await?;
     let read = lock(&mut tx, user, id).await?;
     if !read.open {
@@ -215,7 +216,7 @@ pub async fn progress(db: &PgPool, user: Uuid, id: Uuid, target: Target) -> Resu
 }
 
 /// Sets the entry of an open read to `paused` (already paused: nothing changes).
-pub async fn pause(db: &PgPool, user: Uuid, id: Uuid) -> Result<Change<Read>> {
+pub async fn pause(db: &DbPool, user: Uuid, id: Uuid) -> Result<Change<Read>> {
     let mut tx = db.begin().await?;
     let read = lock(&mut tx, user, id).await?;
     if !read.open {
@@ -230,7 +231,7 @@ pub async fn pause(db: &PgPool, user: Uuid, id: Uuid) -> Result<Change<Read>> {
 /// Finishes or abandons an open read, ending its running session at `now`; the entry
 /// becomes `read` or `did_not_finish`. Finishing makes a `finished_reading` activity.
 pub async fn close(
-    db: &PgPool,
+    db: &DbPool,
     user: Uuid,
     id: Uuid,
     closing: Closing,
@@ -278,7 +279,7 @@ pub async fn close(
 }
 
 /// Deletes a read and (by cascade) its sessions.
-pub async fn delete(db: &PgPool, user: Uuid, id: Uuid) -> Result<()> {
+pub async fn delete(db: &DbPool, user: Uuid, id: Uuid) -> Result<()> {
     let done = sqlx::query!("DELETE FROM reads WHERE id = $1 AND user_id = $2", id, user)
         .execute(db)
         .await?;
@@ -288,7 +289,7 @@ pub async fn delete(db: &PgPool, user: Uuid, id: Uuid) -> Result<()> {
 /// The caller's reads of one book, newest start first. A book that does not exist is
 /// `NotFound`; one that exists but was never read is an empty page.
 pub async fn list(
-    db: &PgPool,
+    db: &DbPool,
     user: Uuid,
     book: Uuid,
     page: PageParams,
@@ -365,7 +366,7 @@ pub async fn get_session(db: impl PgExecutor<'_>, user: Uuid, id: Uuid) -> Resul
 
 /// Starts a timer on an open read. The partial unique index keeps one running session
 /// per user, whatever the concurrency.
-pub async fn start_session(db: &PgPool, user: Uuid, read: Uuid, now: DateTime<Utc>) -> Result<SessionStart> {
+pub async fn start_session(db: &DbPool, user: Uuid, read: Uuid, now: DateTime<Utc>) -> Result<SessionStart> {
     let mut tx = db.begin().await?;
     if !lock(&mut tx, user, read).await?.open {
         return Ok(SessionStart::ReadClosed);
@@ -391,7 +392,7 @@ pub async fn start_session(db: &PgPool, user: Uuid, read: Uuid, now: DateTime<Ut
 
 /// Ends a running session at `now`; with `end`, its read moves there as with progress.
 pub async fn end_session(
-    db: &PgPool,
+    db: &DbPool,
     user: Uuid,
     id: Uuid,
     end: Option<Target>,
@@ -436,7 +437,7 @@ pub async fn end_session(
 
 /// A read's sessions, newest first; another user's read is `NotFound`.
 pub async fn list_sessions(
-    db: &PgPool,
+    db: &DbPool,
     user: Uuid,
     read: Uuid,
     page: PageParams,
@@ -476,7 +477,7 @@ pub struct History {
 /// (evenly spread) and `sessions_per_read` ended half-hour sessions before its finish.
 /// Three statements, whatever the size; the planner's statistics are refreshed after.
 pub async fn seed_history(
-    db: &PgPool,
+    db: &DbPool,
     user: Uuid,
     books: i64,
     sessions_per_read: i32,

@@ -1,14 +1,15 @@
 //! Sessions and their rotating refresh tokens.
 
+use crate::DbPool;
 use bookshelf_domain::{Role, User};
 use chrono::{DateTime, Utc};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::{users, Result};
 
 /// Starts a session for `user` with its first refresh token (stored as a hash).
-pub async fn create(db: &PgPool, user: Uuid, refresh_hash: &[u8], expires_at: DateTime<Utc>) -> Result<Uuid> {
+pub async fn create(db: &DbPool, user: Uuid, refresh_hash: &[u8], expires_at: DateTime<Utc>) -> Result<Uuid> {
     let id = Uuid::new_v4();
     let mut tx = db.begin().await?;
     sqlx::query!("INSERT INTO sessions (id, user_id) VALUES ($1, $2)", id, user)
@@ -33,7 +34,7 @@ pub enum RefreshOutcome {
 /// transaction. The row lock makes two concurrent uses of one token a reuse, never two
 /// successful rotations.
 pub async fn rotate(
-    db: &PgPool,
+    db: &DbPool,
     hash: &[u8],
     new_hash: &[u8],
     expires_at: DateTime<Utc>,

@@ -1,9 +1,10 @@
 //! Yearly goals and reading statistics, computed by the database: one indexed query per
 //! group of figures, never a user's history loaded into memory.
 
+use crate::DbPool;
 use bookshelf_domain::reading::{month_starts, year_bounds, MonthFigures};
 use bookshelf_domain::{Goal, Stats};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::{Result, StorageError};
@@ -23,7 +24,7 @@ async fn finished_in(db: impl PgExecutor<'_>, user: Uuid, year: i32) -> Result<i
 }
 
 /// Creates or replaces the goal for `year`.
-pub async fn put_goal(db: &PgPool, user: Uuid, year: i32, books: i32) -> Result<Goal> {
+pub async fn put_goal(db: &DbPool, user: Uuid, year: i32, books: i32) -> Result<Goal> {
     sqlx::query!(
         "INSERT INTO reading_goals (user_id, year, books) VALUES ($1, $2, $3)
          ON CONFLICT (user_id, year) DO UPDATE SET books = EXCLUDED.books, updated_at = now()",
@@ -36,7 +37,7 @@ pub async fn put_goal(db: &PgPool, user: Uuid, year: i32, books: i32) -> Result<
     get_goal(db, user, year).await
 }
 
-pub async fn get_goal(db: &PgPool, user: Uuid, year: i32) -> Result<Goal> {
+pub async fn get_goal(db: &DbPool, user: Uuid, year: i32) -> Result<Goal> {
     let books = sqlx::query_scalar!(
         "SELECT books FROM reading_goals WHERE user_id = $1 AND year = $2",
         user,
@@ -52,7 +53,7 @@ pub async fn get_goal(db: &PgPool, user: Uuid, year: i32) -> Result<Goal> {
     })
 }
 
-pub async fn delete_goal(db: &PgPool, user: Uuid, year: i32) -> Result<()> {
+pub async fn delete_goal(db: &DbPool, user: Uuid, year: i32) -> Result<()> {
     let done = sqlx::query!(
         "DELETE FROM reading_goals WHERE user_id = $1 AND year = $2",
         user,
@@ -65,7 +66,7 @@ pub async fn delete_goal(db: &PgPool, user: Uuid, year: i32) -> Result<()> {
 
 /// The year's statistics: closed reads by month, session minutes by month, the average
 /// rating of the books finished, and the goal.
-pub async fn stats(db: &PgPool, user: Uuid, year: i32) -> Result<Stats> {
+pub async fn stats(db: &DbPool, user: Uuid, year: i32) -> Result<Stats> {
     let (from, to) = year_bounds(year);
     let months = month_starts(year);
     // Reads closed in the year, by month: the two partial indexes find them.

@@ -1,14 +1,13 @@
 //! Fixed-window failure counters for login throttling.
 
+use crate::DbPool;
 use std::time::Duration;
-
-use sqlx::PgPool;
 
 use crate::Result;
 
 /// How long the longest-blocked key still has to wait, if any key is at its limit.
 /// `keys` pairs each key with its limit of failures per `window`.
-pub async fn blocked_for(db: &PgPool, keys: &[(&str, i32)], window: Duration) -> Result<Option<Duration>> {
+pub async fn blocked_for(db: &DbPool, keys: &[(&str, i32)], window: Duration) -> Result<Option<Duration>> {
     let names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
     let limits: Vec<i32> = keys.iter().map(|(_, l)| *l).collect();
     let wait = sqlx::query_scalar!(
@@ -25,7 +24,7 @@ pub async fn blocked_for(db: &PgPool, keys: &[(&str, i32)], window: Duration) ->
 }
 
 /// Counts one failure against every key, starting a new window where the old one is over.
-pub async fn record_failure(db: &PgPool, keys: &[&str], window: Duration) -> Result<()> {
+pub async fn record_failure(db: &DbPool, keys: &[&str], window: Duration) -> Result<()> {
     sqlx::query!(
         "INSERT INTO login_throttle (key, failures, window_start)
          SELECT k, 1, now() FROM unnest($1::text[]) AS k
@@ -43,7 +42,7 @@ pub async fn record_failure(db: &PgPool, keys: &[&str], window: Duration) -> Res
 }
 
 /// Forgets the failures of `key` (a successful login clears its account's count).
-pub async fn clear(db: &PgPool, key: &str) -> Result<()> {
+pub async fn clear(db: &DbPool, key: &str) -> Result<()> {
     sqlx::query!("DELETE FROM login_throttle WHERE key = $1", key)
         .execute(db)
         .await?;

@@ -1,5 +1,6 @@
+use crate::DbPool;
 use bookshelf_domain::{Cursor, PageParams, Role, User, UserCard, Visibility};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::{conflict_on, Result, StorageError};
@@ -126,7 +127,7 @@ pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
 }
 
 /// One page of users in creation order, and the cursor of the next page if there is one.
-pub async fn list(db: &PgPool, page: PageParams) -> Result<(Vec<User>, Option<Cursor>)> {
+pub async fn list(db: &DbPool, page: PageParams) -> Result<(Vec<User>, Option<Cursor>)> {
     let rows = sqlx::query_as!(
         User,
         r#"SELECT id, email, display_name, bio, role AS "role: Role",
@@ -148,7 +149,7 @@ pub async fn list(db: &PgPool, page: PageParams) -> Result<(Vec<User>, Option<Cu
 
 /// Makes sure an admin with this email exists, with this password. Used by the dev server
 /// and the operator command; idempotent.
-pub async fn ensure_admin(db: &PgPool, email: &str, password_hash: &str, display_name: &str) -> Result<User> {
+pub async fn ensure_admin(db: &DbPool, email: &str, password_hash: &str, display_name: &str) -> Result<User> {
     Ok(sqlx::query_as!(
         User,
         r#"INSERT INTO users (id, email, password_hash, display_name, role)
@@ -167,7 +168,7 @@ pub async fn ensure_admin(db: &PgPool, email: &str, password_hash: &str, display
 }
 
 /// A user's public profile with its follow counts, and whether `viewer` follows them.
-pub async fn card(db: &PgPool, viewer: Uuid, id: Uuid) -> Result<UserCard> {
+pub async fn card(db: &DbPool, viewer: Uuid, id: Uuid) -> Result<UserCard> {
     sqlx::query_as!(
         UserCard,
         r#"SELECT u.id, u.display_name, u.bio,

@@ -1,6 +1,7 @@
 //! What the code assumes about the deployed stack, checked against template.yaml and a
 //! real PostgreSQL: which functions reach the database, and as whom.
 
+use bookshelf_storage::DbPool;
 use std::collections::BTreeMap;
 
 use bookshelf_api::HTTP_FUNCTIONS;
@@ -50,7 +51,7 @@ fn functions_that_never_query_have_no_database_deployed() {
 }
 
 /// SQLSTATE 42501: insufficient_privilege.
-async fn refused(pool: &sqlx::PgPool, sql: &str) {
+async fn refused(pool: &DbPool, sql: &str) {
     match sqlx::raw_sql(sql).execute(pool).await {
         Err(sqlx::Error::Database(e)) => {
             assert_eq!(e.code().as_deref(), Some("42501"), "{sql}: {e}")
@@ -93,7 +94,7 @@ async fn handlers_connect_as_an_application_role_that_cannot_change_the_schema()
 
     // Running it again (every deploy does) sets the secret's password again, stored as
     // a SCRAM verifier (the local cluster trusts loopback, so the verifier is what shows it).
-    let verifier = |pool: sqlx::PgPool, role: String| async move {
+    let verifier = |pool: DbPool, role: String| async move {
         sqlx::query_scalar::<_, String>("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
             .bind(role)
             .fetch_one(&pool)

@@ -1,6 +1,7 @@
 //! One isolated app per test: its own database (migrated from scratch), its own keys,
 //! its own gateway on a free port.
 
+use bookshelf_storage::DbPool;
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use bookshelf_devserver::{ensure_admin, prepare_database, Server, Template};
 use bookshelf_queue::{MemoryQueue, Queue};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use sqlx::{Connection, PgPool};
+use sqlx::Connection;
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -24,7 +25,7 @@ pub fn repo_root() -> PathBuf {
 pub struct TestApp {
     pub url: String,
     pub state: Arc<AppState>,
-    pub pool: PgPool,
+    pub pool: DbPool,
     pub keys: SigningKeys,
     pub client: reqwest::Client,
     _server: Server,

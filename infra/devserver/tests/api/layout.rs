@@ -201,13 +201,12 @@ fn cargo_lambda_watch_routes_match_the_template() {
 #[tokio::test]
 async fn a_saturated_pool_sheds_load_with_503_not_a_hang() {
     let app = crate::harness::TestApp::start_custom(None, |s| {
-        let options = (*s.db().unwrap().connect_options()).clone();
-        s.with_db(
-            sqlx::postgres::PgPoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(std::time::Duration::from_millis(300))
-                .connect_lazy_with(options),
-        )
+        let options = s.db().unwrap().connect_options();
+        s.with_db(bookshelf_storage::DbPool::with_timeout(
+            options,
+            1,
+            std::time::Duration::from_millis(300),
+        ))
     })
     .await;
     let auth = app.register("busy@example.org", "password123").await;

@@ -14,6 +14,7 @@ mod layout;
 mod library;
 mod orders;
 mod people;
+mod pool;
 mod reading;
 mod sqs;
 mod tokens;

@@ -2,6 +2,7 @@
 //! fan-out, and every way a private library could leak — including a property test over
 //! random sequences of follows, visibility changes and actions.
 
+use bookshelf_storage::DbPool;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -634,7 +635,7 @@ fn step() -> impl proptest::strategy::Strategy<Value = Step> {
 }
 
 /// Fans out every activity not delivered yet (twice over, as a redelivery would).
-async fn deliver(pool: &sqlx::PgPool, delivered: &mut HashSet<uuid::Uuid>, twice: bool) {
+async fn deliver(pool: &DbPool, delivered: &mut HashSet<uuid::Uuid>, twice: bool) {
     let all: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM activities ORDER BY created_at")
         .fetch_all(pool)
         .await

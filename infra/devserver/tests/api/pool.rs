@@ -1,0 +1,140 @@
+//! The connection pool against a real PostgreSQL: what sqlx's ping on release did (roll
+//! back what was left open, keep dead connections out) still happens without it.
+
+use std::time::{Duration, Instant};
+
+use bookshelf_storage::DbPool;
+use sqlx::{Connection, Executor};
+
+use crate::harness::TestApp;
+
+async fn backend_pid(pool: &DbPool) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(pool)
+        .await
+}
+
+#[tokio::test]
+async fn a_dropped_transaction_releases_its_locks_at_once_not_at_the_next_use() {
+    let app = TestApp::start_with(None).await;
+    let pool = DbPool::new(app.pool.connect_options(), 1);
+    {
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("UPDATE users SET display_name = 'held' WHERE email = $1")
+            .bind(crate::harness::ADMIN_EMAIL)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        // Dropped here: an early return (`?`) in a handler does the same.
+    }
+    // The pool is not touched again; another session must get the row lock soon anyway.
+    let mut other = sqlx::PgConnection::connect_with(&app.pool.connect_options())
+        .await
+        .unwrap();
+    other.execute("SET lock_timeout = '100ms'").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let locked = sqlx::query("SELECT 1 FROM users WHERE email = $1 FOR UPDATE")
+            .bind(crate::harness::ADMIN_EMAIL)
+            .execute(&mut other)
+            .await;
+        match locked {
+            Ok(_) => break,
+            Err(e) => assert!(Instant::now() < deadline, "the row is still locked: {e}"),
+        }
+    }
+    let name: Option<String> = sqlx::query_scalar("SELECT display_name FROM users WHERE email = $1")
+        .bind(crate::harness::ADMIN_EMAIL)
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
+    assert_ne!(name.as_deref(), Some("held"), "rolled back, not committed");
+    // And the connection went back to the pool, usable.
+    assert_eq!(
+        sqlx::query_scalar::<_, i32>("SELECT 7")
+            .fetch_one(&pool)
+            .await
+            .unwrap(),
+        7
+    );
+}
+
+#[tokio::test]
+async fn a_committed_transaction_is_kept_and_its_connection_reused() {
+    let app = TestApp::start_with(None).await;
+    let pool = DbPool::new(app.pool.connect_options(), 1);
+    let before = backend_pid(&pool).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("UPDATE users SET display_name = 'kept' WHERE email = $1")
+        .bind(crate::harness::ADMIN_EMAIL)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let name: Option<String> = sqlx::query_scalar("SELECT display_name FROM users WHERE email = $1")
+        .bind(crate::harness::ADMIN_EMAIL)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(name.as_deref(), Some("kept"));
+    assert_eq!(
+        backend_pid(&pool).await.unwrap(),
+        before,
+        "one connection, reused"
+    );
+    assert_eq!(pool.size(), 1);
+}
+
+#[tokio::test]
+async fn a_connection_that_failed_is_replaced_not_handed_out_again() {
+    let app = TestApp::start_with(None).await;
+    let pool = DbPool::new(app.pool.connect_options(), 1);
+    let first = backend_pid(&pool).await.unwrap();
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(first)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(killed);
+    // The server is gone under the pooled connection: the next query on it fails (as it
+    // would have with sqlx's pool: the connection had been pinged when it came back)...
+    let failed = backend_pid(&pool).await;
+    assert!(failed.is_err(), "{failed:?}");
+    // ...and that connection is not offered again: the next query opens a new one.
+    let second = backend_pid(&pool).await.unwrap();
+    assert_ne!(second, first);
+    assert_eq!(backend_pid(&pool).await.unwrap(), second);
+}
+
+#[tokio::test]
+async fn a_query_abandoned_midway_leaves_its_connection_usable() {
+    let app = TestApp::start_with(None).await;
+    let pool = DbPool::new(app.pool.connect_options(), 1);
+    let before = backend_pid(&pool).await.unwrap();
+    // A caller that gives up (a timeout, a dropped request) while the server still works.
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(50),
+        sqlx::query_scalar::<_, i32>("SELECT 1 FROM pg_sleep(0.3)").fetch_one(&pool),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the query should still have been running");
+    // The same connection answers the next query with its own result, not the old one's.
+    let answer: i32 = sqlx::query_scalar("SELECT 42").fetch_one(&pool).await.unwrap();
+    assert_eq!(answer, 42);
+    let rows: Vec<i32> = sqlx::query_scalar("SELECT g FROM generate_series(1, 3) g")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![1, 2, 3]);
+    assert_eq!(backend_pid(&pool).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn a_closed_pool_refuses_and_says_so() {
+    let app = TestApp::start_with(None).await;
+    let pool = DbPool::new(app.pool.connect_options(), 2);
+    backend_pid(&pool).await.unwrap();
+    pool.close().await;
+    assert_eq!(pool.size(), 0);
+    assert!(matches!(backend_pid(&pool).await, Err(sqlx::Error::PoolClosed)));
+}
