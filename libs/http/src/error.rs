@@ -172,8 +172,9 @@ impl From<StorageError> for ApiError {
             StorageError::Conflict(what) => ApiError::Conflict(format!("{what} is already taken")),
             StorageError::NotFound => ApiError::NotFound("not found".into()),
             StorageError::AccountGone => ApiError::Unauthorized("the account no longer exists".into()),
-            // The database is saturated, unreachable or restarting: retryable, so 503.
-            e @ StorageError::Database(_) if e.is_outage() => ApiError::Unavailable(e.into()),
+            // The database is saturated, unreachable or restarting, or it gave up on this
+            // transaction for another (a deadlock victim): retryable, so 503.
+            e @ StorageError::Database(_) if e.is_transient() => ApiError::Unavailable(e.into()),
             e @ (StorageError::Database(_) | StorageError::Encode(_)) => ApiError::Internal(e.into()),
         }
     }

@@ -65,9 +65,10 @@ impl From<sqlx::Error> for StorageError {
 }
 
 impl StorageError {
-    /// The database is not there right now (saturated, unreachable or restarting), as
-    /// opposed to this request being wrong: a retry may well succeed.
-    pub fn is_outage(&self) -> bool {
+    /// The database is not there right now (saturated, unreachable or restarting), or it
+    /// gave up on this transaction for another's sake (a deadlock victim, a serialization
+    /// failure), as opposed to this request being wrong: a retry may well succeed.
+    pub fn is_transient(&self) -> bool {
         let StorageError::Database(e) = self else {
             return false;
         };
@@ -76,10 +77,11 @@ impl StorageError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_) => true,
-            // 08: connection exceptions; 57P01-57P03: admin shutdown, crash shutdown, cannot connect now.
-            sqlx::Error::Database(db) => db
-                .code()
-                .is_some_and(|c| c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")),
+            // 08: connection exceptions; 57P01-57P03: admin shutdown, crash shutdown, cannot
+            // connect now; 40001, 40P01: serialization failure, deadlock detected.
+            sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+                c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "40001" | "40P01")
+            }),
             _ => false,
         }
     }

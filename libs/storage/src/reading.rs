@@ -132,7 +132,20 @@ struct Locked {
     page_count: Option<i32>,
 }
 
+/// Locks a read, and first its library entry. `start` locks the entry and then, through the
+/// one-open-read index, waits on the book's open read; a change to a read that locked the
+/// read and then the entry (its status) would deadlock with it. So every path takes the
+/// entry first, then the read, then its sessions.
 async fn lock(tx: &mut PgConnection, user: Uuid, id: Uuid) -> Result<Locked> {
+    sqlx::query(
+        "SELECT 1 FROM library_entries
+         WHERE user_id = $1 AND book_id = (SELECT book_id FROM reads WHERE id = $2 AND user_id = $1)
+         FOR UPDATE",
+    )
+    .bind(user)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
     let row = sqlx::query!(
         r#"SELECT r.book_id, r.started_at, r.page, r.percent,
                   (r.finished_at IS NULL AND r.abandoned_at IS NULL) AS "open!", b.page_count

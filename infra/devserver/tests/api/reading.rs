@@ -494,6 +494,65 @@ async fn concurrent_starts_make_exactly_one_read_and_one_session() {
     assert_eq!(running, 1);
 }
 
+/// Waits until some session of this test's database waits for a lock.
+async fn a_request_waits_on_a_lock(app: &TestApp) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE NOT l.granted AND a.datname = current_database()",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no request is waiting on a lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn finishing_a_read_locks_its_entry_before_the_read_as_starting_one_does() {
+    // Starting a read locks the library entry, then waits on the book's open read (the
+    // one-open-read index). A finish that locked the read and then the entry deadlocked
+    // with it (found by the contract fuzz: a 500).
+    let app = TestApp::start().await;
+    let admin = app.admin_token().await;
+    let t = reader(&app, "lock-order@example.org").await;
+    let b = book(&app, &admin, json!({})).await;
+    let read = started(&app, &t, &b, None).await;
+
+    // Hold what a concurrent start holds first.
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM library_entries WHERE book_id = $1::uuid FOR UPDATE")
+        .bind(&b)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let (app, read) = (&app, read.as_str());
+    let probe = async move {
+        a_request_waits_on_a_lock(app).await;
+        // The finish waits for the entry without holding the read.
+        let free = sqlx::query("SELECT 1 FROM reads WHERE id = $1::uuid FOR UPDATE NOWAIT")
+            .bind(read)
+            .execute(&app.pool)
+            .await;
+        holder.commit().await.unwrap();
+        free
+    };
+    let (finished, free) = tokio::join!(act(app, &t, read, "finish", None), probe);
+    assert!(
+        free.is_ok(),
+        "the finish held the read while waiting for its entry: {free:?}"
+    );
+    assert_eq!(finished.status, StatusCode::OK, "{}", finished.body);
+}
+
 #[tokio::test]
 async fn goals_are_per_year_and_count_finished_reads() {
     let app = TestApp::start().await;
