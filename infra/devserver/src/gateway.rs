@@ -17,7 +17,6 @@ use bookshelf_api::registry::{http_handler, HttpFunction};
 use bookshelf_api::AppState;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use lambda_http::request::LambdaRequest;
-use uuid::Uuid;
 
 use crate::template::{GatewayResponse, Template};
 
@@ -39,6 +38,14 @@ pub struct Gateway {
     router: matchit::Router<Vec<LocalRoute>>,
     identity_headers: Vec<String>,
     responses: HashMap<String, GatewayResponse>,
+}
+
+/// A request id shaped like API Gateway's (a v4 UUID). It only has to be unique in the logs,
+/// so it comes from a fast non-cryptographic generator, not a `getrandom` call per request.
+fn request_id() -> String {
+    uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes())
+        .into_uuid()
+        .to_string()
 }
 
 /// API Gateway's `{id}` path syntax is also matchit's, except for greedy `{proxy+}`.
@@ -113,7 +120,7 @@ impl Gateway {
     }
 
     async fn route(self: Arc<Self>, req: http::Request<AxumBody>) -> http::Response<AxumBody> {
-        let request_id = Uuid::new_v4().to_string();
+        let request_id = request_id();
         let (parts, body) = req.into_parts();
         let body = match axum::body::to_bytes(body, GATEWAY_MAX_BODY).await {
             Ok(b) => b,
@@ -202,11 +209,16 @@ impl Gateway {
         let request: lambda_http::Request = LambdaRequest::ApiGatewayV1(event).into();
         // A panicking handler is a failed invocation, as in Lambda: the gateway answers 502.
         let handler = route.function.handler;
-        let state = self.state.clone();
-        let response = match tokio::spawn(handler(state, request)).await {
+        let invocation = std::panic::AssertUnwindSafe(handler(self.state.clone(), request));
+        let response = match futures::FutureExt::catch_unwind(invocation).await {
             Ok(r) => r,
-            Err(e) => {
-                tracing::error!(request_id, error = %e, "handler panicked");
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("(no message)");
+                tracing::error!(request_id, panic = message, "handler panicked");
                 return self.gateway_response("INTEGRATION_FAILURE", "Internal server error", &request_id);
             }
         };
