@@ -74,6 +74,14 @@ check() {
   local method=$1 path=$2 want=$3 body=${4:-}
   got=$(curl -s -o "$work/body" -w '%{http_code}' -X "$method" "http://127.0.0.1:$port$path" \
     -H 'content-type: application/json' ${body:+-d "$body"})
+  # watch's own error page (never one of ours: our problems carry our type URIs) came once
+  # in a CI run on a loaded machine, with the function logging its 200; asked again, it
+  # answered. Retry that case once, and say so.
+  if [ "$got" = 500 ] && grep -q 'httpstatuses.com/500' "$work/body"; then
+    echo "  (cargo lambda watch answered its own 500 for $method $path; asking once more)"
+    got=$(curl -s -o "$work/body" -w '%{http_code}' -X "$method" "http://127.0.0.1:$port$path" \
+      -H 'content-type: application/json' ${body:+-d "$body"})
+  fi
   printf '%-6s %-22s %s (want %s)\n' "$method" "$path" "$got" "$want"
   [ "$got" = "$want" ] || { cat "$work/body"; echo; status=1; }
 }
