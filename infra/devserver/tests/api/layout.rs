@@ -171,6 +171,31 @@ async fn openapi_document_covers_every_route() {
     assert!(unauthorized["content"]["application/problem+json"].is_object());
 }
 
+/// The release profile keeps the request path at opt-level 3 by naming its crates; a name
+/// that matches no package (renamed, or dropped from the graph) silently puts that code back
+/// at "z", and cargo only warns.
+#[test]
+fn the_hot_path_opt_levels_name_packages_in_the_graph() {
+    let read = |f: &str| -> toml::Value {
+        std::fs::read_to_string(repo_root().join(f))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let manifest = read("Cargo.toml");
+    let lock = read("Cargo.lock");
+    let locked: BTreeSet<&str> = lock["package"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    let named = manifest["profile"]["release"]["package"].as_table().unwrap();
+    assert!(named.len() > 10, "the request path's crates are listed");
+    let unknown: Vec<&String> = named.keys().filter(|n| !locked.contains(n.as_str())).collect();
+    assert!(unknown.is_empty(), "not in Cargo.lock: {unknown:?}");
+}
+
 #[test]
 fn cargo_lambda_watch_routes_match_the_template() {
     let manifest: toml::Value = std::fs::read_to_string(repo_root().join("Cargo.toml"))
