@@ -198,16 +198,17 @@ pub struct Tx {
 }
 
 impl Tx {
-    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
-        let mut conn = self.conn.take().expect("an open transaction");
-        let done = conn.execute("COMMIT").await.map(|_| ());
-        discard_if_broken(conn, &done);
-        done
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.end("COMMIT").await
     }
 
-    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.end("ROLLBACK").await
+    }
+
+    async fn end(mut self, statement: &'static str) -> Result<(), sqlx::Error> {
         let mut conn = self.conn.take().expect("an open transaction");
-        let done = conn.execute("ROLLBACK").await.map(|_| ());
+        let done = conn.execute(statement).await.map(|_| ());
         discard_if_broken(conn, &done);
         done
     }
