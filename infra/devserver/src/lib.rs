@@ -73,8 +73,8 @@ pub async fn prepare_database(url: &str) -> Result<Databases> {
 
 fn insufficient_privilege(e: &bookshelf_api::ops::OpsError) -> bool {
     use bookshelf_storage::StorageError;
-    matches!(e, bookshelf_api::ops::OpsError::Storage(StorageError::Database(sqlx::Error::Database(db)))
-        if db.code().as_deref() == Some("42501"))
+    matches!(e, bookshelf_api::ops::OpsError::Storage(StorageError::Database(e))
+        if matches!(&**e, sqlx::Error::Database(db) if db.code().as_deref() == Some("42501")))
 }
 
 /// Makes sure an admin account with these credentials exists (the operator command).

@@ -61,6 +61,10 @@ pub struct AppState {
     pub metrics: bookshelf_config::metrics::Metrics,
     /// Which browser origins may read the responses (`ALLOWED_ORIGINS`).
     pub cors: bookshelf_http::Cors,
+    /// The authorizer's session checks, coalesced under concurrency.
+    pub sessions: bookshelf_storage::sessions::SessionChecks,
+    /// `GET /books/{id}`'s reads, coalesced under concurrency.
+    pub books: bookshelf_storage::books::BookReads,
 }
 
 impl AppState {
@@ -77,6 +81,8 @@ impl AppState {
             public: Some((public, verifier)),
             metrics: bookshelf_config::metrics::Metrics::from_env(),
             cors: allowed_origins(),
+            sessions: Default::default(),
+            books: Default::default(),
         }
     }
 
@@ -131,6 +137,8 @@ impl AppState {
             public: None,
             metrics: bookshelf_config::metrics::Metrics::from_env(),
             cors: allowed_origins(),
+            sessions: Default::default(),
+            books: Default::default(),
         })
     }
 

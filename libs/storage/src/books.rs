@@ -1,5 +1,6 @@
 //! The catalog and its inventory.
 
+use crate::coalesce::{Coalescer, Loaded};
 use crate::DbPool;
 use bookshelf_domain::{Book, BookPatch, Cursor, NewBook, PageParams, RankCursor};
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
@@ -109,6 +110,37 @@ pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<Book> {
     .fetch_optional(db)
     .await?
     .ok_or(StorageError::NotFound)
+}
+
+/// Reads of one book by id (`GET /books/{id}`, the catalog's hottest read): each a query
+/// that starts after it was asked for; reads that arrive together share one (`coalesce`).
+pub struct BookReads(Coalescer<Uuid, Book>);
+
+impl Default for BookReads {
+    fn default() -> Self {
+        BookReads(Coalescer::new(load_books))
+    }
+}
+
+impl BookReads {
+    pub async fn get(&self, db: &DbPool, id: Uuid) -> Result<Book> {
+        self.0.get(db, id).await?.ok_or(StorageError::NotFound)
+    }
+}
+
+fn load_books(db: DbPool, ids: Vec<Uuid>) -> Loaded<Uuid, Book> {
+    Box::pin(async move {
+        let rows = sqlx::query_as!(
+            Book,
+            "SELECT id, title, authors, isbn, published_year, page_count, description, tags, price_cents,
+                    stock, version, created_at, updated_at
+             FROM books WHERE id = ANY($1)",
+            &ids,
+        )
+        .fetch_all(&db)
+        .await?;
+        Ok(rows.into_iter().map(|b| (b.id, b)).collect())
+    })
 }
 
 /// Why a conditional write did not happen.

@@ -1,5 +1,6 @@
 //! Sessions and their rotating refresh tokens.
 
+use crate::coalesce::{Coalescer, Loaded};
 use crate::DbPool;
 use bookshelf_domain::{Role, User};
 use chrono::{DateTime, Utc};
@@ -133,14 +134,37 @@ pub enum SessionStatus {
     Inactive,
 }
 
-pub async fn status(db: impl PgExecutor<'_>, session: Uuid, user: Uuid) -> Result<SessionStatus> {
-    let role = sqlx::query_scalar!(
-        r#"SELECT u.role AS "role: Role" FROM sessions s JOIN users u ON u.id = s.user_id
-           WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL"#,
-        session,
-        user,
-    )
-    .fetch_optional(db)
-    .await?;
-    Ok(role.map_or(SessionStatus::Inactive, SessionStatus::Active))
+/// The authorizer's session checks. Every check is a query that starts after it was asked
+/// for (revocation is immediate); checks that arrive together share one (`coalesce`).
+pub struct SessionChecks(Coalescer<(Uuid, Uuid), Role>);
+
+impl Default for SessionChecks {
+    fn default() -> Self {
+        SessionChecks(Coalescer::new(load_statuses))
+    }
+}
+
+impl SessionChecks {
+    /// Whether `session` is live and `user`'s, and the user's role now.
+    pub async fn status(&self, db: &DbPool, session: Uuid, user: Uuid) -> Result<SessionStatus> {
+        let role = self.0.get(db, (session, user)).await?;
+        Ok(role.map_or(SessionStatus::Inactive, SessionStatus::Active))
+    }
+}
+
+/// The live sessions among `keys` (session, user), with their users' roles. A key whose
+/// session belongs to another user matches no row, as it has no session.
+fn load_statuses(db: DbPool, keys: Vec<(Uuid, Uuid)>) -> Loaded<(Uuid, Uuid), Role> {
+    Box::pin(async move {
+        let ids: Vec<Uuid> = keys.iter().map(|(session, _)| *session).collect();
+        let rows = sqlx::query!(
+            r#"SELECT s.id, s.user_id, u.role AS "role: Role"
+               FROM sessions s JOIN users u ON u.id = s.user_id
+               WHERE s.id = ANY($1) AND s.revoked_at IS NULL"#,
+            &ids,
+        )
+        .fetch_all(&db)
+        .await?;
+        Ok(rows.into_iter().map(|r| ((r.id, r.user_id), r.role)).collect())
+    })
 }
