@@ -15,7 +15,7 @@ use axum::body::Body as AxumBody;
 use bookshelf_api::authorizer::{authorize, AuthorizerError};
 use bookshelf_api::registry::{http_handler, HttpFunction};
 use bookshelf_api::AppState;
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderValue, Method, StatusCode};
 use lambda_http::request::LambdaRequest;
 
 use crate::template::{GatewayResponse, Template};
@@ -157,43 +157,32 @@ impl Gateway {
         context.http_method = parts.method.clone();
         context.apiid = Some("bookshelf".into());
         context.request_time_epoch = chrono::Utc::now().timestamp_millis();
-        let source_ip = parts
+        context.identity.source_ip = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip().to_string());
-        context.identity.source_ip = source_ip.clone();
         context.identity.user_agent = parts
             .headers
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
 
+        let mut event = ApiGatewayProxyRequest::default();
+        event.resource = Some(route.resource.clone());
+        event.http_method = parts.method.clone();
+        event.multi_value_headers = parts.headers.clone();
+        event.headers = parts.headers;
+        event.query_string_parameters = single;
+        event.multi_value_query_string_parameters = multi;
+        event.path_parameters = path_parameters;
+
         if route.authorized {
-            match self
-                .run_authorizer(
-                    route,
-                    &parts.headers,
-                    &path,
-                    &path_parameters,
-                    &single,
-                    &request_id,
-                )
-                .await
-            {
+            match self.run_authorizer(route, &mut event, &path, &request_id).await {
                 Ok(fields) => context.authorizer.fields = fields,
                 Err(response) => return response,
             }
         }
-
-        let mut event = ApiGatewayProxyRequest::default();
-        event.resource = Some(route.resource.clone());
         event.path = Some(path);
-        event.http_method = parts.method.clone();
-        event.headers = parts.headers.clone();
-        event.multi_value_headers = parts.headers.clone();
-        event.query_string_parameters = single;
-        event.multi_value_query_string_parameters = multi;
-        event.path_parameters = path_parameters;
         event.request_context = context;
         if !body.is_empty() {
             match std::str::from_utf8(&body) {
@@ -234,22 +223,23 @@ impl Gateway {
         http::Response::from_parts(parts, body)
     }
 
-    /// Runs the REQUEST authorizer; `Ok` carries the context for the integration.
+    /// Runs the REQUEST authorizer on the request `proxy` is about to carry; `Ok` carries
+    /// the context for the integration. The authorizer's event borrows the request's
+    /// headers and parameters and hands them back, so each is built once per request.
     async fn run_authorizer(
         &self,
         route: &LocalRoute,
-        headers: &HeaderMap,
+        proxy: &mut ApiGatewayProxyRequest,
         path: &str,
-        path_parameters: &HashMap<String, String>,
-        query: &QueryMap,
         request_id: &str,
     ) -> Result<HashMap<String, serde_json::Value>, http::Response<AxumBody>> {
         // Missing identity source: API Gateway refuses without invoking the authorizer.
+        // (Bytes, not `to_str`: a header that is not text is the authorizer's to refuse.)
         let has_identity = self.identity_headers.iter().all(|h| {
-            headers
+            proxy
+                .headers
                 .get(h.as_str())
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| !v.trim().is_empty())
+                .is_some_and(|v| !v.as_bytes().trim_ascii().is_empty())
         });
         if !has_identity {
             return Err(self.gateway_response("UNAUTHORIZED", "Unauthorized", request_id));
@@ -261,10 +251,10 @@ impl Gateway {
         event.resource = Some(route.resource.clone());
         event.path = Some(path.to_string());
         event.http_method = Some(route.method.clone());
-        event.headers = headers.clone();
-        event.multi_value_headers = headers.clone();
-        event.query_string_parameters = query.clone();
-        event.path_parameters = path_parameters.clone();
+        event.headers = std::mem::take(&mut proxy.headers);
+        event.multi_value_headers = std::mem::take(&mut proxy.multi_value_headers);
+        event.query_string_parameters = std::mem::take(&mut proxy.query_string_parameters);
+        event.path_parameters = std::mem::take(&mut proxy.path_parameters);
         let mut ctx = ApiGatewayCustomAuthorizerRequestTypeRequestContext::default();
         ctx.request_id = Some(request_id.to_string());
         ctx.stage = Some(STAGE.into());
@@ -272,8 +262,14 @@ impl Gateway {
         ctx.http_method = Some(route.method.clone());
         event.request_context = ctx;
 
+        let outcome = authorize(self.state.clone(), &event).await;
+        proxy.headers = event.headers;
+        proxy.multi_value_headers = event.multi_value_headers;
+        proxy.query_string_parameters = event.query_string_parameters;
+        proxy.path_parameters = event.path_parameters;
+
         // No result cache locally: revocations take effect at once (API.md).
-        match authorize(self.state.clone(), event).await {
+        match outcome {
             Ok(response) => {
                 if !allows(&response, &method_arn) {
                     return Err(self.gateway_response(
@@ -367,15 +363,24 @@ fn allows(response: &ApiGatewayCustomAuthorizerResponse, arn: &str) -> bool {
     matches(IamPolicyEffect::Allow) && !matches(IamPolicyEffect::Deny)
 }
 
-/// IAM wildcard match: `*` any run of characters, `?` one character.
+/// IAM wildcard match: `*` any run of characters, `?` one character. ARNs are ASCII, so
+/// they are matched byte by byte; anything else character by character.
 fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    if pattern.is_ascii() && text.is_ascii() {
+        glob_in(pattern.as_bytes(), text.as_bytes(), b'*', b'?')
+    } else {
+        let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+        glob_in(&p, &t, '*', '?')
+    }
+}
+
+fn glob_in<T: PartialEq + Copy>(p: &[T], t: &[T], any_run: T, any_one: T) -> bool {
     let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+        if pi < p.len() && (p[pi] == any_one || p[pi] == t[ti]) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == any_run {
             star = Some(pi);
             mark = ti;
             pi += 1;
@@ -387,7 +392,7 @@ fn glob(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p[pi..].iter().all(|c| *c == any_run)
 }
 
 fn percent_decode(s: &str) -> String {
@@ -433,6 +438,11 @@ mod tests {
         assert!(glob("*", "anything"));
         assert!(!glob("arn:x/prod/*", "arn:x/local/GET/users"));
         assert!(glob("a?c", "abc"));
+        assert!(!glob("a?c", "abbc"));
+        assert!(glob("arn:*/GET/*", "arn:x/local/GET/books/1"));
+        // `?` is one character, not one byte.
+        assert!(glob("/livres/?t?", "/livres/été"));
+        assert!(!glob("/livres/?", "/livres/été"));
     }
 
     #[test]

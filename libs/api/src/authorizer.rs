@@ -91,7 +91,7 @@ fn bearer(event: &ApiGatewayCustomAuthorizerRequestTypeRequest) -> Option<&str> 
 /// the `AuthorizerFailures` metric (the alarm's, since Lambda counts refusals as errors too).
 pub async fn authorize(
     state: Arc<AppState>,
-    event: ApiGatewayCustomAuthorizerRequestTypeRequest,
+    event: &ApiGatewayCustomAuthorizerRequestTypeRequest,
 ) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
     match decide(&state, event).await {
         Ok(allow) => Ok(allow),
@@ -113,10 +113,10 @@ pub async fn authorize(
 
 async fn decide(
     state: &AppState,
-    event: ApiGatewayCustomAuthorizerRequestTypeRequest,
+    event: &ApiGatewayCustomAuthorizerRequestTypeRequest,
 ) -> Result<ApiGatewayCustomAuthorizerResponse, Denied> {
     let verifier = state.verifier().map_err(|e| Denied::Failed(e.into()))?;
-    let Some(token) = bearer(&event) else {
+    let Some(token) = bearer(event) else {
         tracing::info!("no bearer token");
         return Err(Denied::Refused(Refusal::NoToken));
     };

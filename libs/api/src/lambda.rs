@@ -73,7 +73,7 @@ pub async fn run_authorizer() -> Result<(), Error> {
     let state = Arc::new(state.with_keys_from_env(KeyAccess::Public).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
         let state = state.clone();
-        async move { crate::authorizer::authorize(state, event.payload).await }
+        async move { crate::authorizer::authorize(state, &event.payload).await }
     }))
     .await
 }

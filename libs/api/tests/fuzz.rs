@@ -42,7 +42,7 @@ proptest! {
         if let Ok(v) = header.parse() {
             event.headers.insert("authorization", v);
         }
-        let result = rt.block_on(authorize(state, event));
+        let result = rt.block_on(authorize(state, &event));
         prop_assert!(matches!(result, Err(AuthorizerError::Unauthorized)));
     }
 

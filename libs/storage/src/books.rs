@@ -130,11 +130,12 @@ impl BookReads {
 
 fn load_books(db: DbPool, ids: Vec<Uuid>) -> Loaded<Uuid, Book> {
     Box::pin(async move {
+        // The ids behind a subquery, so the plan is cached (the `coalesce` module says why).
         let rows = sqlx::query_as!(
             Book,
             "SELECT id, title, authors, isbn, published_year, page_count, description, tags, price_cents,
                     stock, version, created_at, updated_at
-             FROM books WHERE id = ANY($1)",
+             FROM books WHERE id = ANY((SELECT $1::uuid[])::uuid[])",
             &ids,
         )
         .fetch_all(&db)

@@ -8,6 +8,14 @@
 //! environment serves one request at a time) a read is one query, run in the caller's task;
 //! under load (the dev server) one round trip serves many requests, which saves the
 //! database most of its per-query work and both sides a wake-up per request.
+//!
+//! A batch query names its keys as `= ANY((SELECT $1::uuid[])::uuid[])`, not `= ANY($1)`.
+//! With the array in plain sight PostgreSQL plans every execution afresh for the array it is
+//! given (its plan cache never finds the generic plan as cheap, because that one assumes a
+//! longer array), and planning was a third of the query's cost. Behind a scalar subquery
+//! the planner cannot see the array, so custom and generic plans cost the same and the
+//! cache keeps the generic one (the same index scan) after five executions. pgbench, one
+//! prepared batch of 7 ids: 24,000 queries/s against 37,000.
 
 use std::collections::HashMap;
 use std::hash::Hash;

@@ -157,10 +157,11 @@ impl SessionChecks {
 fn load_statuses(db: DbPool, keys: Vec<(Uuid, Uuid)>) -> Loaded<(Uuid, Uuid), Role> {
     Box::pin(async move {
         let ids: Vec<Uuid> = keys.iter().map(|(session, _)| *session).collect();
+        // The ids behind a subquery, so the plan is cached (the `coalesce` module says why).
         let rows = sqlx::query!(
             r#"SELECT s.id, s.user_id, u.role AS "role: Role"
                FROM sessions s JOIN users u ON u.id = s.user_id
-               WHERE s.id = ANY($1) AND s.revoked_at IS NULL"#,
+               WHERE s.id = ANY((SELECT $1::uuid[])::uuid[]) AND s.revoked_at IS NULL"#,
             &ids,
         )
         .fetch_all(&db)

@@ -108,13 +108,13 @@ async fn every_sample_event_runs_its_handler() {
     // The authorizer: the sample token is refused, a real one allowed with its context.
     let auth_event = || serde_json::from_value(event("authorizer/request.json")).unwrap();
     assert!(matches!(
-        authorize(state.clone(), auth_event()).await,
+        authorize(state.clone(), &auth_event()).await,
         Err(AuthorizerError::Unauthorized)
     ));
     let mut e: aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest = auth_event();
     e.headers
         .insert("authorization", format!("Bearer {access}").parse().unwrap());
-    let allowed = authorize(state.clone(), e)
+    let allowed = authorize(state.clone(), &e)
         .await
         .unwrap_or_else(|e| panic!("refused: {e}"));
     assert_eq!(allowed.context["userId"], user);
@@ -397,7 +397,7 @@ async fn every_sample_event_runs_its_handler() {
     let mut e: aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest = auth_event();
     e.headers
         .insert("authorization", format!("Bearer {access}").parse().unwrap());
-    assert!(authorize(state.clone(), e).await.is_err(), "logged out");
+    assert!(authorize(state.clone(), &e).await.is_err(), "logged out");
     let (status, _) = invoke(&state, "users-me-delete", me("users-me-delete/delete.json")).await;
     assert_eq!(status, 204);
 }
