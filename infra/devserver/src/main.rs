@@ -36,8 +36,32 @@ use tokio::net::TcpListener;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    match runtime() {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("bookshelf-dev: starting the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Half the cores (at least one), unless `TOKIO_WORKER_THREADS` says otherwise: the dev
+/// server shares its machine with its PostgreSQL, and on a busy one more threads than it
+/// can keep running only spin and wake each other. Measured with the peer's harness on
+/// 2 cores (scripts/bench-notes.md): one thread used 41-47 us of CPU per request where two
+/// used 53-63, at about the same throughput.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if env::get(Var::TokioWorkerThreads).is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        builder.worker_threads((cores / 2).max(1));
+    }
+    builder.build()
+}
+
+async fn run() -> ExitCode {
     bookshelf_config::init_tracing();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {

@@ -77,7 +77,7 @@ pub struct TokenVerifier {
     /// Tokens whose signature and claims already passed, by their exact text, until they
     /// expire (`verify_cached`). Bounded: a full cache drops its expired entries, and if
     /// that frees nothing, everything (a burst of new tokens cannot grow it).
-    verified: std::sync::Mutex<std::collections::HashMap<String, Claims>>,
+    verified: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Claims>>>,
     capacity: usize,
 }
 
@@ -108,14 +108,15 @@ impl TokenVerifier {
     /// token presented again skips the signature check (~50 µs of Ed25519), which is safe
     /// because a token's text fixes its claims and signature, and this verifier's keys never
     /// change while it lives. Expiry is checked on every call, as `verify` checks it.
-    pub fn verify_cached(&self, token: &str) -> Result<Claims, TokenError> {
+    /// Shared (`Arc`): a hit hands out the cached claims without copying their strings.
+    pub fn verify_cached(&self, token: &str) -> Result<std::sync::Arc<Claims>, TokenError> {
         let now = jsonwebtoken::get_current_timestamp() as i64;
         if let Ok(verified) = self.verified.lock() {
             if let Some(claims) = verified.get(token).filter(|c| c.exp >= now) {
                 return Ok(claims.clone());
             }
         }
-        let claims = self.verify(token)?;
+        let claims = std::sync::Arc::new(self.verify(token)?);
         if let Ok(mut verified) = self.verified.lock() {
             if verified.len() >= self.capacity {
                 verified.retain(|_, c| c.exp >= now);
@@ -179,8 +180,9 @@ mod tests {
         let good = issuer
             .issue(Uuid::new_v4(), "user", Uuid::new_v4(), now())
             .unwrap();
-        assert_eq!(verifier.verify_cached(&good), verifier.verify(&good));
-        assert_eq!(verifier.verify_cached(&good), verifier.verify(&good), "a hit");
+        let verified = |t: &str| verifier.verify_cached(t).map(|c| (*c).clone());
+        assert_eq!(verified(&good), verifier.verify(&good));
+        assert_eq!(verified(&good), verifier.verify(&good), "a hit");
         // A cached good token lends nothing to a token that differs from it.
         let mut forged = good.clone();
         let last = forged.pop().unwrap();

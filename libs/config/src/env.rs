@@ -58,6 +58,7 @@ vars! {
     PgData = "BOOKSHELF_PGDATA",
     PgBin = "PG_BIN",
     Template = "BOOKSHELF_TEMPLATE",
+    TokioWorkerThreads = "TOKIO_WORKER_THREADS",
 }
 
 /// The variable's value, trimmed; unset, blank or not Unicode is `None`.
