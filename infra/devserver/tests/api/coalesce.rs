@@ -9,7 +9,7 @@ use std::time::Duration;
 use bookshelf_storage::coalesce::{Coalescer, Loaded};
 use bookshelf_storage::{DbPool, StorageError};
 
-use crate::harness::{TestApp, ADMIN_EMAIL};
+use crate::harness::{rename_admin, TestApp, ADMIN_EMAIL};
 
 /// Keys 1..: the value is ten times the key, and multiples of 3 have no row. Each query
 /// takes at least 100 ms, so reads asked meanwhile have to wait for it.
@@ -32,18 +32,40 @@ fn counted_tens(db: DbPool, keys: Vec<i32>) -> Loaded<i32, i32> {
     slow_tens(db, keys)
 }
 
+type Reads<K, V> = std::sync::Arc<Coalescer<K, V>>;
+
+/// Asks for `key` on a task of its own, as a request would.
+fn ask<K, V>(
+    reads: &Reads<K, V>,
+    db: &DbPool,
+    key: K,
+) -> tokio::task::JoinHandle<bookshelf_storage::Result<Option<V>>>
+where
+    K: Eq + std::hash::Hash + Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    let (reads, db) = (reads.clone(), db.clone());
+    tokio::spawn(async move { reads.get(&db, key).await })
+}
+
+/// A read's answer. A read that is never answered (a turn not handed on) fails the test
+/// instead of hanging it.
+async fn answer<V>(
+    task: tokio::task::JoinHandle<bookshelf_storage::Result<Option<V>>>,
+) -> bookshelf_storage::Result<Option<V>> {
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("a read was never answered")
+        .unwrap()
+}
+
 #[tokio::test]
 async fn reads_that_wait_share_one_query_and_each_gets_its_own_row() {
     let app = TestApp::start_with(None).await;
     let reads = std::sync::Arc::new(Coalescer::with_max_running(counted_tens, 1));
-    let asked: Vec<_> = (1..=60)
-        .map(|k| {
-            let (reads, db) = (reads.clone(), app.pool.clone());
-            tokio::spawn(async move { (k, reads.get(&db, k).await) })
-        })
-        .collect();
-    for task in asked {
-        let (k, answer) = task.await.unwrap();
+    let asked: Vec<_> = (1..=60).map(|k| (k, ask(&reads, &app.pool, k))).collect();
+    for (k, task) in asked {
+        let answer = answer(task).await;
         let expected = (k % 3 != 0).then_some(k * 10);
         assert_eq!(answer.unwrap(), expected, "key {k}");
     }
@@ -66,29 +88,19 @@ fn slow_names(db: DbPool, emails: Vec<String>) -> Loaded<String, String> {
     })
 }
 
-async fn rename_admin(db: &DbPool, name: &str) {
-    sqlx::query("UPDATE users SET display_name = $2 WHERE email = $1")
-        .bind(ADMIN_EMAIL)
-        .bind(name)
-        .execute(db)
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn a_read_that_waited_sees_what_was_committed_before_it_was_asked() {
     let app = TestApp::start_with(None).await;
     rename_admin(&app.pool, "before").await;
     let reads = std::sync::Arc::new(Coalescer::with_max_running(slow_names, 1));
-    let first = {
-        let (reads, db) = (reads.clone(), app.pool.clone());
-        tokio::spawn(async move { reads.get(&db, ADMIN_EMAIL.to_string()).await })
-    };
+    let first = ask(&reads, &app.pool, ADMIN_EMAIL.to_string());
     tokio::time::sleep(Duration::from_millis(100)).await;
     // The first read's query is running with its snapshot; this commits after it started.
     rename_admin(&app.pool, "after").await;
-    let second = reads.get(&app.pool, ADMIN_EMAIL.to_string()).await.unwrap();
-    assert_eq!(first.await.unwrap().unwrap().as_deref(), Some("before"));
+    let second = answer(ask(&reads, &app.pool, ADMIN_EMAIL.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(answer(first).await.unwrap().as_deref(), Some("before"));
     assert_eq!(
         second.as_deref(),
         Some("after"),
@@ -100,25 +112,15 @@ async fn a_read_that_waited_sees_what_was_committed_before_it_was_asked() {
 async fn a_caller_that_gives_up_hands_its_turn_to_the_reads_waiting_behind_it() {
     let app = TestApp::start_with(None).await;
     let reads = std::sync::Arc::new(Coalescer::with_max_running(slow_tens, 1));
-    let first = {
-        let (reads, db) = (reads.clone(), app.pool.clone());
-        tokio::spawn(async move { reads.get(&db, 1).await })
-    };
+    let first = ask(&reads, &app.pool, 1);
     tokio::time::sleep(Duration::from_millis(30)).await;
-    let waiting = {
-        let (reads, db) = (reads.clone(), app.pool.clone());
-        tokio::spawn(async move { reads.get(&db, 2).await })
-    };
+    let waiting = ask(&reads, &app.pool, 2);
     tokio::time::sleep(Duration::from_millis(30)).await;
     // The request holding the turn goes away mid-query (a client hanging up does this).
     first.abort();
-    let answer = tokio::time::timeout(Duration::from_secs(10), waiting)
-        .await
-        .expect("the waiting read was never run")
-        .unwrap();
-    assert_eq!(answer.unwrap(), Some(20));
+    assert_eq!(answer(waiting).await.unwrap(), Some(20));
     // And the coalescer is whole again: a new read runs.
-    assert_eq!(reads.get(&app.pool, 4).await.unwrap(), Some(40));
+    assert_eq!(answer(ask(&reads, &app.pool, 4)).await.unwrap(), Some(40));
 }
 
 fn slow_failure(db: DbPool, keys: Vec<i32>) -> Loaded<i32, i32> {
@@ -136,14 +138,9 @@ fn slow_failure(db: DbPool, keys: Vec<i32>) -> Loaded<i32, i32> {
 async fn a_failed_query_fails_every_read_it_carried() {
     let app = TestApp::start_with(None).await;
     let reads = std::sync::Arc::new(Coalescer::with_max_running(slow_failure, 1));
-    let asked: Vec<_> = (1..=10)
-        .map(|k| {
-            let (reads, db) = (reads.clone(), app.pool.clone());
-            tokio::spawn(async move { reads.get(&db, k).await })
-        })
-        .collect();
+    let asked: Vec<_> = (1..=10).map(|k| ask(&reads, &app.pool, k)).collect();
     for task in asked {
-        match task.await.unwrap() {
+        match answer(task).await {
             Err(StorageError::Database(e)) => {
                 let code = match &*e {
                     sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),

@@ -248,3 +248,14 @@ pub fn token(auth: &Value) -> String {
 pub fn refresh_token(auth: &Value) -> String {
     auth["refreshToken"].as_str().expect("refreshToken").to_string()
 }
+
+/// Renames the test admin through `db` (a pool, or a transaction's connection, whose row
+/// lock then holds until it ends).
+pub async fn rename_admin<'e>(db: impl sqlx::PgExecutor<'e>, name: &str) {
+    sqlx::query("UPDATE users SET display_name = $2 WHERE email = $1")
+        .bind(ADMIN_EMAIL)
+        .bind(name)
+        .execute(db)
+        .await
+        .unwrap();
+}

@@ -6,22 +6,12 @@ use std::time::{Duration, Instant};
 use bookshelf_storage::DbPool;
 use sqlx::{Connection, Executor};
 
-use crate::harness::TestApp;
+use crate::harness::{rename_admin, TestApp};
 
 async fn backend_pid(pool: &DbPool) -> Result<i32, sqlx::Error> {
     sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(pool)
         .await
-}
-
-/// A write in `tx` that holds the admin's row lock until the transaction ends.
-async fn rename_admin(tx: &mut sqlx::PgConnection, name: &str) {
-    sqlx::query("UPDATE users SET display_name = $2 WHERE email = $1")
-        .bind(crate::harness::ADMIN_EMAIL)
-        .bind(name)
-        .execute(tx)
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
@@ -30,7 +20,7 @@ async fn a_dropped_transaction_releases_its_locks_at_once_not_at_the_next_use() 
     let pool = DbPool::new(app.pool.connect_options(), 1);
     {
         let mut tx = pool.begin().await.unwrap();
-        rename_admin(&mut tx, "held").await;
+        rename_admin(&mut *tx, "held").await;
         // Dropped here: an early return (`?`) in a handler does the same.
     }
     // The pool is not touched again; another session must get the row lock soon anyway.
@@ -71,7 +61,7 @@ async fn a_committed_transaction_is_kept_and_its_connection_reused() {
     let pool = DbPool::new(app.pool.connect_options(), 1);
     let before = backend_pid(&pool).await.unwrap();
     let mut tx = pool.begin().await.unwrap();
-    rename_admin(&mut tx, "kept").await;
+    rename_admin(&mut *tx, "kept").await;
     tx.commit().await.unwrap();
     let name: Option<String> = sqlx::query_scalar("SELECT display_name FROM users WHERE email = $1")
         .bind(crate::harness::ADMIN_EMAIL)
