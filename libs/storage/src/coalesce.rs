@@ -1,8 +1,9 @@
 //! Point reads by key, coalesced under concurrency.
 //!
-//! A read runs at once, as its own query, while fewer than `max_running` reads of its kind
-//! are at the database. Past that, it waits, and when a running read finishes, every read
-//! waiting by then goes to the database together as one query (`WHERE key = ANY($1)`).
+//! A read runs at once, as its own query, while no other read of its kind is at the
+//! database (`MAX_RUNNING`). Otherwise it waits, and when the running read finishes, every
+//! read waiting by then goes to the database together as one query (`WHERE key = ANY(...)`,
+//! written as below).
 //! Nothing is cached: every read is answered by a query that started after the read was
 //! asked for, so it sees every write committed before that. Alone (a Lambda execution
 //! environment serves one request at a time) a read is one query, run in the caller's task;
