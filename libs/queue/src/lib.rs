@@ -3,6 +3,7 @@
 //! delivery, a visibility timeout, a receive count, and a dead-letter queue after
 //! `max_receive` deliveries.
 
+mod coalesce;
 mod memory;
 mod sqs;
 
@@ -17,7 +18,7 @@ pub enum QueueError {
     /// An SQS API call failed: unreachable, timed out, throttled or refused; the source
     /// says which.
     #[error("SQS request failed")]
-    Sqs(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Sqs(#[source] Arc<dyn std::error::Error + Send + Sync>),
     /// SQS answered a batch send, but refused this entry.
     #[error("the queue refused the message: {code}: {message}")]
     Refused { code: String, message: String },

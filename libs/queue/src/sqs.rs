@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{
@@ -6,10 +7,11 @@ use aws_sdk_sqs::types::{
 };
 use aws_sdk_sqs::Client;
 
+use crate::coalesce::{self, Sends};
 use crate::{QueueError, Received};
 
 fn err<E: std::error::Error + Send + Sync + 'static>(e: aws_sdk_sqs::error::SdkError<E>) -> QueueError {
-    QueueError::Sqs(Box::new(e))
+    QueueError::Sqs(Arc::new(e))
 }
 
 /// The deployed bounds: 1 s to connect, 1.2 s per attempt, two attempts, `SEND_BUDGET` in all.
@@ -42,11 +44,17 @@ fn local_config(endpoint: &str) -> aws_sdk_sqs::config::Builder {
 pub struct SqsQueue {
     client: Client,
     url: String,
+    /// Shared by every clone: the sends to this queue waiting to go together.
+    pub(crate) sends: Arc<Sends>,
 }
 
 impl SqsQueue {
     pub fn new(client: Client, url: String) -> SqsQueue {
-        SqsQueue { client, url }
+        SqsQueue {
+            client,
+            url,
+            sends: Arc::default(),
+        }
     }
 
     /// The deployed queue: `QUEUE_URL`, with the execution environment's shared SDK config
@@ -137,7 +145,14 @@ impl SqsQueue {
         &self.url
     }
 
+    /// Sends one message: alone, or with others sent at the same time (`coalesce`).
     pub async fn send(&self, body: &str) -> Result<(), QueueError> {
+        // Boxed: the SDK's request future inside is deep enough, one level down, to overflow
+        // the compiler's layout depth in the binaries that embed a send.
+        Box::pin(coalesce::send(self, body)).await
+    }
+
+    pub(crate) async fn send_one(&self, body: &str) -> Result<(), QueueError> {
         self.client
             .send_message()
             .queue_url(&self.url)
@@ -162,7 +177,7 @@ impl SqsQueue {
                     .id(i.to_string())
                     .message_body(*b)
                     .build()
-                    .map_err(|e| QueueError::Sqs(Box::new(e)))
+                    .map_err(|e| QueueError::Sqs(Arc::new(e)))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let out = self
@@ -253,7 +268,7 @@ impl SqsQueue {
                     .id(i.to_string())
                     .receipt_handle(*r)
                     .build()
-                    .map_err(|e| QueueError::Sqs(Box::new(e)))
+                    .map_err(|e| QueueError::Sqs(Arc::new(e)))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let out = self

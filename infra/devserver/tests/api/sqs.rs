@@ -37,8 +37,23 @@ impl Moto {
     }
 
     async fn start_on(port: u16) -> Moto {
+        Self::start_with(port, &[]).await
+    }
+
+    /// moto, writing every request it serves to `file` (its recorder: one JSON object a line).
+    async fn start_recording(file: &std::path::Path) -> Moto {
+        let file = file.to_str().unwrap();
+        let env = [
+            ("MOTO_ENABLE_RECORDING", "True"),
+            ("MOTO_RECORDER_FILEPATH", file),
+        ];
+        Self::start_with(bookshelf_devserver::pg::free_port().unwrap(), &env).await
+    }
+
+    async fn start_with(port: u16, env: &[(&str, &str)]) -> Moto {
         let child = tokio::process::Command::new(moto_binary())
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
@@ -194,6 +209,77 @@ async fn a_queue_outage_at_order_time_is_recovered_by_the_relay() {
         "confirmed"
     );
     assert_eq!(stock(&app, &admin, &book).await, 2);
+}
+
+/// The SQS actions (`X-Amz-Target` after `AmazonSQS.`) of the requests moto recorded.
+fn recorded_actions(file: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let entry: serde_json::Value = serde_json::from_str(l).unwrap();
+            let target = entry["headers"]["X-Amz-Target"].as_str()?;
+            Some(target.trim_start_matches("AmazonSQS.").to_string())
+        })
+        .collect()
+}
+
+/// Sends made at the same time share requests: the first goes alone, those that arrive
+/// while it is in flight go after it ten a SendMessageBatch. Each message arrives once and
+/// each sender hears its own outcome.
+#[tokio::test]
+async fn concurrent_sends_go_together_and_each_arrives_once() {
+    let record = std::env::temp_dir().join(format!("bookshelf-moto-{}.jsonl", uuid::Uuid::new_v4()));
+    let moto = Moto::start_recording(&record).await;
+    let (live, _dlq) = moto.queues().await;
+    let before = recorded_actions(&record).len();
+
+    let bodies: Vec<String> = (0..40).map(|i| json!({"n": i}).to_string()).collect();
+    let outcomes = futures::future::join_all(bodies.iter().map(|b| live.send(b))).await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let sends = recorded_actions(&record).split_off(before);
+    assert_eq!(
+        sends,
+        [
+            "SendMessage",
+            "SendMessageBatch",
+            "SendMessageBatch",
+            "SendMessageBatch",
+            "SendMessageBatch"
+        ],
+        "one alone, then the 39 that waited, ten a request"
+    );
+
+    let mut delivered = Vec::new();
+    while delivered.len() < bodies.len() {
+        let batch = live.receive(10, Duration::from_secs(1)).await.unwrap();
+        assert!(!batch.is_empty(), "{} of 40 delivered", delivered.len());
+        delivered.extend(batch.into_iter().map(|m| m.body));
+    }
+    delivered.sort();
+    let mut sent = bodies.clone();
+    sent.sort();
+    assert_eq!(delivered, sent, "each message once");
+    let _ = std::fs::remove_file(&record);
+}
+
+/// A send that waited for a batch hears the batch's failure: none hangs, none is told it
+/// was sent.
+#[tokio::test]
+async fn every_sender_in_a_failed_batch_hears_the_failure() {
+    let queue = dead_queue("http://127.0.0.1:9/123456789012/orders");
+    let bodies: Vec<String> = (0..25).map(|i| json!({"n": i}).to_string()).collect();
+    let outcomes = tokio::time::timeout(
+        Duration::from_secs(60),
+        futures::future::join_all(bodies.iter().map(|b| queue.send(b))),
+    )
+    .await
+    .expect("every sender was answered");
+    assert_eq!(outcomes.len(), 25);
+    for outcome in outcomes {
+        let error = bookshelf_http::error_chain(&outcome.unwrap_err());
+        assert!(error.starts_with("SQS request failed"), "{error}");
+    }
 }
 
 /// A backlog goes out ten messages a request (SendMessageBatch), each once, each marked.
