@@ -1,6 +1,7 @@
-//! Stock and its ledger. Every stock change goes through `move_stock` (one book) or
-//! `apply_moves` (a batch), and `record` is the one writer of `inventory_ledger`, so no
-//! change can skip its explanation.
+//! Stock and its ledger. Every stock change goes through `move_stock` (one book) or the
+//! order worker's settling statement (`orders::process_many`, a batch decided under
+//! `lock_stock`), and each writes its ledger rows from `LedgerRows` in the same
+//! transaction, so no change can skip its explanation.
 
 use crate::DbPool;
 use std::collections::HashMap;
@@ -65,23 +66,41 @@ pub struct StockMove<'a> {
     pub why: StockReason<'a>,
 }
 
+/// Ledger rows as the columns `unnest` takes, so that one statement writes any number.
+pub(crate) struct LedgerRows<'a> {
+    pub books: Vec<Uuid>,
+    pub deltas: Vec<i32>,
+    pub after: Vec<i32>,
+    pub reasons: Vec<&'a str>,
+    pub actors: Vec<Option<Uuid>>,
+    pub orders: Vec<Option<Uuid>>,
+}
+
+impl<'a> LedgerRows<'a> {
+    pub(crate) fn of(moves: &'a [StockMove<'a>]) -> Self {
+        LedgerRows {
+            books: moves.iter().map(|m| m.book).collect(),
+            deltas: moves.iter().map(|m| m.delta).collect(),
+            after: moves.iter().map(|m| m.stock_after).collect(),
+            reasons: moves.iter().map(|m| m.why.text()).collect(),
+            actors: moves.iter().map(|m| m.why.actor()).collect(),
+            orders: moves.iter().map(|m| m.why.order()).collect(),
+        }
+    }
+}
+
 /// Appends ledger rows (one statement for any number, so seeding many books is one write).
 pub async fn record(conn: &mut PgConnection, moves: &[StockMove<'_>]) -> Result<()> {
-    let books: Vec<Uuid> = moves.iter().map(|m| m.book).collect();
-    let deltas: Vec<i32> = moves.iter().map(|m| m.delta).collect();
-    let after: Vec<i32> = moves.iter().map(|m| m.stock_after).collect();
-    let reasons: Vec<&str> = moves.iter().map(|m| m.why.text()).collect();
-    let actors: Vec<Option<Uuid>> = moves.iter().map(|m| m.why.actor()).collect();
-    let orders: Vec<Option<Uuid>> = moves.iter().map(|m| m.why.order()).collect();
+    let rows = LedgerRows::of(moves);
     sqlx::query!(
         "INSERT INTO inventory_ledger (book_id, delta, stock_after, reason, actor_id, order_id)
          SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $5::uuid[], $6::uuid[])",
-        &books,
-        &deltas,
-        &after,
-        &reasons as &[&str],
-        &actors as &[Option<Uuid>],
-        &orders as &[Option<Uuid>],
+        &rows.books,
+        &rows.deltas,
+        &rows.after,
+        &rows.reasons as &[&str],
+        &rows.actors as &[Option<Uuid>],
+        &rows.orders as &[Option<Uuid>],
     )
     .execute(conn)
     .await?;
@@ -138,15 +157,9 @@ pub(crate) async fn lock_stock(conn: &mut PgConnection, books: &[Uuid]) -> Resul
     .collect())
 }
 
-/// Applies moves decided under `lock_stock`'s locks in this transaction: one guarded update
-/// per book with the sum of its moves, then the moves' ledger rows. A book whose stock does
-/// not end where the moves say (the locks make that impossible, short of a bug) fails the
-/// whole change, for the caller to roll back.
-pub(crate) async fn apply_moves(conn: &mut PgConnection, moves: &[StockMove<'_>]) -> Result<()> {
-    if moves.is_empty() {
-        return Ok(());
-    }
-    // Per book: the sum of its deltas and where the last move leaves it.
+/// Per book, in id order: the sum of its moves' deltas, and the stock the last of them
+/// leaves it at (the stock a guarded update must end at).
+pub(crate) fn per_book(moves: &[StockMove<'_>]) -> Vec<(Uuid, i32, i32)> {
     let mut per_book: Vec<(Uuid, i32, i32)> = Vec::new();
     for m in moves {
         match per_book.iter_mut().find(|(b, _, _)| *b == m.book) {
@@ -158,25 +171,7 @@ pub(crate) async fn apply_moves(conn: &mut PgConnection, moves: &[StockMove<'_>]
         }
     }
     per_book.sort_by_key(|(b, _, _)| *b);
-    let books: Vec<Uuid> = per_book.iter().map(|p| p.0).collect();
-    let deltas: Vec<i32> = per_book.iter().map(|p| p.1).collect();
-    let updated: HashMap<Uuid, i32> = sqlx::query!(
-        "UPDATE books b SET stock = b.stock + d.delta, version = b.version + 1, updated_at = now()
-         FROM unnest($1::uuid[], $2::int[]) AS d(id, delta)
-         WHERE b.id = d.id AND b.stock + d.delta >= 0
-         RETURNING b.id, b.stock",
-        &books,
-        &deltas,
-    )
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(|r| (r.id, r.stock))
-    .collect();
-    if per_book.iter().any(|(b, _, after)| updated.get(b) != Some(after)) {
-        return Err(StorageError::Conflict("stock"));
-    }
-    record(conn, moves).await
+    per_book
 }
 
 /// One ledger row as audits (and tests) read it.

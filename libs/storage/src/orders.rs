@@ -374,25 +374,6 @@ pub async fn process_many(db: &DbPool, ids: &[Uuid]) -> Result<Vec<ProcessOutcom
             None => rejected.push(order.id),
         }
     }
-    inventory::apply_moves(&mut tx, &moves).await?;
-    if !confirmed.is_empty() {
-        sqlx::query!(
-            "UPDATE orders SET status = 'confirmed', updated_at = now() WHERE id = ANY($1)",
-            &confirmed,
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
-    if !rejected.is_empty() {
-        sqlx::query!(
-            "UPDATE orders SET status = 'rejected', rejection_reason = $2, updated_at = now() WHERE id = ANY($1)",
-            &rejected,
-            REJECTED_INSUFFICIENT_STOCK,
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
-
     // The buyers' new shelf entries, each announced by the first confirmed order with it.
     let mut buyers = Vec::new();
     let mut shelf_books = Vec::new();
@@ -404,33 +385,53 @@ pub async fn process_many(db: &DbPool, ids: &[Uuid]) -> Result<Vec<ProcessOutcom
             }
         }
     }
-    let mut announced: HashMap<Uuid, Pending> = HashMap::new();
-    if !buyers.is_empty() {
-        let shelved = sqlx::query!(
-            "INSERT INTO library_entries (user_id, book_id, status)
-             SELECT DISTINCT u, b, 'want_to_read' FROM unnest($1::uuid[], $2::uuid[]) AS x(u, b)
-             ON CONFLICT (user_id, book_id) DO NOTHING
-             RETURNING user_id, book_id",
-            &buyers,
-            &shelf_books,
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        for entry in shelved {
-            let by = pending.iter().zip(&decisions).find(|(o, d)| {
-                found.get(&o.id).is_some_and(|(_, u)| *u == Some(entry.user_id))
-                    && d.as_ref()
-                        .is_some_and(|r| r.iter().any(|r| r.book_id == entry.book_id))
-            });
-            if let Some((order, _)) = by {
-                let made = [NewActivity::shelved(
-                    entry.user_id,
-                    entry.book_id,
-                    ReadingStatus::WantToRead,
-                )];
-                let sent = activities::record(&mut tx, &made).await?;
-                announced.entry(order.id).or_default().extend(sent);
+
+    // Everything decided, written in one statement: the books' stock (one guarded update
+    // per book with the sum of its moves), the ledger rows, the orders' statuses and the
+    // new shelf entries. The books' rows stay locked until commit, and every round trip
+    // under that lock is time the next batch of the same book waits.
+    let per_book = inventory::per_book(&moves);
+    let (stock_books, stock_deltas): (Vec<Uuid>, Vec<i32>) =
+        per_book.iter().map(|(b, d, _)| (*b, *d)).unzip();
+    let ledger = inventory::LedgerRows::of(&moves);
+    let written = settle(
+        &mut tx,
+        &stock_books,
+        &stock_deltas,
+        &ledger,
+        &confirmed,
+        &rejected,
+        &buyers,
+        &shelf_books,
+    )
+    .await?;
+    let mut updated: HashMap<Uuid, i32> = HashMap::new();
+    let mut shelved = Vec::new();
+    for row in written {
+        match (row.stock, row.book) {
+            (Some(stock), _) => {
+                updated.insert(row.id, stock);
             }
+            (None, Some(book)) => shelved.push((row.id, book)),
+            (None, None) => {}
+        }
+    }
+    // A book whose stock did not end where the moves say (the locks make that impossible,
+    // short of a bug) fails the whole batch, rolled back when `tx` drops.
+    if per_book.iter().any(|(b, _, after)| updated.get(b) != Some(after)) {
+        return Err(StorageError::Conflict("stock"));
+    }
+
+    let mut announced: HashMap<Uuid, Pending> = HashMap::new();
+    for (user, book) in shelved {
+        let by = pending.iter().zip(&decisions).find(|(o, d)| {
+            found.get(&o.id).is_some_and(|(_, u)| *u == Some(user))
+                && d.as_ref().is_some_and(|r| r.iter().any(|r| r.book_id == book))
+        });
+        if let Some((order, _)) = by {
+            let made = [NewActivity::shelved(user, book, ReadingStatus::WantToRead)];
+            let sent = activities::record(&mut tx, &made).await?;
+            announced.entry(order.id).or_default().extend(sent);
         }
     }
     tx.commit().await?;
@@ -460,6 +461,69 @@ pub async fn process_many(db: &DbPool, ids: &[Uuid]) -> Result<Vec<ProcessOutcom
             (None, Some((status, _))) => ProcessOutcome::AlreadyDone(now.get(id).copied().unwrap_or(*status)),
         })
         .collect())
+}
+
+/// The settling statement of `process_many` (its comment says what it writes).
+#[allow(clippy::too_many_arguments)]
+async fn settle(
+    conn: &mut PgConnection,
+    stock_books: &[Uuid],
+    stock_deltas: &[i32],
+    ledger: &inventory::LedgerRows<'_>,
+    confirmed: &[Uuid],
+    rejected: &[Uuid],
+    buyers: &[Uuid],
+    shelf_books: &[Uuid],
+) -> Result<Vec<Settled>> {
+    Ok(sqlx::query_as!(
+        Settled,
+        r#"WITH stock AS (
+             UPDATE books b SET stock = b.stock + d.delta, version = b.version + 1, updated_at = now()
+             FROM unnest($1::uuid[], $2::int[]) AS d(id, delta)
+             WHERE b.id = d.id AND b.stock + d.delta >= 0
+             RETURNING b.id, b.stock
+           ), ledger AS (
+             INSERT INTO inventory_ledger (book_id, delta, stock_after, reason, actor_id, order_id)
+             SELECT * FROM unnest($3::uuid[], $4::int[], $5::int[], $6::text[], $7::uuid[], $8::uuid[])
+           ), confirmed AS (
+             UPDATE orders SET status = 'confirmed', updated_at = now()
+             WHERE id = ANY((SELECT $9::uuid[])::uuid[])
+           ), rejected AS (
+             UPDATE orders SET status = 'rejected', rejection_reason = $11, updated_at = now()
+             WHERE id = ANY((SELECT $10::uuid[])::uuid[])
+           ), shelved AS (
+             INSERT INTO library_entries (user_id, book_id, status)
+             SELECT DISTINCT u, b, 'want_to_read' FROM unnest($12::uuid[], $13::uuid[]) AS x(u, b)
+             ON CONFLICT (user_id, book_id) DO NOTHING
+             RETURNING user_id, book_id
+           )
+           SELECT id AS "id!", stock AS "stock?", NULL::uuid AS "book?" FROM stock
+           UNION ALL
+           SELECT user_id, NULL::int, book_id FROM shelved"#,
+        stock_books,
+        stock_deltas,
+        &ledger.books,
+        &ledger.deltas,
+        &ledger.after,
+        &ledger.reasons as &[&str],
+        &ledger.actors as &[Option<Uuid>],
+        &ledger.orders as &[Option<Uuid>],
+        confirmed,
+        rejected,
+        REJECTED_INSUFFICIENT_STOCK,
+        buyers,
+        shelf_books,
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+/// A row of `settle`: a book's new stock (`stock`), or a new shelf entry (`book`, with the
+/// user in `id`).
+struct Settled {
+    id: Uuid,
+    stock: Option<i32>,
+    book: Option<Uuid>,
 }
 
 #[derive(Debug)]
