@@ -7,7 +7,7 @@ use aws_sdk_sqs::types::{
 };
 use aws_sdk_sqs::Client;
 
-use crate::coalesce::{self, Sends};
+use crate::coalesce::{fan_out, Coalesced, MAX_ENTRIES};
 use crate::{QueueError, Received};
 
 fn err<E: std::error::Error + Send + Sync + 'static>(e: aws_sdk_sqs::error::SdkError<E>) -> QueueError {
@@ -44,8 +44,9 @@ fn local_config(endpoint: &str) -> aws_sdk_sqs::config::Builder {
 pub struct SqsQueue {
     client: Client,
     url: String,
-    /// Shared by every clone: the sends to this queue waiting to go together.
-    pub(crate) sends: Arc<Sends>,
+    /// Shared by every clone: the sends, and the acknowledgements, waiting to go together.
+    sends: Arc<Coalesced<String>>,
+    deletes: Arc<Coalesced<Vec<String>>>,
 }
 
 impl SqsQueue {
@@ -53,7 +54,14 @@ impl SqsQueue {
         SqsQueue {
             client,
             url,
-            sends: Arc::default(),
+            sends: Arc::new(Coalesced::new(
+                |queue, bodies| Box::pin(async move { queue.send_now(bodies).await }),
+                |_| 1,
+            )),
+            deletes: Arc::new(Coalesced::new(
+                |queue, batches| Box::pin(async move { queue.delete_now(batches).await }),
+                Vec::len,
+            )),
         }
     }
 
@@ -149,10 +157,23 @@ impl SqsQueue {
     pub async fn send(&self, body: &str) -> Result<(), QueueError> {
         // Boxed: the SDK's request future inside is deep enough, one level down, to overflow
         // the compiler's layout depth in the binaries that embed a send.
-        Box::pin(coalesce::send(self, body)).await
+        Box::pin(self.sends.run(self, body.to_owned())).await
     }
 
-    pub(crate) async fn send_one(&self, body: &str) -> Result<(), QueueError> {
+    /// One request for the bodies of several `send`s.
+    async fn send_now(&self, bodies: Vec<String>) -> Vec<Result<(), QueueError>> {
+        match bodies.as_slice() {
+            [one] => vec![self.send_one(one).await],
+            many => {
+                let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+                self.send_batch(&refs)
+                    .await
+                    .unwrap_or_else(|e| fan_out(e, refs.len()))
+            }
+        }
+    }
+
+    async fn send_one(&self, body: &str) -> Result<(), QueueError> {
         self.client
             .send_message()
             .queue_url(&self.url)
@@ -253,13 +274,54 @@ impl SqsQueue {
         Ok(())
     }
 
-    /// Deletes up to 10 messages in one request, as Lambda's event source mapping does.
+    /// Deletes up to 10 messages, as Lambda's event source mapping does: in one request,
+    /// with the deletes of other batches made at the same time (`coalesce`).
     /// A message the queue could not delete is reported, not retried: it becomes visible
     /// again and is redelivered, which processing tolerates.
     pub async fn delete_batch(&self, receipts: &[&str]) -> Result<(), QueueError> {
         if receipts.is_empty() {
             return Ok(());
         }
+        let receipts: Vec<String> = receipts.iter().map(|r| r.to_string()).collect();
+        Box::pin(self.deletes.run(self, receipts)).await
+    }
+
+    /// One DeleteMessageBatch for the receipts of several `delete_batch`es: each told of
+    /// its own receipts' failures.
+    async fn delete_now(&self, batches: Vec<Vec<String>>) -> Vec<Result<(), QueueError>> {
+        // A receipt twice in one request is refused as a whole; each goes once.
+        let mut receipts: Vec<&str> = batches.iter().flatten().map(String::as_str).collect();
+        receipts.sort_unstable();
+        receipts.dedup();
+        let failed = match self.delete_entries(&receipts).await {
+            Ok(failed) => failed,
+            Err(e) => return fan_out(e, batches.len()),
+        };
+        batches
+            .iter()
+            .map(|batch| {
+                // A refusal SQS did not tie to a receipt we sent counts against every batch.
+                let mine: Vec<&(String, String, String)> = failed
+                    .iter()
+                    .filter(|(r, _, _)| r.is_empty() || batch.contains(r))
+                    .collect();
+                match mine.first() {
+                    None => Ok(()),
+                    Some((_, code, message)) => Err(QueueError::PartialDelete {
+                        failed: mine.len(),
+                        attempted: batch.len(),
+                        code: code.clone(),
+                        message: message.clone(),
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// Deletes up to `MAX_ENTRIES` receipts in one request: the request's error, or the
+    /// receipts SQS refused, each with its error code and message.
+    async fn delete_entries(&self, receipts: &[&str]) -> Result<Vec<(String, String, String)>, QueueError> {
+        debug_assert!(receipts.len() <= MAX_ENTRIES);
         let entries = receipts
             .iter()
             .enumerate()
@@ -279,14 +341,17 @@ impl SqsQueue {
             .send()
             .await
             .map_err(err)?;
-        match out.failed.first() {
-            None => Ok(()),
-            Some(f) => Err(QueueError::PartialDelete {
-                failed: out.failed.len(),
-                attempted: receipts.len(),
-                code: f.code.clone(),
-                message: f.message.clone().unwrap_or_default(),
-            }),
-        }
+        Ok(out
+            .failed
+            .into_iter()
+            .map(|f| {
+                let receipt =
+                    f.id.parse::<usize>()
+                        .ok()
+                        .and_then(|i| receipts.get(i))
+                        .map_or_else(String::new, |r| r.to_string());
+                (receipt, f.code, f.message.unwrap_or_default())
+            })
+            .collect())
     }
 }

@@ -263,6 +263,56 @@ async fn concurrent_sends_go_together_and_each_arrives_once() {
     let _ = std::fs::remove_file(&record);
 }
 
+/// Acknowledgements made at the same time share a DeleteMessageBatch, and each caller
+/// hears only of its own receipts: a batch with a receipt the queue refuses fails alone.
+#[tokio::test]
+async fn concurrent_deletes_go_together_and_each_hears_its_own_outcome() {
+    let record = std::env::temp_dir().join(format!("bookshelf-moto-{}.jsonl", uuid::Uuid::new_v4()));
+    let moto = Moto::start_recording(&record).await;
+    let (live, _dlq) = moto.queues().await;
+    for i in 0..12 {
+        live.send(&json!({"n": i}).to_string()).await.unwrap();
+    }
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    while groups.iter().map(Vec::len).sum::<usize>() < 12 {
+        let batch = live.receive(3, Duration::from_secs(1)).await.unwrap();
+        assert!(!batch.is_empty(), "12 messages were sent");
+        groups.push(batch.into_iter().map(|m| m.receipt).collect());
+    }
+    let last = groups.len() - 1;
+    groups[last].push("not-a-receipt-this-queue-gave".into());
+    let before = recorded_actions(&record).len();
+
+    let refs: Vec<Vec<&str>> = groups
+        .iter()
+        .map(|g| g.iter().map(String::as_str).collect())
+        .collect();
+    let outcomes = futures::future::join_all(refs.iter().map(|g| live.delete_batch(g))).await;
+    let deletes = recorded_actions(&record).split_off(before);
+    assert!(
+        deletes.iter().all(|a| a == "DeleteMessageBatch") && deletes.len() < groups.len(),
+        "{} acknowledgements in {deletes:?}",
+        groups.len()
+    );
+    for (i, outcome) in outcomes.iter().enumerate() {
+        if i == last {
+            assert!(
+                matches!(
+                    outcome,
+                    Err(bookshelf_queue::QueueError::PartialDelete { failed: 1, .. })
+                ),
+                "{outcome:?}"
+            );
+        } else {
+            assert!(outcome.is_ok(), "batch {i}: {outcome:?}");
+        }
+    }
+    // Past the visibility timeout (1 s) nothing comes back: every real receipt was deleted.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(live.receive(10, Duration::from_secs(1)).await.unwrap().is_empty());
+    let _ = std::fs::remove_file(&record);
+}
+
 /// A send that waited for a batch hears the batch's failure: none hangs, none is told it
 /// was sent.
 #[tokio::test]
