@@ -582,7 +582,7 @@ def report(r):
         "",
         "## Artifact sizes",
         "",
-        f"Source: {source}. Zipped with deflate level 9, as Lambda receives it; the budget is 5 MB each.",
+        f"Source: {source}. Zipped with deflate level 9, as Lambda receives it; the budget is 3 MB each.",
         "",
         "| function | bootstrap bytes | zipped bytes |",
         "|---|---:|---:|",
