@@ -65,6 +65,8 @@ pub struct AppState {
     pub sessions: bookshelf_storage::sessions::SessionChecks,
     /// `GET /books/{id}`'s reads, coalesced under concurrency.
     pub books: bookshelf_storage::books::BookReads,
+    /// The outbox fast path's marks, coalesced under concurrency.
+    pub sent_marks: bookshelf_storage::outbox::SentMarks,
 }
 
 impl AppState {
@@ -83,6 +85,7 @@ impl AppState {
             cors: allowed_origins(),
             sessions: Default::default(),
             books: Default::default(),
+            sent_marks: Default::default(),
         }
     }
 
@@ -139,6 +142,7 @@ impl AppState {
             cors: allowed_origins(),
             sessions: Default::default(),
             books: Default::default(),
+            sent_marks: Default::default(),
         })
     }
 

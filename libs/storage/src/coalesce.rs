@@ -1,4 +1,5 @@
-//! Point reads by key, coalesced under concurrency.
+//! Point reads by key, coalesced under concurrency; and one write that is just as safe to
+//! coalesce, marking outbox rows sent (idempotent, keyed by row: `outbox::SentMarks`).
 //!
 //! A read runs at once, as its own query, while no other read of its kind is at the
 //! database (`MAX_RUNNING`). Otherwise it waits, and when the running read finishes, every

@@ -558,6 +558,44 @@ async fn unsent_attempts(app: &TestApp) -> Vec<i32> {
     .unwrap()
 }
 
+/// The fast path's sent marks go together under concurrency (`outbox::SentMarks`): every
+/// row is marked, each once (one attempt), however many marks of it were made at once.
+#[tokio::test]
+async fn sent_marks_made_together_mark_each_row_once() {
+    let app = TestApp::start_with(None).await;
+    let admin = app.admin_token().await;
+    let t = token(&app.register("marks@example.org", "password123").await);
+    let book = id_of(&create_book(&app, &admin, json!({"stock": 100})).await);
+    for _ in 0..30 {
+        order(&app, &t, &book, 1).await;
+    }
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM outbox WHERE sent_at IS NULL AND topic = 'orders'")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(ids.len(), 30);
+
+    let marks = std::sync::Arc::new(bookshelf_storage::outbox::SentMarks::default());
+    let tasks: Vec<_> = ids
+        .iter()
+        .chain(&ids)
+        .map(|id| {
+            let (marks, db, id) = (marks.clone(), app.pool.clone(), *id);
+            tokio::spawn(async move { marks.mark(&db, id).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert!(unsent_attempts(&app).await.is_empty(), "every row is marked sent");
+    let attempts: Vec<i32> = sqlx::query_scalar("SELECT attempts FROM outbox WHERE topic = 'orders'")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(attempts, vec![1; 30], "each row marked once");
+}
+
 /// A queue whose endpoint nobody listens on: every send fails at once.
 fn dead_queue(url: &str) -> SqsQueue {
     let dead_port = bookshelf_devserver::pg::free_port().unwrap();
