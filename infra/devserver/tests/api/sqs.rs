@@ -82,6 +82,14 @@ fn id_of(v: &serde_json::Value) -> String {
     v["id"].as_str().unwrap().to_string()
 }
 
+/// The admin's token, a new buyer's token (`email`) and a new book with `stock` copies.
+async fn buyer_of_a_book(app: &TestApp, email: &str, stock: i64) -> (String, String, String) {
+    let admin = app.admin_token().await;
+    let buyer = token(&app.register(email, "password123").await);
+    let book = id_of(&create_book(app, &admin, json!({"stock": stock})).await);
+    (admin, buyer, book)
+}
+
 async fn stock(app: &TestApp, admin: &str, book: &str) -> i64 {
     app.get(&format!("/books/{book}"), Some(admin)).await.body["stock"]
         .as_i64()
@@ -159,9 +167,7 @@ async fn orders_flow_through_sqs() {
     let moto = Moto::start().await;
     let (queue, _dlq) = moto.queues().await;
     let app = TestApp::start_with(Some(Queue::Sqs(queue))).await;
-    let admin = app.admin_token().await;
-    let t = token(&app.register("sqs@example.org", "password123").await);
-    let book = id_of(&create_book(&app, &admin, json!({"stock": 3})).await);
+    let (admin, t, book) = buyer_of_a_book(&app, "sqs@example.org", 3).await;
     let id = order(&app, &t, &book, 2).await;
     let done = settled(&app, &t, &id, Duration::from_secs(5)).await;
     assert_eq!(done["status"], "confirmed");
@@ -174,9 +180,7 @@ async fn a_queue_outage_at_order_time_is_recovered_by_the_relay() {
     let (live, _dlq) = moto.queues().await;
     let dead = dead_queue(live.url());
     let app = TestApp::start_with(Some(Queue::Sqs(dead))).await;
-    let admin = app.admin_token().await;
-    let t = token(&app.register("outage@example.org", "password123").await);
-    let book = id_of(&create_book(&app, &admin, json!({"stock": 3})).await);
+    let (admin, t, book) = buyer_of_a_book(&app, "outage@example.org", 3).await;
 
     let id = order(&app, &t, &book, 1).await; // still 202
     let unsent = unsent_attempts(&app).await;
@@ -340,9 +344,7 @@ async fn the_relay_sends_a_backlog_in_batches_each_message_once() {
     // No queue while the backlog builds: with one, the dev server's own relay (every 2 s)
     // would claim and lock some of these rows, racing the relay this test runs.
     let app = TestApp::start_with(None).await;
-    let admin = app.admin_token().await;
-    let t = token(&app.register("backlog@example.org", "password123").await);
-    let book = id_of(&create_book(&app, &admin, json!({"stock": 100})).await);
+    let (_, t, book) = buyer_of_a_book(&app, "backlog@example.org", 100).await;
     let mut placed = std::collections::BTreeSet::new();
     for _ in 0..23 {
         placed.insert(order(&app, &t, &book, 1).await);
@@ -409,9 +411,7 @@ async fn a_crash_between_reserve_and_ack_reserves_once() {
     let (queue, _dlq) = moto.queues().await;
     let queue = Queue::Sqs(queue);
     let app = TestApp::start_with(None).await;
-    let admin = app.admin_token().await;
-    let t = token(&app.register("crash@example.org", "password123").await);
-    let book = id_of(&create_book(&app, &admin, json!({"stock": 5})).await);
+    let (admin, t, book) = buyer_of_a_book(&app, "crash@example.org", 5).await;
     let id = order(&app, &t, &book, 2).await; // no queue in the app: sent by hand below
     queue.send(&json!({"orderId": id}).to_string()).await.unwrap();
     // A duplicate send, as the relay might make after a lost acknowledgement.
@@ -448,9 +448,7 @@ async fn the_outbox_catches_up_after_the_queue_server_comes_back() {
     let port: u16 = moto.endpoint.rsplit(':').next().unwrap().parse().unwrap();
     let (queue, _dlq) = moto.queues().await;
     let app = TestApp::start_with(Some(Queue::Sqs(queue))).await;
-    let admin = app.admin_token().await;
-    let t = token(&app.register("outage2@example.org", "password123").await);
-    let book = id_of(&create_book(&app, &admin, json!({"stock": 100})).await);
+    let (admin, t, book) = buyer_of_a_book(&app, "outage2@example.org", 100).await;
     let before = order(&app, &t, &book, 1).await;
     assert_eq!(
         settled(&app, &t, &before, Duration::from_secs(10)).await["status"],
@@ -486,9 +484,7 @@ async fn a_batch_is_acknowledged_except_its_failures() {
     let (queue, _dlq) = moto.queues().await;
     // No worker: the orders stay pending until this test polls.
     let app = TestApp::start_with(None).await;
-    let admin = app.admin_token().await;
-    let t = token(&app.register("batch@example.org", "password123").await);
-    let book = id_of(&create_book(&app, &admin, json!({"stock": 10})).await);
+    let (admin, t, book) = buyer_of_a_book(&app, "batch@example.org", 10).await;
     let queue = Queue::Sqs(queue);
     for _ in 0..4 {
         let id = order(&app, &t, &book, 1).await;
@@ -533,9 +529,7 @@ async fn the_relay_schedule_never_strands_a_received_batch() {
     let pollers = bookshelf_devserver::worker::Pollers { orders: 1, feed: 1 };
     let worker = bookshelf_devserver::worker::spawn(state, Duration::from_millis(5), pollers, stop_rx);
 
-    let admin = app.admin_token().await;
-    let t = token(&app.register("relay@example.org", "password123").await);
-    let book = id_of(&create_book(&app, &admin, json!({"stock": 100})).await);
+    let (_, t, book) = buyer_of_a_book(&app, "relay@example.org", 100).await;
     let mut ids = Vec::new();
     for _ in 0..20 {
         ids.push(order(&app, &t, &book, 1).await);
@@ -563,9 +557,7 @@ async fn unsent_attempts(app: &TestApp) -> Vec<i32> {
 #[tokio::test]
 async fn sent_marks_made_together_mark_each_row_once() {
     let app = TestApp::start_with(None).await;
-    let admin = app.admin_token().await;
-    let t = token(&app.register("marks@example.org", "password123").await);
-    let book = id_of(&create_book(&app, &admin, json!({"stock": 100})).await);
+    let (_, t, book) = buyer_of_a_book(&app, "marks@example.org", 100).await;
     for _ in 0..30 {
         order(&app, &t, &book, 1).await;
     }
@@ -640,9 +632,7 @@ async fn a_hanging_queue_costs_an_order_its_send_budget_not_a_5xx() {
     // No worker: its relay would retry the row while the request is still waiting, and
     // the attempts counted below are the request path's alone.
     let app = TestApp::start_with(None).await;
-    let admin = app.admin_token().await;
-    let t = token(&app.register("hang@example.org", "password123").await);
-    let book = id_of(&create_book(&app, &admin, json!({"stock": 3})).await);
+    let (_, t, book) = buyer_of_a_book(&app, "hang@example.org", 3).await;
     let hanging = bookshelf_api::AppState::new(app.pool.clone(), &app.keys).with_queue(Queue::Sqs(queue));
     let hanging = std::sync::Arc::new(hanging);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -674,9 +664,7 @@ async fn a_hanging_queue_costs_an_order_its_send_budget_not_a_5xx() {
 #[tokio::test]
 async fn a_relay_run_that_cannot_send_fails() {
     let app = TestApp::start_with(None).await;
-    let admin = app.admin_token().await;
-    let t = token(&app.register("relayfail@example.org", "password123").await);
-    let book = id_of(&create_book(&app, &admin, json!({"stock": 3})).await);
+    let (_, t, book) = buyer_of_a_book(&app, "relayfail@example.org", 3).await;
     order(&app, &t, &book, 1).await; // no queue: left in the outbox
     let dead = dead_queue("http://127.0.0.1:9/123456789012/bookshelf-orders");
     let relaying = bookshelf_api::AppState::new(app.pool.clone(), &app.keys).with_queue(Queue::Sqs(dead));
