@@ -12,7 +12,7 @@ export PATH := $(BOOKSHELF_TOOLS_VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= eu-west-1
 
-.PHONY: dev test hurl lambda-check docs-check deny lint sqlx-prepare fmt build tools keys admin seed deploy-check deploy-tests sam-local bench
+.PHONY: pooler dev test hurl lambda-check docs-check deny lint sqlx-prepare fmt build tools keys admin seed deploy-check deploy-tests sam-local bench
 
 ## Serve the whole API on http://127.0.0.1:$${PORT:-3000}
 dev:
@@ -24,6 +24,7 @@ test: tools lint build
 	$(DEV) with-postgres -- $(CARGO) $(TEST_RUNNER) --workspace
 	$(DEV) with-postgres -- scripts/contract-fuzz.sh
 	$(DEV) with-postgres -- scripts/hurl-suites.sh
+	$(DEV) with-postgres -- scripts/pooler-stage.sh
 	$(DEV) with-postgres -- scripts/browser-check.sh
 	$(DEV) with-postgres -- scripts/lambda-dev-check.sh
 	$(DEV) with-postgres -- scripts/sam-local.sh
@@ -32,6 +33,10 @@ test: tools lint build
 ## suites, in Docker (in make test; skipped, saying so, when no Docker engine answers)
 sam-local: tools build
 	$(DEV) with-postgres -- scripts/sam-local.sh
+
+## The HTTP tests and hurl suites through PgBouncer in transaction mode, as RDS Proxy multiplexes (in make test)
+pooler: tools build
+	$(DEV) with-postgres -- scripts/pooler-stage.sh
 
 ## GET /docs in headless Chromium: renders, "Try it out" answers, no other host (in make test)
 docs-check: tools build

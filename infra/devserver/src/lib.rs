@@ -54,7 +54,7 @@ pub async fn prepare_database(url: &str) -> Result<Databases> {
     );
     match bookshelf_api::ops::ensure_app_role(&owner, &role, &password).await {
         Ok(()) => {
-            let app = bookshelf_storage::pool(options.username(&role).password(&password), 20);
+            let app = app_pool(options.username(&role).password(&password))?;
             Ok(Databases { owner, app })
         }
         Err(e) if insufficient_privilege(&e) => {
@@ -69,6 +69,26 @@ pub async fn prepare_database(url: &str) -> Result<Databases> {
         }
         Err(e) => Err(e).context("creating the application role"),
     }
+}
+
+/// The application role's pool: through `BOOKSHELF_POOLER` when set (the PgBouncer stage of
+/// `make test`), pooled as `DB_POOLING` says.
+fn app_pool(options: sqlx::postgres::PgConnectOptions) -> Result<DbPool> {
+    let options = match bookshelf_config::local_pooler()? {
+        Some((host, port)) => options.host(&host).port(port),
+        None => options,
+    };
+    let pooling = match bookshelf_config::transaction_pooling()? {
+        true => bookshelf_storage::Pooling::Transaction,
+        false => bookshelf_storage::Pooling::Session,
+    };
+    // The dev server serves many requests at once, unlike one Lambda environment.
+    Ok(DbPool::build(
+        options,
+        20,
+        bookshelf_config::db_connect_timeout()?,
+        pooling,
+    ))
 }
 
 fn insufficient_privilege(e: &bookshelf_api::ops::OpsError) -> bool {

@@ -117,19 +117,28 @@ impl AppState {
     pub fn from_env(database: bool, max_connections: u32) -> Result<AppState, ConfigError> {
         let db = match database {
             false => None,
-            true => Some(match bookshelf_config::database()? {
-                bookshelf_config::Database::Url(options) => Db {
-                    pool: bookshelf_storage::pool(options, max_connections),
-                    iam: None,
-                },
-                bookshelf_config::Database::Iam(auth) => {
-                    let now = std::time::SystemTime::now();
-                    Db {
-                        pool: bookshelf_storage::pool(auth.options(now)?, max_connections),
-                        iam: Some((auth, std::sync::Mutex::new(now))),
+            true => {
+                let pooling = match bookshelf_config::transaction_pooling()? {
+                    true => bookshelf_storage::Pooling::Transaction,
+                    false => bookshelf_storage::Pooling::Session,
+                };
+                let timeout = bookshelf_config::db_connect_timeout()?;
+                let pool =
+                    |options| bookshelf_storage::DbPool::build(options, max_connections, timeout, pooling);
+                Some(match bookshelf_config::database()? {
+                    bookshelf_config::Database::Url(options) => Db {
+                        pool: pool(options),
+                        iam: None,
+                    },
+                    bookshelf_config::Database::Iam(auth) => {
+                        let now = std::time::SystemTime::now();
+                        Db {
+                            pool: pool(auth.options(now)?),
+                            iam: Some((auth, std::sync::Mutex::new(now))),
+                        }
                     }
-                }
-            }),
+                })
+            }
         };
         Ok(AppState {
             db,

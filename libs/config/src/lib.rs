@@ -115,6 +115,43 @@ fn database_url() -> Option<Result<PgConnectOptions, ConfigError>> {
     )
 }
 
+/// How the server side of the functions' connections pools them (`DB_POOLING`): `true` for
+/// a transaction-pooling proxy, `false` (the default) for a direct connection.
+pub fn transaction_pooling() -> Result<bool, ConfigError> {
+    match var(Var::DbPooling).as_deref() {
+        None | Some("session") => Ok(false),
+        Some("transaction") => Ok(true),
+        Some(other) => Err(ConfigError::Invalid {
+            var: Var::DbPooling.name(),
+            source: format!("{other:?} is neither session nor transaction").into(),
+        }),
+    }
+}
+
+/// How long opening a database connection may take (`DB_CONNECT_TIMEOUT_MS`, default 5 s):
+/// deployed, below the function's timeout, so a proxy that cannot be reached answers 503.
+pub fn db_connect_timeout() -> Result<std::time::Duration, ConfigError> {
+    Ok(std::time::Duration::from_millis(
+        env::parse::<u64>(Var::DbConnectTimeout)?.unwrap_or(5_000),
+    ))
+}
+
+/// A pooler the application role connects through locally (`BOOKSHELF_POOLER`, host:port).
+pub fn local_pooler() -> Result<Option<(String, u16)>, ConfigError> {
+    let Some(addr) = var(Var::Pooler) else {
+        return Ok(None);
+    };
+    let invalid = |source: Box<dyn std::error::Error + Send + Sync>| ConfigError::Invalid {
+        var: Var::Pooler.name(),
+        source,
+    };
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| invalid(format!("{addr:?} is not host:port").into()))?;
+    let port = port.parse::<u16>().map_err(|e| invalid(Box::new(e)))?;
+    Ok(Some((host.to_string(), port)))
+}
+
 /// Where the functions' database connections come from.
 pub enum Database {
     /// `DATABASE_URL`: a local run, or a test.

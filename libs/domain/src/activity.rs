@@ -12,11 +12,6 @@ use crate::{BookSummary, ReadingStatus};
 /// Stored as text; a value the database holds that is not a type fails to decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-#[cfg_attr(
-    feature = "sqlx",
-    derive(sqlx::Type),
-    sqlx(type_name = "text", rename_all = "snake_case")
-)]
 pub enum ActivityType {
     /// A library entry was created; `status` is its status.
     Shelved,
@@ -37,6 +32,18 @@ impl ActivityType {
             ActivityType::Rated => "rated",
             ActivityType::Followed => "followed",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<ActivityType> {
+        [
+            ActivityType::Shelved,
+            ActivityType::StartedReading,
+            ActivityType::FinishedReading,
+            ActivityType::Rated,
+            ActivityType::Followed,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
     }
 
     /// Book activities show only to readers who may see the actor's library; a follow

@@ -12,6 +12,9 @@ pub mod reading;
 pub mod user;
 pub mod validation;
 
+#[cfg(feature = "sqlx")]
+mod text_column;
+
 pub use activity::{Activity, ActivityType, NewActivity, PersonRef};
 pub use book::{Book, BookInput, BookPatch, InventoryInput, NewBook};
 pub use cursor::{Cursor, CursorError, PageParams, RankCursor};

@@ -12,11 +12,6 @@ use crate::{field, AllValid, FieldError, Input};
 /// Stored as text; a value the database holds that is not a status fails to decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-#[cfg_attr(
-    feature = "sqlx",
-    derive(sqlx::Type),
-    sqlx(type_name = "text", rename_all = "snake_case")
-)]
 pub enum ReadingStatus {
     WantToRead,
     Reading,

@@ -14,11 +14,6 @@ use crate::{field, AllValid, Checked, Input};
 /// Stored as text; a value the database holds that is not a status fails to decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-#[cfg_attr(
-    feature = "sqlx",
-    derive(sqlx::Type),
-    sqlx(type_name = "text", rename_all = "lowercase")
-)]
 pub enum OrderStatus {
     Pending,
     Confirmed,

@@ -8,11 +8,6 @@ use uuid::Uuid;
 /// Stored as text; a value the database holds that is not a role fails to decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-#[cfg_attr(
-    feature = "sqlx",
-    derive(sqlx::Type),
-    sqlx(type_name = "text", rename_all = "lowercase")
-)]
 pub enum Role {
     User,
     Admin,
@@ -39,11 +34,6 @@ impl Role {
 /// feed. Stored as text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-#[cfg_attr(
-    feature = "sqlx",
-    derive(sqlx::Type),
-    sqlx(type_name = "text", rename_all = "lowercase")
-)]
 pub enum Visibility {
     /// Nobody else (the default).
     #[default]

@@ -7,13 +7,12 @@
 //! reader still follows the actor (and has since before the activity), and a book activity
 //! only while the actor's visibility allows it.
 
-use crate::DbPool;
+use crate::{Conn, DbPool};
 use bookshelf_domain::activity::ActivityMessage;
 use bookshelf_domain::{
     Activity, ActivityType, BookSummary, Cursor, NewActivity, PageParams, PersonRef, ReadingStatus,
 };
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::outbox::OutboxMessage;
@@ -23,7 +22,7 @@ use crate::{Result, StorageError};
 pub type Pending = Vec<OutboxMessage>;
 
 /// Records activities and their outbox messages in the caller's transaction.
-pub async fn record(tx: &mut PgConnection, activities: &[NewActivity]) -> Result<Pending> {
+pub async fn record(tx: &mut Conn, activities: &[NewActivity]) -> Result<Pending> {
     let mut pending = Vec::with_capacity(activities.len());
     for a in activities {
         let id = Uuid::new_v4();

@@ -3,10 +3,9 @@
 //! `lock_stock`), and each writes its ledger rows from `LedgerRows` in the same
 //! transaction, so no change can skip its explanation.
 
-use crate::DbPool;
+use crate::{Conn, DbPool};
 use std::collections::HashMap;
 
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{Result, StorageError};
@@ -90,7 +89,7 @@ impl<'a> LedgerRows<'a> {
 }
 
 /// Appends ledger rows (one statement for any number, so seeding many books is one write).
-pub async fn record(conn: &mut PgConnection, moves: &[StockMove<'_>]) -> Result<()> {
+pub async fn record(conn: &mut Conn, moves: &[StockMove<'_>]) -> Result<()> {
     let rows = LedgerRows::of(moves);
     sqlx::query!(
         "INSERT INTO inventory_ledger (book_id, delta, stock_after, reason, actor_id, order_id)
@@ -112,7 +111,7 @@ pub async fn record(conn: &mut PgConnection, moves: &[StockMove<'_>]) -> Result<
 /// records it. `None`: no such book, or not enough stock; nothing was changed. Run it in
 /// the transaction of whatever else the change belongs to.
 pub(crate) async fn move_stock(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     book: Uuid,
     delta: i32,
     why: StockReason<'_>,
@@ -145,7 +144,7 @@ pub(crate) async fn move_stock(
 /// Locks the rows of `books` (`FOR UPDATE`, in id order, as every batch locks them, so
 /// batches cannot deadlock) and reads their stock: what a batch decides against. A book
 /// that is gone is missing from the answer.
-pub(crate) async fn lock_stock(conn: &mut PgConnection, books: &[Uuid]) -> Result<HashMap<Uuid, i32>> {
+pub(crate) async fn lock_stock(conn: &mut Conn, books: &[Uuid]) -> Result<HashMap<Uuid, i32>> {
     Ok(sqlx::query!(
         "SELECT id, stock FROM books WHERE id = ANY($1) ORDER BY id FOR UPDATE",
         books,

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use sqlx::postgres::PgConnectOptions;
 
-pub use pool::{DbPool, PooledConnection, Tx};
+pub use pool::{Conn, DbPool, PooledConnection, Pooling, Tx, UnknownPooling};
 
 pub use sessions::{RefreshOutcome, SessionStatus};
 pub use users::{NewUser, UserPatch};
@@ -169,5 +169,5 @@ pub(crate) fn push_keyset(
 
 pub async fn migrate(pool: &DbPool) -> Result<(), sqlx::migrate::MigrateError> {
     let mut conn = pool.acquire().await?;
-    MIGRATOR.run(&mut *conn).await
+    MIGRATOR.run(conn.raw()).await
 }

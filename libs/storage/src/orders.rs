@@ -1,6 +1,6 @@
 //! Orders: creation with the outbox and idempotency keys, the worker's reservation, cancel.
 
-use crate::DbPool;
+use crate::{Conn, DbPool};
 use std::collections::HashMap;
 
 use bookshelf_domain::order::{self, PendingOrder, REJECTED_INSUFFICIENT_STOCK};
@@ -8,7 +8,7 @@ use bookshelf_domain::{
     Cursor, NewActivity, Order, OrderItem, OrderLine, OrderMessage, OrderStatus, PageParams, ReadingStatus,
 };
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
+use sqlx::{PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::activities::{self, Pending};
@@ -152,12 +152,7 @@ pub async fn create(
 
 /// The order itself: prices the lines from the books they name, then writes the order, its
 /// lines and its outbox message in one statement.
-async fn insert_new(
-    conn: &mut PgConnection,
-    id: Uuid,
-    user: Uuid,
-    lines: &[OrderLine],
-) -> Result<CreateOutcome> {
+async fn insert_new(conn: &mut Conn, id: Uuid, user: Uuid, lines: &[OrderLine]) -> Result<CreateOutcome> {
     let ids: Vec<Uuid> = lines.iter().map(|l| l.book_id).collect();
     let books: HashMap<Uuid, (String, i64)> = sqlx::query!(
         "SELECT id, title, price_cents FROM books WHERE id = ANY($1)",
@@ -281,7 +276,7 @@ pub enum ProcessOutcome {
 }
 
 /// Locks an order for a status change: its status and buyer, or `None` if there is none.
-async fn lock(conn: &mut PgConnection, order_id: Uuid) -> Result<Option<(OrderStatus, Option<Uuid>)>> {
+async fn lock(conn: &mut Conn, order_id: Uuid) -> Result<Option<(OrderStatus, Option<Uuid>)>> {
     Ok(sqlx::query!(
         r#"SELECT status AS "status: OrderStatus", user_id FROM orders WHERE id = $1 FOR UPDATE"#,
         order_id,
@@ -298,7 +293,7 @@ struct Line {
 
 /// An order's lines in book order: whoever moves the stock of several
 /// books locks them in this order, so concurrent orders cannot deadlock.
-async fn lines(conn: &mut PgConnection, order_id: Uuid) -> Result<Vec<Line>> {
+async fn lines(conn: &mut Conn, order_id: Uuid) -> Result<Vec<Line>> {
     Ok(sqlx::query_as!(
         Line,
         "SELECT book_id, quantity FROM order_items WHERE order_id = $1 ORDER BY book_id",
@@ -466,7 +461,7 @@ pub async fn process_many(db: &DbPool, ids: &[Uuid]) -> Result<Vec<ProcessOutcom
 /// The settling statement of `process_many` (its comment says what it writes).
 #[allow(clippy::too_many_arguments)]
 async fn settle(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     stock_books: &[Uuid],
     stock_deltas: &[i32],
     ledger: &inventory::LedgerRows<'_>,

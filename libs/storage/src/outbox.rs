@@ -2,8 +2,8 @@
 //! announce, sent right after commit by the request that made them, and by the relay for
 //! whatever that missed (a queue outage, a crash between commit and send).
 
-use crate::DbPool;
-use sqlx::{PgConnection, PgExecutor};
+use crate::{Conn, DbPool};
+use sqlx::PgExecutor;
 
 use crate::coalesce::{Coalescer, Loaded};
 use crate::Result;
@@ -103,7 +103,7 @@ pub async fn mark_failed(db: impl PgExecutor<'_>, outbox_id: i64, error: &str) -
 /// Unsent messages of a topic older than `min_age_secs` (younger ones are still being
 /// sent by their request), locked so that two relays never send the same one at once.
 pub async fn claim_unsent(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     topic: Topic,
     min_age_secs: i64,
     limit: i64,

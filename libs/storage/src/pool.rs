@@ -6,6 +6,12 @@
 //! it is dropped (`Tx`), not at the connection's next use. A connection that failed is not
 //! put back. One idle long enough for the server or RDS Proxy to have dropped it is pinged
 //! before it is handed out.
+//!
+//! Behind a transaction-pooling proxy (`Pooling::Transaction`: RDS Proxy multiplexing,
+//! PgBouncer's `pool_mode = transaction`) a client connection's consecutive transactions may
+//! run on different server connections, so nothing is left on a server connection between
+//! transactions: statements are unnamed, and each runs inside a transaction (sqlx parses, then
+//! binds and executes, with a Sync between them that would otherwise end the proxy's turn).
 
 use std::ops::{Deref, DerefMut};
 use std::sync::RwLock;
@@ -15,7 +21,8 @@ use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, RecycleR
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use sqlx::postgres::{PgConnectOptions, PgQueryResult, PgRow, PgStatement, PgTypeInfo};
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgQueryResult, PgRow, PgStatement, PgTypeInfo};
 use sqlx::{Connection, Either, Execute, Executor, PgConnection, Postgres};
 
 /// A pooled connection idle this long is pinged before it is handed out.
@@ -27,34 +34,92 @@ const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 /// Waiting for a connection, opening one, or pinging one: each gives up after this.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What the server side of a connection keeps between transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooling {
+    /// PostgreSQL itself, or a proxy that gives a client one server connection throughout:
+    /// each distinct query is prepared once per connection as a named statement and reused.
+    #[default]
+    Session,
+    /// A proxy that may hand each transaction to another server connection: no named
+    /// statement, and every statement inside a transaction (see the module's opening).
+    Transaction,
+}
+
+impl std::str::FromStr for Pooling {
+    type Err = UnknownPooling;
+    fn from_str(s: &str) -> Result<Pooling, UnknownPooling> {
+        match s {
+            "session" => Ok(Pooling::Session),
+            "transaction" => Ok(Pooling::Transaction),
+            other => Err(UnknownPooling(other.to_string())),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown pooling mode {0:?}: expected session or transaction")]
+pub struct UnknownPooling(String);
+
+/// A connection and what the pool's mode asks of the statements run on it.
+#[derive(Debug)]
+pub struct Conn {
+    inner: PgConnection,
+    pooling: Pooling,
+    /// A transaction is open on it (ours: `Tx`, or one wrapped around a lone statement).
+    in_transaction: bool,
+}
+
+impl Conn {
+    /// The sqlx connection itself, for what takes one (migrations, tests): statements run on
+    /// it directly are named and cached whatever the pool's mode.
+    pub fn raw(&mut self) -> &mut PgConnection {
+        &mut self.inner
+    }
+
+    /// A lone statement behind a transaction pooler needs a transaction of its own.
+    fn needs_own_transaction(&self) -> bool {
+        self.pooling == Pooling::Transaction && !self.in_transaction
+    }
+}
+
 /// Opens and checks connections for the pool.
 pub struct Connector {
     /// Replaceable: deployed, the password is an IAM token that new connections need fresh.
     options: RwLock<PgConnectOptions>,
+    pooling: Pooling,
 }
 
 impl managed::Manager for Connector {
-    type Type = PgConnection;
+    type Type = Conn;
     type Error = sqlx::Error;
 
-    async fn create(&self) -> Result<PgConnection, sqlx::Error> {
+    async fn create(&self) -> Result<Conn, sqlx::Error> {
         let options = self
             .options
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         // (The lock is released before the connect is awaited.)
-        PgConnection::connect_with(&options).await
+        Ok(Conn {
+            inner: PgConnection::connect_with(&options).await?,
+            pooling: self.pooling,
+            in_transaction: false,
+        })
     }
 
-    async fn recycle(&self, conn: &mut PgConnection, metrics: &Metrics) -> RecycleResult<sqlx::Error> {
+    async fn recycle(&self, conn: &mut Conn, metrics: &Metrics) -> RecycleResult<sqlx::Error> {
         // `last_used` counts from the last checkout, so it errs towards pinging.
         if metrics.age() >= MAX_LIFETIME || metrics.last_used() >= IDLE_TIMEOUT {
             return Err(RecycleError::message("expired"));
         }
+        // A lone statement's transaction left open (its stream dropped half read).
+        if conn.in_transaction {
+            return Err(RecycleError::message("left in a transaction"));
+        }
         // Something still queued (a rollback whose task never ran) is flushed by the ping.
-        if metrics.last_used() >= IDLE_PING_AFTER || conn.should_flush() {
-            conn.ping().await?;
+        if metrics.last_used() >= IDLE_PING_AFTER || conn.inner.should_flush() {
+            conn.inner.ping().await?;
         }
         Ok(())
     }
@@ -114,8 +179,19 @@ impl DbPool {
 
     /// As `new`, giving up on waiting, connecting or pinging after `timeout`.
     pub fn with_timeout(options: PgConnectOptions, max_connections: u32, timeout: Duration) -> DbPool {
+        DbPool::build(options, max_connections, timeout, Pooling::Session)
+    }
+
+    /// As `with_timeout`, for a server side that pools as `pooling` says.
+    pub fn build(
+        options: PgConnectOptions,
+        max_connections: u32,
+        timeout: Duration,
+        pooling: Pooling,
+    ) -> DbPool {
         let manager = Connector {
             options: RwLock::new(options),
+            pooling,
         };
         let pool = managed::Pool::builder(manager)
             .max_size(max_connections as usize)
@@ -161,12 +237,20 @@ impl DbPool {
         })
     }
 
+    /// How the server side pools (what statements this pool's connections run).
+    pub fn pooling(&self) -> Pooling {
+        self.pool.manager().pooling
+    }
+
     /// Starts a transaction on a pooled connection.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         let mut conn = self.acquire().await?;
-        let begun = conn.execute("BEGIN").await.map(|_| ());
+        let begun = conn.inner.execute("BEGIN").await.map(|_| ());
         match begun {
-            Ok(()) => Ok(Tx { conn: Some(conn) }),
+            Ok(()) => {
+                conn.in_transaction = true;
+                Ok(Tx { conn: Some(conn) })
+            }
             Err(e) => {
                 if is_broken(&e) {
                     drop(Object::take(conn));
@@ -181,7 +265,7 @@ impl DbPool {
         self.pool.close();
         let idle = self.pool.retain(|_, _| false);
         for conn in idle.removed {
-            let _ = conn.close().await;
+            let _ = conn.inner.close().await;
         }
     }
 
@@ -208,21 +292,25 @@ impl Tx {
 
     async fn end(mut self, statement: &'static str) -> Result<(), sqlx::Error> {
         let mut conn = self.conn.take().expect("an open transaction");
-        let done = conn.execute(statement).await.map(|_| ());
+        let done = conn.inner.execute(statement).await.map(|_| ());
+        if done.is_ok() {
+            conn.in_transaction = false;
+        }
+        // (One still marked in a transaction is not taken back by the pool.)
         discard_if_broken(conn, &done);
         done
     }
 }
 
 impl Deref for Tx {
-    type Target = PgConnection;
-    fn deref(&self) -> &PgConnection {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
         self.conn.as_ref().expect("an open transaction")
     }
 }
 
 impl DerefMut for Tx {
-    fn deref_mut(&mut self) -> &mut PgConnection {
+    fn deref_mut(&mut self) -> &mut Conn {
         self.conn.as_mut().expect("an open transaction")
     }
 }
@@ -235,7 +323,10 @@ impl Drop for Tx {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
-                    let done = conn.execute("ROLLBACK").await.map(|_| ());
+                    let done = conn.inner.execute("ROLLBACK").await.map(|_| ());
+                    if done.is_ok() {
+                        conn.in_transaction = false;
+                    }
                     if let Err(e) = &done {
                         tracing::warn!(error = %e, "rolling back a dropped transaction failed; closing its connection");
                         drop(Object::take(conn));
@@ -263,7 +354,7 @@ impl<'p> Executor<'p> for &'_ DbPool {
             let mut conn = pool.acquire().await?;
             let mut failed = None;
             {
-                let mut items = conn.fetch_many(query);
+                let mut items = (&mut *conn).fetch_many(query);
                 while let Some(item) = items.next().await {
                     match item {
                         Ok(v) => yield v,
@@ -290,7 +381,7 @@ impl<'p> Executor<'p> for &'_ DbPool {
         let pool = self.clone();
         Box::pin(async move {
             let mut conn = pool.acquire().await?;
-            let row = conn.fetch_optional(query).await;
+            let row = (&mut *conn).fetch_optional(query).await;
             discard_if_broken(conn, &row);
             row
         })
@@ -304,7 +395,7 @@ impl<'p> Executor<'p> for &'_ DbPool {
         let pool = self.clone();
         Box::pin(async move {
             let mut conn = pool.acquire().await?;
-            let statement = conn.prepare_with(sql, parameters).await;
+            let statement = (&mut *conn).prepare_with(sql, parameters).await;
             discard_if_broken(conn, &statement);
             statement
         })
@@ -317,9 +408,174 @@ impl<'p> Executor<'p> for &'_ DbPool {
         let pool = self.clone();
         Box::pin(async move {
             let mut conn = pool.acquire().await?;
-            let described = conn.describe(sql).await;
+            let described = conn.inner.describe(sql).await;
             discard_if_broken(conn, &described);
             described
         })
+    }
+}
+
+/// A query as the pool's mode wants it sent: unnamed behind a transaction pooler. Its
+/// arguments are taken first, to tell a parameterised statement (parse, then bind: needs a
+/// transaction) from a simple one (one message: needs none).
+struct Sent<'q, E> {
+    query: E,
+    arguments: Option<Result<Option<PgArguments>, BoxDynError>>,
+    persistent: bool,
+    _sql: std::marker::PhantomData<&'q str>,
+}
+
+impl<'q, E: Execute<'q, Postgres>> Sent<'q, E> {
+    fn new(mut query: E, pooling: Pooling) -> Sent<'q, E> {
+        let persistent = query.persistent() && pooling == Pooling::Session;
+        let arguments = Some(query.take_arguments());
+        Sent {
+            query,
+            arguments,
+            persistent,
+            _sql: std::marker::PhantomData,
+        }
+    }
+
+    /// Parse and bind are separate round trips (a Sync between them).
+    fn is_extended(&self) -> bool {
+        matches!(self.arguments, Some(Ok(Some(_))))
+    }
+}
+
+impl<'q, E: Execute<'q, Postgres>> Execute<'q, Postgres> for Sent<'q, E> {
+    fn sql(&self) -> &'q str {
+        self.query.sql()
+    }
+
+    fn statement(&self) -> Option<&PgStatement<'q>> {
+        self.query.statement()
+    }
+
+    fn take_arguments(&mut self) -> Result<Option<PgArguments>, BoxDynError> {
+        self.arguments
+            .take()
+            .unwrap_or_else(|| self.query.take_arguments())
+    }
+
+    fn persistent(&self) -> bool {
+        self.persistent
+    }
+}
+
+/// Runs `BEGIN` when `own` (a lone statement behind a transaction pooler).
+async fn open_own(conn: &mut Conn, own: bool) -> Result<(), sqlx::Error> {
+    if own {
+        conn.inner.execute("BEGIN").await?;
+        conn.in_transaction = true;
+    }
+    Ok(())
+}
+
+/// Ends the transaction `open_own` opened: committed if the statement succeeded.
+async fn close_own(conn: &mut Conn, own: bool, ok: bool) -> Result<(), sqlx::Error> {
+    if own {
+        conn.inner.execute(if ok { "COMMIT" } else { "ROLLBACK" }).await?;
+        conn.in_transaction = false;
+    }
+    Ok(())
+}
+
+impl<'c> Executor<'c> for &'c mut Conn {
+    type Database = Postgres;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<PgQueryResult, PgRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        let sent = Sent::new(query, self.pooling);
+        let own = sent.is_extended() && self.needs_own_transaction();
+        if !own {
+            return self.inner.fetch_many(sent);
+        }
+        Box::pin(async_stream::try_stream! {
+            open_own(self, own).await?;
+            let mut failed = None;
+            {
+                let mut items = self.inner.fetch_many(sent);
+                while let Some(item) = items.next().await {
+                    match item {
+                        Ok(v) => yield v,
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+            }
+            match failed {
+                None => close_own(self, own, true).await?,
+                Some(e) => {
+                    // The statement's error is the one to report; a connection whose rollback
+                    // failed stays marked, and the pool drops it.
+                    let _ = close_own(self, own, false).await;
+                    Err(e)?;
+                }
+            }
+        })
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Option<PgRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        let sent = Sent::new(query, self.pooling);
+        let own = sent.is_extended() && self.needs_own_transaction();
+        if !own {
+            return self.inner.fetch_optional(sent);
+        }
+        Box::pin(async move {
+            open_own(self, own).await?;
+            match self.inner.fetch_optional(sent).await {
+                Ok(row) => {
+                    close_own(self, own, true).await?;
+                    Ok(row)
+                }
+                Err(e) => {
+                    let _ = close_own(self, own, false).await;
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    fn prepare_with<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+        parameters: &'e [PgTypeInfo],
+    ) -> BoxFuture<'e, Result<PgStatement<'q>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        // A prepared statement is named, and behind a transaction pooler it would be left on
+        // whichever server connection prepared it.
+        if self.pooling == Pooling::Transaction {
+            return Box::pin(async {
+                Err(sqlx::Error::Configuration(
+                    "named statements cannot be prepared behind a transaction pooler".into(),
+                ))
+            });
+        }
+        self.inner.prepare_with(sql, parameters)
+    }
+
+    fn describe<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+    ) -> BoxFuture<'e, Result<sqlx::Describe<Postgres>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        self.inner.describe(sql)
     }
 }

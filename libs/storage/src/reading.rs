@@ -5,11 +5,11 @@
 //! UPDATE). Two requests of one user that touch the same read therefore queue instead of
 //! deadlocking.
 
-use crate::DbPool;
+use crate::{Conn, DbPool};
 use bookshelf_domain::reading::{finished_position, session_minutes, Closing, Position, Target};
 use bookshelf_domain::{Cursor, FieldError, NewActivity, PageParams, Read, ReadingSession, ReadingStatus};
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::activities::{self, Pending};
@@ -136,7 +136,7 @@ struct Locked {
 /// one-open-read index, waits on the book's open read; a change to a read that locked the
 /// read and then the entry (its status) would deadlock with it. So every path takes the
 /// entry first, then the read, then its sessions.
-async fn lock(tx: &mut PgConnection, user: Uuid, id: Uuid) -> Result<Locked> {
+async fn lock(tx: &mut Conn, user: Uuid, id: Uuid) -> Result<Locked> {
     sqlx::query(
         "SELECT 1 FROM library_entries
          WHERE user_id = $1 AND book_id = (SELECT book_id FROM reads WHERE id = $2 AND user_id = $1)
@@ -170,7 +170,7 @@ async fn lock(tx: &mut PgConnection, user: Uuid, id: Uuid) -> Result<Locked> {
     })
 }
 
-async fn set_position(tx: &mut PgConnection, id: Uuid, p: Position) -> Result<()> {
+async fn set_position(tx: &mut Conn, id: Uuid, p: Position) -> Result<()> {
     sqlx::query!(
         "UPDATE reads SET page = $2, percent = $3, updated_at = now() WHERE id = $1",
         id,
@@ -184,7 +184,7 @@ async fn set_position(tx: &mut PgConnection, id: Uuid, p: Position) -> Result<()
 
 /// Moves the entry to `to`; with `only_from`, only when it is in that status now.
 async fn set_status(
-    tx: &mut PgConnection,
+    tx: &mut Conn,
     user: Uuid,
     book: Uuid,
     to: ReadingStatus,
@@ -334,7 +334,7 @@ pub async fn list(
     }))
 }
 
-async fn end_running_session_of(tx: &mut PgConnection, read: Uuid, now: DateTime<Utc>) -> Result<()> {
+async fn end_running_session_of(tx: &mut Conn, read: Uuid, now: DateTime<Utc>) -> Result<()> {
     let running = sqlx::query!(
         "SELECT id, started_at FROM reading_sessions WHERE read_id = $1 AND ended_at IS NULL FOR UPDATE",
         read,
@@ -348,7 +348,7 @@ async fn end_running_session_of(tx: &mut PgConnection, read: Uuid, now: DateTime
 }
 
 async fn finish_session(
-    tx: &mut PgConnection,
+    tx: &mut Conn,
     id: Uuid,
     started_at: DateTime<Utc>,
     now: DateTime<Utc>,

@@ -128,9 +128,9 @@ async fn the_application_role_name_and_password_are_checked_before_use() {
     }
 }
 
-/// What the README says about statements: sqlx prepares each distinct query once per
-/// connection, as a named statement, and reuses it (its statement cache). Deployed, RDS
-/// Proxy pins a client connection that prepared statements (see README, "Deploying").
+/// On a direct connection (`DB_POOLING=session`, the dev server) sqlx prepares each distinct
+/// query once per connection as a named statement and reuses it (its statement cache).
+/// Deployed (`DB_POOLING=transaction`) nothing is named: `pool::behind_a_transaction_pooler_…`.
 #[tokio::test]
 async fn statements_are_named_and_reused_per_connection() {
     let app = TestApp::start().await;

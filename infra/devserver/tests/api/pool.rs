@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use bookshelf_storage::DbPool;
+use bookshelf_storage::{DbPool, Pooling};
 use sqlx::{Connection, Executor};
 
 use crate::harness::{rename_admin, TestApp};
@@ -129,4 +129,58 @@ async fn a_closed_pool_refuses_and_says_so() {
     pool.close().await;
     assert_eq!(pool.size(), 0);
     assert!(matches!(backend_pid(&pool).await, Err(sqlx::Error::PoolClosed)));
+}
+
+/// `Pooling::Transaction`: nothing a later transaction could need stays on the server
+/// connection (no named statement), and a lone parameterised statement gets a transaction of
+/// its own, so a proxy cannot split its parse from its bind. (The pooler stage of make test
+/// runs every HTTP test through PgBouncer this way.)
+#[tokio::test]
+async fn behind_a_transaction_pooler_statements_are_unnamed_and_in_a_transaction() {
+    let app = TestApp::start_with(None).await;
+    let pool = DbPool::build(
+        app.pool.connect_options(),
+        1,
+        Duration::from_secs(5),
+        Pooling::Transaction,
+    );
+    // A lone statement (through the pool), one inside a transaction, and one with a text
+    // column's enum as a parameter (whose type sqlx would otherwise look up by name).
+    let implicit: bool = sqlx::query_scalar("SELECT now() = statement_timestamp() AND $1")
+        .bind(true)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        !implicit,
+        "a lone statement runs in a transaction of its own (BEGIN came first)"
+    );
+    let mut tx = pool.begin().await.unwrap();
+    rename_admin(&mut *tx, "unnamed").await;
+    let role: bookshelf_domain::Role =
+        sqlx::query_scalar("SELECT role FROM users WHERE display_name = $1 AND role = $2")
+            .bind("unnamed")
+            .bind(bookshelf_domain::Role::Admin)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(role, bookshelf_domain::Role::Admin);
+    tx.commit().await.unwrap();
+    let named: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_prepared_statements WHERE $1")
+        .bind(true)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(named, 0, "no named statement was left on the connection");
+    // The same on a direct pool: named, as the statement cache wants.
+    let direct = DbPool::new(app.pool.connect_options(), 1);
+    let named: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_prepared_statements WHERE $1")
+        .bind(true)
+        .fetch_one(&direct)
+        .await
+        .unwrap();
+    assert_eq!(named, 1, "a direct pool names its statements");
+    // Prepared statements are refused outright behind the pooler.
+    let conn = &mut *pool.acquire().await.unwrap();
+    assert!(sqlx::Executor::prepare(conn, "SELECT 1").await.is_err());
 }
