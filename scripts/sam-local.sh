@@ -33,8 +33,21 @@ started=$SECONDS
 # workspace first makes each of those a no-op.
 CARGO_LAMBDA_COMPILER=cargo cargo lambda build --workspace --quiet \
   $([ "$arch" = arm64 ] && echo --arm64 || echo --x86-64)
-CARGO_LAMBDA_COMPILER=cargo SAM_BUILD_MODE=debug sam build --template template.yaml \
-  --build-dir "$out/build" --parameter-overrides "Architecture=$arch" --no-cached \
+# The template fixes arm64 (so `sam deploy` cannot disagree with `sam build`); a local run
+# builds for this machine instead, from a copy whose CodeUri still names the checkout.
+"$venv/bin/python" - "$arch" "$PWD" "$out/template-arch.json" <<'PY'
+import json, sys
+from samtranslator.yaml_helper import yaml_parse
+arch, root, out = sys.argv[1:]
+template = yaml_parse(open("template.yaml").read())
+template["Globals"]["Function"]["Architectures"] = [arch]
+for resource in template["Resources"].values():
+    if resource.get("Type") == "AWS::Serverless::Function":
+        resource["Properties"]["CodeUri"] = root
+json.dump(template, open(out, "w"))
+PY
+CARGO_LAMBDA_COMPILER=cargo SAM_BUILD_MODE=debug sam build --template "$out/template-arch.json" \
+  --build-dir "$out/build" --no-cached \
   >"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
 image=$(scripts/lambda-base-image.sh "$out/build")
 "$venv/bin/python" scripts/lib/sam_local_template.py "$out/build/template.yaml" "$out/build/template-local.json"
@@ -103,7 +116,7 @@ json.dump({"Parameters": {"DATABASE_URL": db, "BOOKSHELF_SIGNING_KEYS": signing,
           open(path, "w"))
 PY
 common=(--template "$out/build/template-local.json" --env-vars "$out/env.json"
-        --parameter-overrides "Architecture=$arch" --invoke-image "$image" --skip-pull-image)
+        --invoke-image "$image" --skip-pull-image)
 # The same settings for hand-made `sam local invoke ... --config-file .aws-sam/local/samconfig.toml`
 # while `scripts/sam-local.sh serve` keeps the database forwarder and moto up.
 cat >"$out/samconfig.toml" <<TOML
@@ -111,13 +124,11 @@ version = 0.1
 [default.local_invoke.parameters]
 template_file = "$PWD/$out/build/template-local.json"
 env_vars = "$PWD/$out/env.json"
-parameter_overrides = "Architecture=$arch"
 invoke_image = "$image"
 skip_pull_image = true
 [default.local_start_api.parameters]
 template_file = "$PWD/$out/build/template-local.json"
 env_vars = "$PWD/$out/env.json"
-parameter_overrides = "Architecture=$arch"
 invoke_image = "$image"
 skip_pull_image = true
 TOML

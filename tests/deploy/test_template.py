@@ -25,6 +25,16 @@ PUBLIC_ROUTES = {
     ("GET", "/docs/{asset}"),
 }
 
+# The admin-only routes (libs/api/src/registry.rs, Access::Admin; a Rust test checks the
+# registry against the template): their authorizer result is never cached.
+ADMIN_ROUTES = {
+    ("GET", "/users"),
+    ("POST", "/books"),
+    ("PATCH", "/books/{id}"),
+    ("DELETE", "/books/{id}"),
+    ("POST", "/books/{id}/inventory"),
+}
+
 # Functions that never query: no VPC, no database settings, no database secret.
 NO_DATABASE = {"OpenApiFunction", "DocsFunction", "DocsAssetFunction", "JwksFunction"}
 
@@ -130,7 +140,9 @@ class Routes(unittest.TestCase):
             if method == "OPTIONS":
                 continue  # preflights: test_every_path_answers_its_preflight_without_a_token
             seen.add((method, path))
-            expected = [{"NONE": []}] if (method, path) in PUBLIC_ROUTES else [{"BookshelfAuthorizer": []}]
+            expected = ([{"NONE": []}] if (method, path) in PUBLIC_ROUTES
+                        else [{"BookshelfAdminAuthorizer": []}] if (method, path) in ADMIN_ROUTES
+                        else [{"BookshelfAuthorizer": []}])
             self.assertEqual(op.get("security"), expected, f"{method} {path}")
         self.assertTrue(PUBLIC_ROUTES <= seen, PUBLIC_ROUTES - seen)
         self.assertGreater(len(seen), len(PUBLIC_ROUTES))
@@ -167,6 +179,17 @@ class Routes(unittest.TestCase):
         for name, function in functions().items():
             env = function["Properties"].get("Environment", {}).get("Variables", {})
             self.assertEqual(env.get("ALLOWED_ORIGINS"), {"Ref": "AllowedOrigins"}, name)
+
+    def test_admin_routes_are_authorized_at_every_call(self):
+        # API.md: a demoted admin or a revoked admin session is refused at once, deployed too.
+        body = RESOURCES["BookshelfApi"]["Properties"]["Body"]
+        scheme = body["components"]["securitySchemes"]["BookshelfAdminAuthorizer"]["x-amazon-apigateway-authorizer"]
+        self.assertEqual(scheme["type"], "request")
+        self.assertEqual(scheme["authorizerResultTtlInSeconds"], 0)
+        self.assertEqual(scheme["identitySource"], "method.request.header.Authorization")
+        admin = {(m.upper(), p) for p, ms in body["paths"].items() for m, op in ms.items()
+                 if isinstance(op, dict) and {"BookshelfAdminAuthorizer": []} in op.get("security", [])}
+        self.assertEqual(admin, ADMIN_ROUTES)
 
     def test_the_authorizer_is_a_cached_request_authorizer_on_the_header(self):
         body = RESOURCES["BookshelfApi"]["Properties"]["Body"]
@@ -284,10 +307,12 @@ class Functions(unittest.TestCase):
             self.assertLessEqual(cap["MaxValue"], 20)
             self.assertGreaterEqual(cap["MinValue"], 2)  # SQS event sources take 2..1000
 
-    def test_the_architecture_is_a_parameter_defaulting_to_arm64(self):
-        self.assertEqual(DOC["Parameters"]["Architecture"]["Default"], "arm64")
+    def test_the_architecture_is_chosen_once_not_offered_at_deploy(self):
+        # A parameter would be asked again by `sam deploy --guided`, after `sam build` had
+        # compiled for its default: another answer deploys binaries that cannot start.
+        self.assertNotIn("Architecture", DOC.get("Parameters", {}))
         for name, fn in functions().items():
-            self.assertEqual(fn["Properties"]["Architectures"], [{"Ref": "Architecture"}], name)
+            self.assertEqual(fn["Properties"]["Architectures"], ["arm64"], name)
 
     def test_the_relay_runs_alone(self):
         self.assertEqual(RESOURCES["OutboxRelayFunction"]["Properties"]["ReservedConcurrentExecutions"], 1)
@@ -297,6 +322,116 @@ class Functions(unittest.TestCase):
         for queue, consumer in [("OrdersQueue", "OrderProcessorFunction"), ("ActivitiesQueue", "FeedFanoutFunction")]:
             timeout = RESOURCES[consumer]["Properties"]["Timeout"]
             self.assertGreaterEqual(queues[queue]["Properties"]["VisibilityTimeout"], 6 * timeout, queue)
+
+
+def default(value):
+    """A property's value with a parameter reference replaced by the parameter's default."""
+    if isinstance(value, dict) and "Ref" in value and value["Ref"] in DOC.get("Parameters", {}):
+        return int(DOC["Parameters"][value["Ref"]]["Default"])
+    return value
+
+
+def readme_capacity():
+    """README's capacity table (section "Capacity"): quantity → its first number."""
+    text = (cfn.ROOT / "README.md").read_text()
+    section = text.split("### Capacity", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and (m := re.search(r"[0-9][0-9,.]*", cells[1])):
+            rows[cells[0]] = float(m.group(0).replace(",", ""))
+    return rows
+
+
+# RDS's default max_connections for PostgreSQL is LEAST(DBInstanceClassMemory / 9531392,
+# 5000); DBInstanceClassMemory is the class's memory less what RDS keeps for itself.
+MAX_CONNECTIONS = {"db.t4g.micro": 112, "db.t4g.small": 225, "db.t4g.medium": 450}
+UNRESERVED_MINIMUM = 100  # Lambda keeps this much of the account's concurrency unreserved
+
+
+class Capacity(unittest.TestCase):
+    """The numbers of README's "Capacity" section are the template's, and they add up."""
+
+    TABLE = readme_capacity()
+
+    def readme(self, quantity):
+        self.assertIn(quantity, self.TABLE, f"README's capacity table has no row {quantity!r}")
+        return self.TABLE[quantity]
+
+    def api_functions(self):
+        return {n: f for n, f in functions().items() if n not in CONSUMERS}
+
+    def test_timeouts_are_in_order(self):
+        pool = RESOURCES["DatabaseProxyTargets"]["Properties"]["ConnectionPoolConfigurationInfo"]
+        borrow = pool["ConnectionBorrowTimeout"]
+        self.assertEqual(borrow, self.readme("proxy borrow timeout (s)"))
+        crud = SAM["Globals"]["Function"]["Timeout"]
+        self.assertEqual(crud, self.readme("API function timeout (s)"))
+        self.assertLessEqual(crud, 5, "CRUD functions get short timeouts")
+        for name, fn in functions().items():
+            props = fn["Properties"]
+            env = props.get("Environment", {}).get("Variables", {})
+            if "DB_USER" in env:
+                connect = int(env["DB_CONNECT_TIMEOUT_MS"]) / 1000
+                self.assertEqual(connect, self.readme("database connect timeout (s)"), name)
+                self.assertLess(connect, props["Timeout"], name)
+                self.assertLess(borrow, props["Timeout"], f"{name}: a borrow must expire before the function")
+            if name not in CONSUMERS:
+                self.assertLess(props["Timeout"], 29, f"{name}: API Gateway gives up at 29 s")
+        authorizer = RESOURCES["AuthorizerFunction"]["Properties"]["Timeout"]
+        self.assertEqual(authorizer, self.readme("authorizer timeout (s)"))
+        self.assertLess(authorizer, 10, "API Gateway waits 10 s at most for an authorizer")
+
+    def test_the_api_speaks_transaction_pooling_to_the_proxy(self):
+        for name, fn in functions().items():
+            env = fn["Properties"].get("Environment", {}).get("Variables", {})
+            if "DB_USER" in env:
+                self.assertEqual(env.get("DB_POOLING"), "transaction", name)
+        self.assertNotIn("DB_POOLING", RESOURCES["DbMigrateFunction"]["Properties"]["Environment"]["Variables"])
+
+    def test_every_function_has_a_floor_and_a_ceiling_that_fit_the_account(self):
+        total = 0
+        for name, fn in functions().items():
+            reserved = default(fn["Properties"].get("ReservedConcurrentExecutions"))
+            self.assertIsInstance(reserved, int, f"{name} has no reserved concurrency")
+            total += reserved
+        self.assertEqual(total, self.readme("reserved concurrency, all functions"))
+        self.assertEqual(total + UNRESERVED_MINIMUM, self.readme("account concurrency quota needed"))
+        self.assertLessEqual(total + UNRESERVED_MINIMUM, 1000, "the default quota (1,000) must fit it")
+        # The consumers' floor is their event sources' ceiling: a backlog never waits on the API.
+        for consumer, cap in [("OrderProcessorFunction", "OrderProcessorMaxConcurrency"),
+                              ("FeedFanoutFunction", "FeedFanoutMaxConcurrency")]:
+            self.assertEqual(RESOURCES[consumer]["Properties"]["ReservedConcurrentExecutions"], {"Ref": cap})
+        self.assertEqual(default(RESOURCES["AuthorizerFunction"]["Properties"]["ReservedConcurrentExecutions"]),
+                         self.readme("authorizer reserved concurrency"))
+        self.assertEqual(int(DOC["Parameters"]["ApiFunctionConcurrency"]["Default"]),
+                         self.readme("reserved concurrency per API function"))
+
+    def test_the_database_and_proxy_numbers_are_the_readmes(self):
+        instance = DOC["Parameters"]["DatabaseInstanceClass"]["Default"]
+        max_connections = MAX_CONNECTIONS[instance]
+        self.assertEqual(max_connections, self.readme(f"max_connections ({instance})"))
+        percent = RESOURCES["DatabaseProxyTargets"]["Properties"]["ConnectionPoolConfigurationInfo"]["MaxConnectionsPercent"]
+        proxy = max_connections * percent // 100
+        self.assertEqual(proxy, self.readme("proxy connections (MaxConnectionsPercent)"))
+        alarm = RESOURCES["DatabaseConnectionsAlarm"]["Properties"]["Threshold"]
+        self.assertEqual(alarm, proxy * 9 // 10, "the connections alarm fires at 90 % of the proxy's share")
+
+    def test_stage_throttling_is_within_what_the_proxy_serves(self):
+        (setting,) = RESOURCES[[n for n, r in RESOURCES.items() if r["Type"] == "AWS::ApiGateway::Stage"][0]]["Properties"]["MethodSettings"]
+        rate, burst = setting["ThrottlingRateLimit"], setting["ThrottlingBurstLimit"]
+        self.assertEqual(rate, self.readme("stage rate limit (req/s)"))
+        self.assertEqual(burst, self.readme("stage burst limit"))
+        self.assertLessEqual(rate, self.readme("requests/s the proxy's connections serve"))
+        # A slow database holds each call up to the function timeout: what the stage lets in
+        # then (Little's law) must stay within the API functions' reserved concurrency.
+        crud = SAM["Globals"]["Function"]["Timeout"]
+        api = sum(default(f["Properties"]["ReservedConcurrentExecutions"]) for f in self.api_functions().values())
+        self.assertLessEqual(min(rate * crud, burst), api)
+
+
+# The functions that are not behind the API: queue consumers, the relay, db-migrate.
+CONSUMERS = {"OrderProcessorFunction", "FeedFanoutFunction", "OutboxRelayFunction", "DbMigrateFunction"}
 
 
 class DataSafety(unittest.TestCase):
@@ -373,6 +508,39 @@ class Operations(unittest.TestCase):
         self.assertEqual(alarm["Namespace"], {"Fn::Sub": "Bookshelf/${AWS::StackName}"})
         env = RESOURCES["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
         self.assertEqual(env["METRICS_NAMESPACE"], alarm["Namespace"])
+
+    def test_a_stall_raises_an_alarm(self):
+        alarms = cfn.resources_of(DOC, "AWS::CloudWatch::Alarm")
+
+        def watched(metric, target):
+            return [n for n, a in alarms.items() if a["Properties"]["MetricName"] == metric
+                    and target in {cfn.ref_name(d["Value"]) for d in a["Properties"].get("Dimensions", [])}]
+
+        for metric, target in [
+            ("ApproximateAgeOfOldestMessage", "OrdersQueue"),
+            ("ApproximateAgeOfOldestMessage", "ActivitiesQueue"),
+            ("Errors", "OrderProcessorFunction"),
+            ("Errors", "FeedFanoutFunction"),
+            ("CPUUtilization", "Database"),
+            ("FreeStorageSpace", "Database"),
+            ("DatabaseConnections", "Database"),
+            ("DatabaseConnectionsBorrowLatency", "DatabaseProxy"),
+            ("DatabaseConnectionsCurrentlySessionPinned", "DatabaseProxy"),
+        ]:
+            self.assertTrue(watched(metric, target), f"no alarm on {metric} of {target}")
+        # Storage grows by itself; the alarm says when it is running out anyway.
+        self.assertGreater(RESOURCES["Database"]["Properties"]["MaxAllocatedStorage"],
+                           int(RESOURCES["Database"]["Properties"]["AllocatedStorage"]))
+
+    def test_access_logs_carry_latencies_and_the_principal_and_traces_cross_the_queues(self):
+        stage = RESOURCES[[n for n, r in RESOURCES.items() if r["Type"] == "AWS::ApiGateway::Stage"][0]]["Properties"]
+        fields = json.loads(stage["AccessLogSetting"]["Format"])
+        for variable in ["$context.authorizer.integrationLatency", "$context.integration.latency",
+                         "$context.authorizer.principalId", "$context.responseLatency", "$context.xrayTraceId"]:
+            self.assertIn(variable, fields.values())
+        self.assertTrue(stage["TracingEnabled"])
+        for name, fn in functions().items():
+            self.assertEqual(fn["Properties"].get("TracingConfig"), {"Mode": "Active"}, name)
 
     def test_the_relay_alarm_watches_the_relay(self):
         alarm = RESOURCES["OutboxRelayErrorsAlarm"]["Properties"]

@@ -16,6 +16,9 @@ pub struct Route {
     pub function: String,
     /// Whether the API's default authorizer runs first (`Auth.Authorizer: NONE` → false).
     pub authorized: bool,
+    /// Whether API Gateway may answer from the authorizer's result cache: not on routes
+    /// whose named authorizer has `ReauthorizeEvery: 0` (the admin routes).
+    pub cached: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +115,8 @@ impl Template {
 
         // The one REST API and its authorizer.
         let mut authorizer = None;
+        // Every authorizer's result cache TTL, by name.
+        let mut ttls: HashMap<String, u64> = HashMap::new();
         let mut gateway_responses = HashMap::new();
         let apis: Vec<_> = resources
             .iter()
@@ -123,6 +128,20 @@ impl Template {
         let api = apis[0].1;
         let props = get(api, "Properties").ok_or_else(|| anyhow!("the API has no Properties"))?;
         if let Some(auth) = get(props, "Auth") {
+            for (name, def) in get(auth, "Authorizers")
+                .and_then(|a| a.as_mapping())
+                .into_iter()
+                .flatten()
+            {
+                let ttl = get(def, "Identity")
+                    .and_then(|i| get(i, "ReauthorizeEvery"))
+                    .and_then(text)
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(300);
+                if let Some(name) = text(name) {
+                    ttls.insert(name, ttl);
+                }
+            }
             let default = get(auth, "DefaultAuthorizer").and_then(text);
             if let Some(name) = default {
                 let def = get(auth, "Authorizers")
@@ -236,15 +255,18 @@ impl Template {
                 let method = http::Method::from_bytes(method.as_bytes())
                     .with_context(|| format!("{logical}: bad method {method}"))?;
                 let function = binary_of(r).ok_or_else(|| anyhow!("{logical}: no Binary build property"))?;
-                let no_auth = get(p, "Auth")
-                    .and_then(|a| get(a, "Authorizer"))
-                    .and_then(text)
-                    .is_some_and(|a| a == "NONE");
+                let named = get(p, "Auth").and_then(|a| get(a, "Authorizer")).and_then(text);
+                let no_auth = named.as_deref() == Some("NONE");
+                let ttl = match &named {
+                    Some(name) => ttls.get(name).copied().unwrap_or(0),
+                    None => authorizer.as_ref().map_or(0, |a: &Authorizer| a.ttl_secs),
+                };
                 routes.push(Route {
                     method,
                     path,
                     function,
                     authorized: authorizer.is_some() && !no_auth,
+                    cached: ttl > 0,
                 });
             }
         }

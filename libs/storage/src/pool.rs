@@ -145,22 +145,27 @@ impl std::fmt::Debug for DbPool {
     }
 }
 
-/// A broken connection is not worth putting back: an I/O, TLS or protocol error, or the
-/// server ending the session (a FATAL error, e.g. 57P01 when it shuts down or the session
+/// A broken connection is not worth putting back: an I/O, TLS or protocol error, a
+/// connection exception, or the server ending the session (a FATAL error, e.g. 57P01 when it shuts down or the session
 /// is terminated, sent just before it closes the socket).
 fn is_broken(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => {
             true
         }
-        sqlx::Error::Database(db) => db
-            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-            .is_some_and(|pg| {
-                matches!(
-                    pg.severity(),
-                    sqlx::postgres::PgSeverity::Fatal | sqlx::postgres::PgSeverity::Panic
-                )
-            }),
+        // Class 08 too: a pooler that gave up waiting for a server connection (PgBouncer's
+        // query_wait_timeout, 08P01) closes the client connection after saying so.
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|c| c.starts_with("08"))
+                || db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some_and(|pg| {
+                        matches!(
+                            pg.severity(),
+                            sqlx::postgres::PgSeverity::Fatal | sqlx::postgres::PgSeverity::Panic
+                        )
+                    })
+        }
         _ => false,
     }
 }

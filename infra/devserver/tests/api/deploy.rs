@@ -50,6 +50,37 @@ fn functions_that_never_query_have_no_database_deployed() {
     );
 }
 
+/// API.md: admin authorization is never cached deployed. Every function the registry makes
+/// admin-only is routed through the authorizer whose result is not cached, and no other is.
+#[test]
+fn admin_routes_and_only_they_use_the_uncached_authorizer() {
+    let text = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
+    let doc: Value = serde_norway::from_str(&text).unwrap();
+    let authorizers = &doc["Resources"]["BookshelfApi"]["Properties"]["Auth"]["Authorizers"];
+    let ttl = |name: &str| authorizers[name]["Identity"]["ReauthorizeEvery"].as_u64();
+    assert_eq!(ttl("BookshelfAdminAuthorizer"), Some(0));
+    let mut checked = 0;
+    for (_, r) in doc["Resources"].as_mapping().unwrap() {
+        let Some(binary) = r["Metadata"]["BuildProperties"]["Binary"].as_str() else {
+            continue;
+        };
+        let Some(f) = HTTP_FUNCTIONS.iter().find(|f| f.name == binary) else {
+            continue;
+        };
+        let Some(events) = r["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
+        for (_, event) in events {
+            let named = event["Properties"]["Auth"]["Authorizer"].as_str();
+            let uncached = named == Some("BookshelfAdminAuthorizer");
+            let admin = f.access == bookshelf_api::registry::Access::Admin;
+            assert_eq!(uncached, admin, "{binary}: admin-only vs. its route's authorizer");
+            checked += usize::from(admin);
+        }
+    }
+    assert!(checked >= 5, "the admin routes were found ({checked})");
+}
+
 /// SQLSTATE 42501: insufficient_privilege.
 async fn refused(pool: &DbPool, sql: &str) {
     match sqlx::raw_sql(sql).execute(pool).await {
