@@ -12,7 +12,7 @@ export PATH := $(BOOKSHELF_TOOLS_VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= eu-west-1
 
-.PHONY: pooler dev test hurl lambda-check docs-check deny lint sqlx-prepare fmt build tools keys admin seed deploy-check deploy-tests sam-local bench
+.PHONY: scale pooler dev test hurl lambda-check docs-check deny lint sqlx-prepare fmt build tools keys admin seed deploy-check deploy-tests sam-local bench
 
 ## Serve the whole API on http://127.0.0.1:$${PORT:-3000}
 dev:
@@ -84,6 +84,11 @@ seed:
 ## Benchmarks (release build, wrk, cold starts, order pipeline, sizes, criterion) → BENCHMARKS.md
 bench:
 	scripts/bench.sh
+
+## The deployed shape under load: N=50/200/500 function environments (release binaries under
+## the Lambda Runtime Interface Emulator) through PgBouncer (20 connections) → BENCHMARKS.md
+scale:
+	scripts/scale.sh
 
 ## The deployed stack, proved offline: SAM transform assertions, moto CloudFormation, checkov
 deploy-tests: tools

@@ -18,6 +18,7 @@ use bookshelf_api::AppState;
 use http::{HeaderValue, Method, StatusCode};
 use lambda_http::request::LambdaRequest;
 
+use crate::remote::{InvokeError, Remote};
 use crate::template::{GatewayResponse, Template};
 
 /// API Gateway's own payload limit; the handlers enforce the API's 64 KiB limit.
@@ -30,6 +31,9 @@ struct LocalRoute {
     resource: String,
     function: &'static HttpFunction,
     authorized: bool,
+    /// The authorizer's answer may come from its result cache (remote functions only:
+    /// locally nothing is cached, so revocations apply at once).
+    cached: bool,
 }
 
 pub struct Gateway {
@@ -38,6 +42,8 @@ pub struct Gateway {
     router: matchit::Router<Vec<LocalRoute>>,
     identity_headers: Vec<String>,
     responses: HashMap<String, GatewayResponse>,
+    /// Functions in environments of their own (`make scale`) instead of in this process.
+    remote: Option<Arc<Remote>>,
 }
 
 /// A request id shaped like API Gateway's (a v4 UUID). It only has to be unique in the logs,
@@ -71,6 +77,7 @@ impl Gateway {
                 resource: r.path.clone(),
                 function,
                 authorized: r.authorized,
+                cached: r.cached,
             });
         }
         let mut router = matchit::Router::new();
@@ -94,7 +101,15 @@ impl Gateway {
                 .map(|a| a.identity_headers.clone())
                 .unwrap_or_default(),
             responses: template.gateway_responses.clone(),
+            remote: None,
         })
+    }
+
+    /// The same gateway in front of functions in environments of their own; `state` serves
+    /// only the gateway's own settings (CORS).
+    pub fn with_remote(mut self, remote: Arc<Remote>) -> Gateway {
+        self.remote = Some(remote);
+        self
     }
 
     /// One HTTP request, start to end.
@@ -195,6 +210,11 @@ impl Gateway {
             }
         }
 
+        if let Some(remote) = &self.remote {
+            return self
+                .invoke_remote(remote, route.function.name, &event, &request_id)
+                .await;
+        }
         let request: lambda_http::Request = LambdaRequest::ApiGatewayV1(event).into();
         // A panicking handler is a failed invocation, as in Lambda: the gateway answers 502.
         let handler = route.function.handler;
@@ -262,7 +282,18 @@ impl Gateway {
         ctx.http_method = Some(route.method.clone());
         event.request_context = ctx;
 
-        let outcome = authorize(self.state.clone(), &event).await;
+        let outcome = match &self.remote {
+            None => authorize(self.state.clone(), &event).await,
+            Some(remote) => {
+                let identity = self
+                    .identity_headers
+                    .iter()
+                    .flat_map(|h| event.headers.get(h.as_str()).map(|v| v.as_bytes().to_vec()))
+                    .flatten()
+                    .collect::<Vec<u8>>();
+                Self::authorize_remote(remote, &event, route.cached.then_some(identity)).await
+            }
+        };
         proxy.headers = event.headers;
         proxy.multi_value_headers = event.multi_value_headers;
         proxy.query_string_parameters = event.query_string_parameters;
@@ -299,6 +330,73 @@ impl Gateway {
                 request_id,
             )),
         }
+    }
+
+    /// The authorizer in its own environments, its answers cached as API Gateway caches them
+    /// (`identity` is the cache key, `None` on routes that are never cached).
+    async fn authorize_remote(
+        remote: &Remote,
+        event: &ApiGatewayCustomAuthorizerRequestTypeRequest,
+        identity: Option<Vec<u8>>,
+    ) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
+        let cached = identity.as_deref().and_then(|i| remote.cached_answer(i));
+        let answer = match cached {
+            Some(answer) => answer,
+            None => match remote.invoke::<serde_json::Value>("authorizer", event).await {
+                Ok(answer) => {
+                    if let Some(identity) = identity {
+                        remote.remember_answer(identity, answer.clone());
+                    }
+                    answer
+                }
+                // API Gateway's convention: the error "Unauthorized" is a refusal (401).
+                Err(InvokeError::Function { message, .. }) if message == "Unauthorized" => {
+                    return Err(AuthorizerError::Unauthorized)
+                }
+                Err(e) => return Err(AuthorizerError::Failure(Box::new(e))),
+            },
+        };
+        serde_json::from_value(answer).map_err(|e| AuthorizerError::Failure(Box::new(e)))
+    }
+
+    /// The integration, on a function environment: Lambda's proxy response, or API
+    /// Gateway's 502 when the invocation failed (an error, a crash, the function's timeout).
+    async fn invoke_remote(
+        &self,
+        remote: &Remote,
+        function: &str,
+        event: &ApiGatewayProxyRequest,
+        request_id: &str,
+    ) -> http::Response<AxumBody> {
+        let response = match remote
+            .invoke::<aws_lambda_events::apigw::ApiGatewayProxyResponse>(function, event)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(request_id, function, error = %e, "invocation failed");
+                return self.gateway_response("INTEGRATION_FAILURE", "Internal server error", request_id);
+            }
+        };
+        let mut builder = http::Response::builder()
+            .status(StatusCode::from_u16(response.status_code as u16).unwrap_or(StatusCode::BAD_GATEWAY))
+            .header("x-amzn-requestid", request_id);
+        for (name, value) in response.multi_value_headers.iter() {
+            builder = builder.header(name, value);
+        }
+        for (name, value) in response.headers.iter() {
+            if !response.multi_value_headers.contains_key(name) {
+                builder = builder.header(name, value);
+            }
+        }
+        let body = match response.body {
+            Some(aws_lambda_events::encodings::Body::Text(t)) => AxumBody::from(t),
+            Some(aws_lambda_events::encodings::Body::Binary(b)) => AxumBody::from(b),
+            _ => AxumBody::empty(),
+        };
+        builder.body(body).unwrap_or_else(|_| {
+            self.gateway_response("INTEGRATION_FAILURE", "Internal server error", request_id)
+        })
     }
 
     /// A gateway response as `template.yaml` configures it (falling back to the

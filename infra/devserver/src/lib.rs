@@ -3,6 +3,7 @@
 
 pub mod gateway;
 pub mod pg;
+pub mod remote;
 pub mod seed;
 pub mod template;
 pub mod worker;

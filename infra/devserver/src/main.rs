@@ -1,7 +1,11 @@
 //! `bookshelf-dev`: the local dev server and operator commands.
 //!
 //!   bookshelf-dev [serve]                  serve the API on 127.0.0.1:$PORT (default 3000)
-//!   bookshelf-dev with-postgres -- CMD...  run CMD with DATABASE_URL of a throw-away cluster
+//!   bookshelf-dev with-postgres [--max-connections N] -- CMD...
+//!                                          run CMD with DATABASE_URL of a throw-away cluster
+//!   bookshelf-dev gateway ENVIRONMENTS.json
+//!                                          the gateway alone, in front of functions served
+//!                                          elsewhere (make scale: one process per environment)
 //!   bookshelf-dev create-admin             ensure the admin from BOOKSHELF_ADMIN_EMAIL /
 //!                                          BOOKSHELF_ADMIN_PASSWORD exists (uses DATABASE_URL)
 //!   bookshelf-dev migrate                  apply migrations to DATABASE_URL
@@ -72,6 +76,7 @@ async fn run() -> ExitCode {
         Some("seed") => seed(&args[1..]).await.map(|()| ExitCode::SUCCESS),
         Some("keys") => keys(&args[1..]).await.map(|()| ExitCode::SUCCESS),
         Some("worker") => worker().await.map(|()| ExitCode::SUCCESS),
+        Some("gateway") => remote_gateway(&args[1..]).await.map(|()| ExitCode::SUCCESS),
         Some(other) => Err(anyhow::anyhow!("unknown command {other:?}; see the README")),
     };
     match result {
@@ -147,6 +152,36 @@ async fn serve() -> Result<()> {
     result
 }
 
+/// The gateway alone, in front of functions in environments of their own (`make scale`):
+/// `bookshelf-dev gateway ENVIRONMENTS.json` on PORT, the authorizer's answers cached for
+/// the template's TTL as API Gateway caches them.
+async fn remote_gateway(args: &[String]) -> Result<()> {
+    let file = args
+        .first()
+        .context("usage: bookshelf-dev gateway ENVIRONMENTS.json")?;
+    let port: u16 = env::parse(Var::Port)?.unwrap_or(3000);
+    let template = Template::load(&template_path()?)?;
+    let ttl = template.authorizer.as_ref().map_or(0, |a| a.ttl_secs);
+    let remote =
+        bookshelf_devserver::remote::Remote::from_file(file.as_ref(), std::time::Duration::from_secs(ttl))?;
+    // Only the gateway's own settings (CORS): the functions have their own state.
+    let state = Arc::new(bookshelf_api::AppState::from_env(false, 0)?);
+    let gateway =
+        Arc::new(bookshelf_devserver::Gateway::new(&template, state)?.with_remote(Arc::new(remote)));
+    let app = axum::Router::new().fallback(move |req| gateway.clone().handle(req));
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+    println!("gateway on http://127.0.0.1:{port}, functions from {file}");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    Ok(())
+}
+
 /// What Lambda's event source mapping and the relay's schedule do deployed, for functions
 /// served by something that runs neither (`sam local start-api`): polls the orders queue at
 /// `SQS_ENDPOINT` and hands batches to the same order-processor handler, and runs the
@@ -212,12 +247,21 @@ async fn shutdown_signal() {
 
 /// Runs a command against a throw-away cluster, which is removed afterwards.
 async fn with_postgres(args: &[String]) -> Result<ExitCode> {
+    let mut args = args;
+    let mut max_connections = 200;
+    if args.first().map(String::as_str) == Some("--max-connections") {
+        max_connections = args
+            .get(1)
+            .and_then(|n| n.parse().ok())
+            .context("--max-connections needs a number")?;
+        args = &args[2..];
+    }
     let cmd: Vec<&String> = args.iter().skip_while(|a| *a == "--").collect();
     let Some((program, rest)) = cmd.split_first() else {
-        bail!("usage: bookshelf-dev with-postgres -- COMMAND [ARGS...]");
+        bail!("usage: bookshelf-dev with-postgres [--max-connections N] -- COMMAND [ARGS...]");
     };
     let dir = std::env::temp_dir().join(format!("bookshelf-pg-{}", std::process::id()));
-    let cluster = PgCluster::start(&dir, false).await?;
+    let cluster = PgCluster::start_with(&dir, false, max_connections).await?;
     let outcome = async {
         cluster.ensure_database("bookshelf").await?;
         let status = tokio::process::Command::new(program)

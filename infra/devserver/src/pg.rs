@@ -80,6 +80,11 @@ impl PgCluster {
     /// Initialises `dir` if it holds no cluster yet, and starts a server on a free port.
     /// `durable: false` turns off fsync: fine for throw-away test data, much faster.
     pub async fn start(dir: &Path, durable: bool) -> Result<PgCluster> {
+        PgCluster::start_with(dir, durable, 200).await
+    }
+
+    /// As `start`, accepting at most `max_connections` (make scale: a small instance's).
+    pub async fn start_with(dir: &Path, durable: bool, max_connections: u32) -> Result<PgCluster> {
         let bin = find_bin()?;
         let run_as_postgres = is_root();
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -130,7 +135,7 @@ impl PgCluster {
             let _ = cluster.pg_ctl(&["stop", "-m", "immediate", "-w"]).await;
         }
         let mut options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200",
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections={max_connections}",
             cluster.port,
             cluster.dir.display()
         );
