@@ -21,8 +21,10 @@ use lambda_http::request::LambdaRequest;
 use crate::remote::{InvokeError, Remote};
 use crate::template::{GatewayResponse, Template};
 
-/// API Gateway's own payload limit; the handlers enforce the API's 64 KiB limit.
-pub const GATEWAY_MAX_BODY: usize = 10 * 1024 * 1024;
+/// The most the local gateway reads of a body: the API's own limit (API Gateway would pass
+/// up to 10 MB to the function, which refuses it with the same 413). Refusing here, before
+/// buffering, keeps a client from making the dev server hold megabytes per request.
+pub const GATEWAY_MAX_BODY: usize = bookshelf_http::MAX_BODY_BYTES;
 const STAGE: &str = "local";
 const API_ARN: &str = "arn:aws:execute-api:local:000000000000:bookshelf";
 

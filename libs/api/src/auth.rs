@@ -65,8 +65,34 @@ pub struct AuthResponse {
 }
 
 /// argon2 takes tens of milliseconds of CPU: keep it off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+/// Runs argon2 off the async threads, at most one hash per core at a time: each takes a
+/// 19 MiB buffer, so a flood of anonymous logins queues here instead of pinning gigabytes.
+/// (A Lambda environment serves one request at a time; this bounds the dev server.)
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    static HASHING: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let slots = HASHING.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    });
+    let _slot = slots.acquire().await.map_err(ApiError::internal)?;
     tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)
+}
+
+/// The throttle key of an account: its id, whatever spelling of its email found it.
+pub(crate) fn account_key(user: Uuid) -> String {
+    format!("user:{user}")
+}
+
+/// Reserves one password check against `keys` before it is made (API.md: guessing is
+/// throttled per account, however many attempts arrive at once); 429 when at a limit.
+pub(crate) async fn reserve_guess(state: &AppState, keys: &[(&str, i32)]) -> Result<(), ApiError> {
+    if let Some(wait) = throttle::reserve(state.db()?, keys, LOGIN_WINDOW).await? {
+        tracing::warn!(retry_after_secs = wait.as_secs(), "password checks throttled");
+        state.metrics.count(metrics::LOGIN_THROTTLES, 1);
+        return Err(ApiError::TooManyRequests(wait.as_secs().max(1)));
+    }
+    Ok(())
 }
 
 /// Issues an access token for `session` and wraps it with the refresh token.
@@ -171,7 +197,13 @@ pub async fn login(state: Arc<AppState>, req: Request) -> Result<Response<Body>,
     )
         .all_valid()?;
 
-    let account_key = format!("email:{}", email.trim().to_lowercase());
+    // The account that email finds, if any, before any check: its budget is keyed by its
+    // id, so no spelling of the address (case, Unicode) gets a budget of its own.
+    let found = users::find_credentials(state.db()?, email.trim()).await?;
+    let account_key = match &found {
+        Some(account) => account_key(account.user_id),
+        None => format!("email:{}", email.trim().to_lowercase()),
+    };
     let ip_key = source_ip(&req)
         .filter(|ip| {
             state.throttle_loopback || !ip.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
@@ -181,13 +213,8 @@ pub async fn login(state: Arc<AppState>, req: Request) -> Result<Response<Body>,
     if let Some(ip) = &ip_key {
         keys.push((ip.as_str(), LOGIN_FAILURES_PER_IP));
     }
-    if let Some(wait) = throttle::blocked_for(state.db()?, &keys, LOGIN_WINDOW).await? {
-        tracing::warn!(retry_after_secs = wait.as_secs(), "login throttled");
-        state.metrics.count(metrics::LOGIN_THROTTLES, 1);
-        return Err(ApiError::TooManyRequests(wait.as_secs().max(1)));
-    }
+    reserve_guess(&state, &keys).await?;
 
-    let found = users::find_credentials(state.db()?, email.trim()).await?;
     let user_id = match found {
         Some(account) => {
             let hash = account.password_hash;
@@ -202,11 +229,13 @@ pub async fn login(state: Arc<AppState>, req: Request) -> Result<Response<Body>,
     let Some(user_id) = user_id else {
         tracing::info!("login refused");
         state.metrics.count(metrics::LOGIN_FAILURES, 1);
-        let failed: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
-        throttle::record_failure(state.db()?, &failed, LOGIN_WINDOW).await?;
+        // (Its reservation stays: a failed check counts.)
         return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
     };
     throttle::clear(state.db()?, &account_key).await?;
+    if let Some(ip) = &ip_key {
+        throttle::release(state.db()?, &[ip.as_str()]).await?;
+    }
     // Deleted since its password was checked: as if it had never existed.
     let user = users::get(state.db()?, user_id).await.map_err(|e| match e {
         StorageError::NotFound => ApiError::Unauthorized(BAD_CREDENTIALS.into()),

@@ -7,7 +7,7 @@ use bookshelf_domain::{field, validation, AllValid, Input, PageParams, Profile, 
 use bookshelf_http::{
     json, no_content, path_uuid, query_param, read_json, ApiError, Body, Identity, Page, Request, Response,
 };
-use bookshelf_storage::{sessions, users, StorageError, UserPatch};
+use bookshelf_storage::{sessions, throttle, users, StorageError, UserPatch};
 use http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -122,6 +122,9 @@ pub struct ChangePasswordRequest {
         (status = 204, description = "Password changed; every other session is revoked"),
         (status = 400, description = "Invalid fields", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Current password is wrong", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "10 failed password checks for this account (logins included) in 15 minutes; see Retry-After",
+            body = crate::openapi::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until the window ends"))),
     ))]
 pub async fn me_password(
     state: Arc<AppState>,
@@ -143,15 +146,18 @@ pub async fn me_password(
     let stored = users::password_hash(state.db()?, who.user_id)
         .await
         .map_err(me_missing)?;
-    let (matches, new_hash) = tokio::task::spawn_blocking(move || {
+    // The same budget as logins for this account: a stolen access token is no password oracle.
+    let key = crate::auth::account_key(who.user_id);
+    crate::auth::reserve_guess(&state, &[(key.as_str(), crate::auth::LOGIN_FAILURES_PER_ACCOUNT)]).await?;
+    let (matches, new_hash) = crate::auth::blocking(move || {
         let ok = password::verify(&current, &stored);
         (ok, ok.then(|| password::hash(&new)))
     })
-    .await
-    .map_err(ApiError::internal)?;
+    .await?;
     let Some(new_hash) = new_hash.filter(|_| matches) else {
         return Err(ApiError::Forbidden("current password is incorrect".into()));
     };
+    throttle::clear(state.db()?, &key).await?;
 
     let mut tx = state.db()?.begin().await.map_err(StorageError::from)?;
     users::set_password(&mut *tx, who.user_id, &new_hash)
@@ -175,6 +181,8 @@ pub async fn me_delete(
     users::delete(state.db()?, who.user_id)
         .await
         .map_err(me_missing)?;
+    // The email can be registered again, with a budget of its own.
+    throttle::clear(state.db()?, &crate::auth::account_key(who.user_id)).await?;
     tracing::info!(user_id = %who.user_id, "account deleted");
     Ok(no_content())
 }

@@ -130,6 +130,42 @@ async fn malformed_and_oversized_bodies_are_4xx() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }
 
+/// The dev server stops reading a body at the API's limit: a client announcing 64 MiB gets
+/// its 413 after 64 KiB, not after the server has buffered what it was sent.
+#[tokio::test]
+async fn an_oversized_body_is_refused_before_it_is_buffered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::start().await;
+    let addr = app.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let total = 64 * 1024 * 1024;
+    stream
+        .write_all(
+            format!(
+                "POST /auth/register HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+                 content-length: {total}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let chunk = vec![b' '; 64 * 1024];
+    let mut written = 0;
+    // Written until the server stops taking it (it answered and closed), or all of it.
+    while written < total {
+        let step = tokio::time::timeout(std::time::Duration::from_secs(2), stream.write_all(&chunk)).await;
+        match step {
+            Ok(Ok(())) => written += chunk.len(),
+            _ => break,
+        }
+    }
+    assert!(written < 32 * 1024 * 1024, "the server took {written} bytes");
+    let mut answer = vec![0u8; 64];
+    let n = stream.read(&mut answer).await.unwrap_or(0);
+    let head = String::from_utf8_lossy(&answer[..n]);
+    assert!(head.starts_with("HTTP/1.1 413"), "{head:?}");
+}
+
 #[tokio::test]
 async fn login_trims_ignores_case_and_hides_which_part_was_wrong() {
     let app = TestApp::start().await;
@@ -271,17 +307,18 @@ async fn failed_logins_are_throttled_per_account_and_per_address() {
 
     // The window passes: the account can sign in, and success clears its count.
     sqlx::query(
-        "UPDATE login_throttle SET window_start = now() - interval '16 minutes' WHERE key LIKE 'email:%'",
+        "UPDATE login_throttle SET window_start = now() - interval '16 minutes' WHERE key LIKE 'user:%'",
     )
     .execute(&app.pool)
     .await
     .unwrap();
-    app.login("target@example.org", "password123").await;
-    let count: Option<i32> =
-        sqlx::query_scalar("SELECT failures FROM login_throttle WHERE key = 'email:target@example.org'")
-            .fetch_optional(&app.pool)
-            .await
-            .unwrap();
+    let signed_in = app.login("target@example.org", "password123").await;
+    let key = format!("user:{}", signed_in["user"]["id"].as_str().unwrap());
+    let count: Option<i32> = sqlx::query_scalar("SELECT failures FROM login_throttle WHERE key = $1")
+        .bind(&key)
+        .fetch_optional(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(count, None);
 
     // Per address: 100 failures in the window, across any accounts, lock the address out.
@@ -305,6 +342,103 @@ async fn failed_logins_are_throttled_per_account_and_per_address() {
         .await;
     r.problem(429);
     assert!(r.header("retry-after").is_some());
+}
+
+/// API.md: 40 concurrent wrong logins → at most 10 answers 401, the rest 429. Each attempt
+/// reserves its slot before argon2 runs, so none slips between a check and its count.
+#[tokio::test]
+async fn concurrent_wrong_guesses_get_at_most_ten_checks() {
+    let app = TestApp::start().await;
+    app.register("racer@example.org", "password123").await;
+    let attempts = (0..40).map(|i| {
+        // Every spelling finds the same account, and so the same budget.
+        let email = if i % 2 == 0 {
+            "racer@example.org"
+        } else {
+            "RACER@Example.ORG"
+        };
+        app.post(
+            "/auth/login",
+            None,
+            json!({"email": email, "password": "wrong-password"}),
+        )
+    });
+    let answers = futures::future::join_all(attempts).await;
+    let checked = answers
+        .iter()
+        .filter(|r| r.status == StatusCode::UNAUTHORIZED)
+        .count();
+    let throttled = answers
+        .iter()
+        .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(checked + throttled, 40, "only 401s and 429s");
+    assert!((1..=10).contains(&checked), "{checked} guesses were checked");
+    for r in answers
+        .iter()
+        .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+    {
+        r.problem(429);
+        assert!(r.header("retry-after").is_some());
+    }
+}
+
+/// The same budget guards the current password of PUT /users/me/password: a stolen access
+/// token cannot be used to guess the password, and those guesses lock logins too.
+#[tokio::test]
+async fn password_changes_and_logins_share_one_budget() {
+    let app = TestApp::start().await;
+    let auth = app.register("oracle@example.org", "password123").await;
+    let t = token(&auth);
+    let wrong = json!({"currentPassword": "not-it-at-all", "newPassword": "another-password"});
+    for _ in 0..10 {
+        app.send(Method::PUT, "/users/me/password", Some(&t), Some(wrong.clone()))
+            .await
+            .problem(403);
+    }
+    let r = app
+        .send(
+            Method::PUT,
+            "/users/me/password",
+            Some(&t),
+            Some(json!({"currentPassword": "password123", "newPassword": "another-password"})),
+        )
+        .await;
+    r.problem(429);
+    assert!(r.header("retry-after").is_some());
+    app.post(
+        "/auth/login",
+        None,
+        json!({"email": "oracle@example.org", "password": "password123"}),
+    )
+    .await
+    .problem(429);
+}
+
+/// API.md: deleting an account forgets its failures; the email registered again starts afresh.
+#[tokio::test]
+async fn deleting_an_account_forgets_its_failures() {
+    let app = TestApp::start().await;
+    let auth = app.register("leaver@example.org", "password123").await;
+    for _ in 0..10 {
+        app.post(
+            "/auth/login",
+            None,
+            json!({"email": "leaver@example.org", "password": "wrong-password"}),
+        )
+        .await
+        .problem(401);
+    }
+    app.send(Method::DELETE, "/users/me", Some(&token(&auth)), None)
+        .await;
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM login_throttle WHERE key = $1")
+        .bind(format!("user:{}", auth["user"]["id"].as_str().unwrap()))
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    app.register("leaver@example.org", "password123").await;
+    app.login("leaver@example.org", "password123").await;
 }
 
 #[tokio::test]
