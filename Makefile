@@ -102,6 +102,7 @@ deploy-check:
 keys:
 	$(DEV) keys
 
-## Ensure the admin from BOOKSHELF_ADMIN_EMAIL/PASSWORD exists in DATABASE_URL
+## Ensure the admin from BOOKSHELF_ADMIN_EMAIL/PASSWORD exists in DATABASE_URL; an existing
+## account only with PROMOTE=<that email> (it then loses every session)
 admin:
-	$(DEV) create-admin
+	$(DEV) create-admin $${PROMOTE:+--promote $$PROMOTE}

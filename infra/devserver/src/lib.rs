@@ -99,8 +99,10 @@ fn insufficient_privilege(e: &bookshelf_api::ops::OpsError) -> bool {
 }
 
 /// Makes sure an admin account with these credentials exists (the operator command).
+/// An existing account is refused unless `promote` names it (see `ops::ensure_admin`).
 pub async fn ensure_admin(pool: &DbPool, email: &str, password: &str) -> Result<()> {
-    Ok(bookshelf_api::ops::ensure_admin(pool, email, password).await?)
+    bookshelf_api::ops::ensure_admin(pool, email, password, None).await?;
+    Ok(())
 }
 
 /// A running local gateway, with the order worker when the state has a queue.

@@ -6,8 +6,10 @@
 //!   bookshelf-dev gateway ENVIRONMENTS.json
 //!                                          the gateway alone, in front of functions served
 //!                                          elsewhere (make scale: one process per environment)
-//!   bookshelf-dev create-admin             ensure the admin from BOOKSHELF_ADMIN_EMAIL /
-//!                                          BOOKSHELF_ADMIN_PASSWORD exists (uses DATABASE_URL)
+//!   bookshelf-dev create-admin [--promote EMAIL]
+//!                                          ensure the admin from BOOKSHELF_ADMIN_EMAIL /
+//!                                          BOOKSHELF_ADMIN_PASSWORD exists (uses DATABASE_URL);
+//!                                          an existing account only when named by --promote
 //!   bookshelf-dev migrate                  apply migrations to DATABASE_URL
 //!   bookshelf-dev seed [N] [--readers R] [--followers F]
 //!                                          add N (default 10000) demo books to DATABASE_URL, or
@@ -71,7 +73,7 @@ async fn run() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         None | Some("serve") => serve().await.map(|()| ExitCode::SUCCESS),
         Some("with-postgres") => with_postgres(&args[1..]).await,
-        Some("create-admin") => create_admin().await.map(|()| ExitCode::SUCCESS),
+        Some("create-admin") => create_admin(&args[1..]).await.map(|()| ExitCode::SUCCESS),
         Some("migrate") => migrate().await.map(|()| ExitCode::SUCCESS),
         Some("seed") => seed(&args[1..]).await.map(|()| ExitCode::SUCCESS),
         Some("keys") => keys(&args[1..]).await.map(|()| ExitCode::SUCCESS),
@@ -280,12 +282,23 @@ async fn with_postgres(args: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
 }
 
-async fn create_admin() -> Result<()> {
+/// `create-admin [--promote EMAIL]`: an existing account becomes admin only when named.
+async fn create_admin(args: &[String]) -> Result<()> {
+    let promote = match args {
+        [] => None,
+        [flag, email] if flag == "--promote" => Some(email.as_str()),
+        _ => bail!("usage: bookshelf-dev create-admin [--promote EMAIL]"),
+    };
     let url = env::require(Var::DatabaseUrl)?;
     let pool = migrate_database(&url).await?;
     let (email, password) = admin_credentials();
-    ensure_admin(&pool, &email, &password).await?;
-    println!("admin {email} is ready");
+    match bookshelf_api::ops::ensure_admin(&pool, &email, &password, promote).await? {
+        bookshelf_api::ops::AdminOutcome::Created => println!("admin {email} created"),
+        bookshelf_api::ops::AdminOutcome::Unchanged => println!("admin {email} is ready (unchanged)"),
+        bookshelf_api::ops::AdminOutcome::Promoted { revoked_sessions } => println!(
+            "{email} is now an admin with the new password; {revoked_sessions} of its sessions revoked"
+        ),
+    }
     Ok(())
 }
 

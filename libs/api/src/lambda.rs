@@ -136,6 +136,9 @@ pub async fn run_outbox_relay() -> Result<(), Error> {
 struct MigrateRequest {
     admin_email: Option<String>,
     admin_password: Option<String>,
+    /// The email of an existing account the operator means to make admin (it must equal
+    /// `adminEmail`); without it an existing account is refused.
+    promote: Option<String>,
 }
 
 /// The invocation's payload: `{}` (or null) to migrate, plus both admin fields to ensure
@@ -182,8 +185,9 @@ pub async fn run_db_migrate() -> Result<(), Error> {
             };
             let admin = match (request.admin_email, request.admin_password) {
                 (Some(email), Some(password)) => {
-                    crate::ops::ensure_admin(&db, &email, &password).await?;
-                    tracing::info!(%email, "admin ensured");
+                    let outcome =
+                        crate::ops::ensure_admin(&db, &email, &password, request.promote.as_deref()).await?;
+                    tracing::info!(%email, ?outcome, "admin ensured");
                     Some(email)
                 }
                 _ => None,
@@ -205,6 +209,15 @@ mod tests {
         assert!(migrate_request(serde_json::Value::Null).is_ok());
         let both = migrate_request(json!({"adminEmail": "a@b.c", "adminPassword": "long enough"})).unwrap();
         assert_eq!(both.admin_email.as_deref(), Some("a@b.c"));
+        assert_eq!(
+            both.promote, None,
+            "an existing account is promoted only when named"
+        );
+        let named = migrate_request(
+            json!({"adminEmail": "a@b.c", "adminPassword": "long enough", "promote": "a@b.c"}),
+        )
+        .unwrap();
+        assert_eq!(named.promote.as_deref(), Some("a@b.c"));
         for bad in [
             json!({"adminEmail": "a@b.c"}),
             json!({"admin_email": "a@b.c", "admin_password": "x"}),

@@ -1,7 +1,7 @@
 //! Operator tasks shared by the dev server and the `db-migrate` function.
 
 use bookshelf_auth::password;
-use bookshelf_domain::validation;
+use bookshelf_domain::{validation, Role};
 use bookshelf_storage::DbPool;
 
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +14,12 @@ pub enum OpsError {
     Storage(#[from] bookshelf_storage::StorageError),
     #[error("hashing failed: {0}")]
     Hash(String),
+    #[error(
+        "{0} belongs to an existing account: refusing to give it admin rights silently. To make \
+         that account admin (with this password, revoking every session it has), name it: \
+         --promote {0} (db-migrate: \"promote\": \"{0}\")"
+    )]
+    Exists(String),
 }
 
 /// Applies every pending migration; returns the versions now applied.
@@ -26,17 +32,62 @@ pub async fn migrate(db: &DbPool) -> Result<Vec<i64>, OpsError> {
     Ok(versions)
 }
 
-/// Makes sure an admin with this email exists and has this password (idempotent).
-pub async fn ensure_admin(db: &DbPool, email: &str, password_text: &str) -> Result<(), OpsError> {
+/// What `ensure_admin` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminOutcome {
+    Created,
+    /// The account was an admin with this password already: nothing changed.
+    Unchanged,
+    /// An existing account, named by the operator, made admin with this password; every
+    /// one of its sessions revoked.
+    Promoted {
+        revoked_sessions: u64,
+    },
+}
+
+/// Makes sure an admin with this email and password exists. An email that belongs to an
+/// account already (a user, or an admin with another password) is refused unless the
+/// operator names that account (`promote`, the same email): anyone can register the address
+/// an operator will make admin later, and their sessions must not become admin sessions.
+/// Named, the account becomes admin, takes this password, and loses every session.
+pub async fn ensure_admin(
+    db: &DbPool,
+    email: &str,
+    password_text: &str,
+    promote: Option<&str>,
+) -> Result<AdminOutcome, OpsError> {
     let email = validation::email(email).map_err(|m| OpsError::Invalid(format!("email {m}")))?;
     validation::password(password_text).map_err(|m| OpsError::Invalid(format!("password {m}")))?;
+    let hash = |pw: String| async move {
+        tokio::task::spawn_blocking(move || password::hash(&pw))
+            .await
+            .map_err(|e| OpsError::Hash(e.to_string()))
+    };
+    let existing = bookshelf_storage::users::find_account(db, &email).await?;
+    let Some((id, role, stored)) = existing else {
+        let display = validation::default_display_name(&email);
+        let new_hash = hash(password_text.to_string()).await?;
+        return match bookshelf_storage::users::create_admin(db, &email, &new_hash, &display).await? {
+            Some(_) => Ok(AdminOutcome::Created),
+            // Registered between the two statements: an existing account after all.
+            None => Err(OpsError::Exists(email)),
+        };
+    };
     let pw = password_text.to_string();
-    let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
+    let same = tokio::task::spawn_blocking(move || password::verify(&pw, &stored))
         .await
         .map_err(|e| OpsError::Hash(e.to_string()))?;
-    bookshelf_storage::users::ensure_admin(db, &email, &hash, &validation::default_display_name(&email))
-        .await?;
-    Ok(())
+    if role == Role::Admin && same {
+        return Ok(AdminOutcome::Unchanged);
+    }
+    let named = promote.is_some_and(|p| p.trim().eq_ignore_ascii_case(email.trim()));
+    if !named {
+        return Err(OpsError::Exists(email));
+    }
+    let new_hash = hash(password_text.to_string()).await?;
+    let revoked_sessions = bookshelf_storage::users::promote_to_admin(db, id, &new_hash).await?;
+    tracing::warn!(user_id = %id, revoked_sessions, "existing account made admin by the operator");
+    Ok(AdminOutcome::Promoted { revoked_sessions })
 }
 
 /// Creates (or updates the password of) the application's database role and grants it

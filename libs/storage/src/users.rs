@@ -149,22 +149,61 @@ pub async fn list(db: &DbPool, page: PageParams) -> Result<(Vec<User>, Option<Cu
 
 /// Makes sure an admin with this email exists, with this password. Used by the dev server
 /// and the operator command; idempotent.
-pub async fn ensure_admin(db: &DbPool, email: &str, password_hash: &str, display_name: &str) -> Result<User> {
-    Ok(sqlx::query_as!(
-        User,
-        r#"INSERT INTO users (id, email, password_hash, display_name, role)
-           VALUES ($1, $2, $3, $4, 'admin')
-           ON CONFLICT (lower(email)) DO UPDATE
-              SET role = 'admin', password_hash = EXCLUDED.password_hash, updated_at = now()
-           RETURNING id, email, display_name, bio, role AS "role: Role",
-                  library_visibility AS "library_visibility: Visibility", created_at, updated_at"#,
+/// An existing account's id, role and password hash, by email (any case).
+pub async fn find_account(db: impl PgExecutor<'_>, email: &str) -> Result<Option<(Uuid, Role, String)>> {
+    let row = sqlx::query!(
+        r#"SELECT id, role AS "role: Role", password_hash FROM users WHERE lower(email) = lower($1)"#,
+        email,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| (r.id, r.role, r.password_hash)))
+}
+
+/// Creates an admin account; `None` when the email is taken (by then, or in a race).
+pub async fn create_admin(
+    db: &DbPool,
+    email: &str,
+    password_hash: &str,
+    display_name: &str,
+) -> Result<Option<Uuid>> {
+    Ok(sqlx::query_scalar!(
+        "INSERT INTO users (id, email, password_hash, display_name, role)
+         VALUES ($1, $2, $3, $4, 'admin')
+         ON CONFLICT (lower(email)) DO NOTHING
+         RETURNING id",
         Uuid::new_v4(),
         email,
         password_hash,
         display_name,
     )
-    .fetch_one(db)
+    .fetch_optional(db)
     .await?)
+}
+
+/// Makes an existing account an admin with this password, and revokes every one of its
+/// sessions (recorded as a password change: the operator set a new one): whoever held them
+/// signs in again, with the new password. Returns how many sessions were revoked.
+pub async fn promote_to_admin(db: &DbPool, id: Uuid, password_hash: &str) -> Result<u64> {
+    let mut tx = db.begin().await?;
+    let done = sqlx::query!(
+        "UPDATE users SET role = 'admin', password_hash = $2, updated_at = now() WHERE id = $1",
+        id,
+        password_hash,
+    )
+    .execute(&mut *tx)
+    .await?;
+    crate::one_row(done)?;
+    let revoked = sqlx::query!(
+        "UPDATE sessions SET revoked_at = now(), revoked_reason = 'password_change'
+         WHERE user_id = $1 AND revoked_at IS NULL",
+        id,
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(revoked)
 }
 
 /// A user's public profile with its follow counts, and whether `viewer` follows them.

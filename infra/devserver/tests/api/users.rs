@@ -254,3 +254,69 @@ async fn admin_lists_users_with_keyset_pagination() {
         r.problem(400);
     }
 }
+
+/// API.md: operator commands never hand an existing account new powers silently. Someone
+/// who registered the address an operator later makes admin keeps a user's token; named
+/// explicitly, the account becomes admin and every session it had is revoked.
+#[tokio::test]
+async fn the_admin_command_refuses_an_existing_account_unless_it_is_named() {
+    use bookshelf_api::ops::{ensure_admin, AdminOutcome, OpsError};
+    let app = TestApp::start().await;
+    let squatter = app.register("ops@example.org", "squatter-password").await;
+    let t = token(&squatter);
+
+    let refused = ensure_admin(&app.pool, "OPS@example.org", "operator-password", None).await;
+    assert!(matches!(refused, Err(OpsError::Exists(_))), "{refused:?}");
+    let me = app.get("/users/me", Some(&t)).await;
+    assert_eq!(me.body["role"], "user", "refused: nothing changed");
+    // Naming another account is not naming this one.
+    let other = ensure_admin(
+        &app.pool,
+        "ops@example.org",
+        "operator-password",
+        Some("else@example.org"),
+    )
+    .await;
+    assert!(matches!(other, Err(OpsError::Exists(_))), "{other:?}");
+
+    let promoted = ensure_admin(
+        &app.pool,
+        "ops@example.org",
+        "operator-password",
+        Some("Ops@Example.org"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(promoted, AdminOutcome::Promoted { revoked_sessions: 1 }),
+        "{promoted:?}"
+    );
+    app.get("/users/me", Some(&t)).await.problem(401);
+    app.post(
+        "/auth/login",
+        None,
+        json!({"email": "ops@example.org", "password": "squatter-password"}),
+    )
+    .await
+    .problem(401);
+    let admin = app.login("ops@example.org", "operator-password").await;
+    assert_eq!(admin["user"]["role"], "admin");
+
+    // Run again as it is (make dev at every start): nothing changes, no session is lost.
+    let again = ensure_admin(&app.pool, "ops@example.org", "operator-password", None)
+        .await
+        .unwrap();
+    assert_eq!(again, AdminOutcome::Unchanged);
+    app.get("/users/me", Some(&token(&admin))).await;
+    assert_eq!(
+        app.get("/users/me", Some(&token(&admin))).await.status,
+        StatusCode::OK
+    );
+    // A new password for an existing admin is a reset: named, or refused.
+    let reset = ensure_admin(&app.pool, "ops@example.org", "a-new-operator-password", None).await;
+    assert!(matches!(reset, Err(OpsError::Exists(_))), "{reset:?}");
+    let fresh = ensure_admin(&app.pool, "new-admin@example.org", "operator-password", None)
+        .await
+        .unwrap();
+    assert_eq!(fresh, AdminOutcome::Created);
+}
