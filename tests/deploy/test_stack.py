@@ -24,6 +24,8 @@ STUBBED = {
     "AWS::RDS::DBInstance": "its credentials are {{resolve:secretsmanager}} references, which moto does not resolve",
     "AWS::SecretsManager::Secret": "no moto model",
     "AWS::SecretsManager::SecretTargetAttachment": "no moto model",
+    "AWS::WAFv2::WebACL": "no moto CloudFormation model",
+    "AWS::WAFv2::WebACLAssociation": "no moto CloudFormation model (and it names a stubbed stage)",
 }
 
 

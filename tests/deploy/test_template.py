@@ -434,6 +434,60 @@ class Capacity(unittest.TestCase):
 CONSUMERS = {"OrderProcessorFunction", "FeedFanoutFunction", "OutboxRelayFunction", "DbMigrateFunction"}
 
 
+class Edge(unittest.TestCase):
+    """Hostile clients meet limits before a function runs; old TLS is refused."""
+
+    def rules(self):
+        acl = RESOURCES["ApiWebAcl"]
+        self.assertEqual(acl["Condition"], "HasWebAcl")
+        self.assertEqual(DOC["Parameters"]["WebAcl"]["Default"], "on")
+        self.assertEqual(acl["Properties"]["Scope"], "REGIONAL")
+        return {r["Name"]: r for r in acl["Properties"]["Rules"]}
+
+    def test_rate_limits_per_address_are_stricter_on_auth(self):
+        rules = self.rules()
+        limits = {}
+        for name, rule in rules.items():
+            rate = rule["Statement"].get("RateBasedStatement")
+            if not rate:
+                continue
+            self.assertEqual(rate["AggregateKeyType"], "IP", name)
+            block = rule["Action"]["Block"]["CustomResponse"]
+            self.assertEqual(block["ResponseCode"], 429, name)
+            self.assertIn("Retry-After", [h["Name"] for h in block["ResponseHeaders"]], name)
+            scope = rate.get("ScopeDownStatement", {}).get("ByteMatchStatement", {}).get("SearchString")
+            limits[scope] = rate["Limit"]
+        self.assertIn(None, limits, "an overall per-address limit")
+        self.assertLess(limits["/auth/"], limits[None])
+        self.assertLess(limits["/auth/register"], limits["/auth/"])
+
+    def test_aws_managed_rule_groups_without_refusing_the_apis_own_body_size(self):
+        rules = self.rules()
+        groups = {r["Statement"]["ManagedRuleGroupStatement"]["Name"]: r for r in rules.values()
+                  if "ManagedRuleGroupStatement" in r["Statement"]}
+        self.assertEqual(set(groups), {"AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet"})
+        overrides = groups["AWSManagedRulesCommonRuleSet"]["Statement"]["ManagedRuleGroupStatement"]["RuleActionOverrides"]
+        self.assertIn({"Name": "SizeRestrictions_BODY", "ActionToUse": {"Count": {}}}, overrides)
+
+    def test_the_web_acl_guards_this_stage(self):
+        assoc = RESOURCES["ApiWebAclAssociation"]
+        self.assertEqual(assoc["Condition"], "HasWebAcl")
+        self.assertIn("/restapis/${BookshelfApi}/stages/${BookshelfApiStage}", assoc["Properties"]["ResourceArn"]["Fn::Sub"])
+        self.assertEqual(cfn.ref_name(assoc["Properties"]["WebACLArn"]), "ApiWebAcl")
+
+    def test_tls_1_2_at_least(self):
+        self.assertEqual(RESOURCES["BookshelfApi"]["Properties"]["SecurityPolicy"], "TLS_1_2")
+
+    def test_the_vpc_endpoints_reach_only_this_stacks_queues_and_secrets(self):
+        sqs = RESOURCES["SqsEndpoint"]["Properties"]["PolicyDocument"]["Statement"]
+        self.assertEqual({cfn.ref_name(r) for st in sqs for r in st["Resource"]}, {"OrdersQueue", "ActivitiesQueue"})
+        secrets = RESOURCES["SecretsManagerEndpoint"]["Properties"]["PolicyDocument"]["Statement"]
+        self.assertEqual({cfn.ref_name(r) for st in secrets for r in st["Resource"]},
+                         {"DatabaseSecret", "AppDatabaseSecret", "SigningKeysSecret", "PublicKeysSecret"})
+        for st in sqs + secrets:
+            self.assertNotIn("*", str(st["Action"]))
+
+
 class DataSafety(unittest.TestCase):
     def test_stateful_resources_survive_deletion(self):
         for kind in ("AWS::SecretsManager::Secret", "AWS::SQS::Queue"):
