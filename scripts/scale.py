@@ -90,23 +90,60 @@ class PgBouncer:
             pass
 
 
+class Ports:
+    """Distinct free ports below the kernel's ephemeral range (32768 and up), so that none
+    is handed out twice and no outgoing connection takes one before its server binds it."""
+
+    def __init__(self, start=12000, end=32000):
+        self.next, self.end = start, end
+
+    def take(self):
+        import socket
+        while self.next < self.end:
+            port, self.next = self.next, self.next + 1
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                    return port
+                except OSError:
+                    continue
+        raise SystemExit("no free port left below 32000")
+
+
+PORTS = Ports()
+
+
 class Environments:
     """N processes of the Runtime Interface Emulator, each one environment of a function."""
 
-    def __init__(self, counts, env):
-        self.procs = []
+    def __init__(self, counts, env, log):
+        self.log = log
+        self.procs, self.started = [], []
         self.urls = {}
-        binary = rie()
+        self.binary, self.env = rie(), env
         for function, count in counts.items():
             for _ in range(count):
-                port, api = b.free_port(), b.free_port()
-                fenv = dict(env, AWS_LAMBDA_FUNCTION_NAME=function)
-                proc = subprocess.Popen(
-                    [binary, "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
-                     "--runtime-api-address", f"127.0.0.1:{api}", os.path.join(b.RELEASE, function)],
-                    env=fenv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                self.procs.append(proc)
-                self.urls.setdefault(function, []).append(f"http://127.0.0.1:{port}")
+                self.start(function)
+        # One that could not start (a port taken after all) is replaced, as Lambda would.
+        time.sleep(1)
+        for i, (proc, function, url) in enumerate(list(self.started)):
+            if proc.poll() is not None:
+                self.urls[function].remove(url)
+                self.start(function)
+        dead = [f for p, f, _ in self.started if p.poll() is not None]
+        if dead:
+            raise SystemExit(f"environments would not start: {dead}")
+
+    def start(self, function):
+        port, api = PORTS.take(), PORTS.take()
+        proc = subprocess.Popen(
+            [self.binary, "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
+             "--runtime-api-address", f"127.0.0.1:{api}", os.path.join(b.RELEASE, function)],
+            env=dict(self.env, AWS_LAMBDA_FUNCTION_NAME=function), stdout=subprocess.DEVNULL, stderr=self.log)
+        self.procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        self.started.append((proc, function, url))
+        self.urls.setdefault(function, []).append(url)
 
     def rss_mib(self):
         """Resident memory of every environment: the emulator and the function's process."""
@@ -161,6 +198,19 @@ request = function()
   return wrk.format({method}, {target},
     {{["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json"}}, {body})
 end
+
+-- Every answer's status, summed over wrk's threads and printed at the end.
+local threads = {{}}
+setup = function(thread) table.insert(threads, thread) end
+init = function() statuses = {{}} end
+response = function(status) statuses[status] = (statuses[status] or 0) + 1 end
+done = function()
+  local total = {{}}
+  for _, t in ipairs(threads) do
+    for k, v in pairs(t:get("statuses")) do total[k] = (total[k] or 0) + v end
+  end
+  for k, v in pairs(total) do io.write(string.format("status %d %d\\n", k, v)) end
+end
 """)
 
 
@@ -177,6 +227,7 @@ def run_wrk(url, script, connections, seconds):
         "p50": b.percentile_ms(out, "50"), "p99": b.percentile_ms(out, "99"), "max": top,
         "non2xx": int(non2xx.group(1)) if non2xx else 0,
         "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0,
+        "statuses": {m.group(1): int(m.group(2)) for m in re.finditer(r"^status (\d+) (\d+)$", out, re.M)},
     }
 
 
@@ -206,8 +257,9 @@ def gateway(environments, workdir):
     with open(path, "w") as f:
         json.dump(environments.urls, f)
     port = b.free_port()
-    proc = subprocess.Popen([b.DEV, "gateway", path], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            env=dict(os.environ, PORT=str(port), RUST_LOG="error"))
+    log_file = open(os.path.join(workdir, f"gateway-{port}.log"), "w")
+    proc = subprocess.Popen([b.DEV, "gateway", path], cwd=ROOT, stdout=log_file, stderr=log_file,
+                            env=dict(os.environ, PORT=str(port), RUST_LOG="warn"))
     url = f"http://127.0.0.1:{port}"
     wait_port(port, proc)
     return proc, url
@@ -249,7 +301,7 @@ def measure(n, bouncer, env, workdir, books, tokens):
     each = (n - auth) // len(ROUTES)
     counts = {"authorizer": auth, **{r: each for r in ROUTES}}
     log(f"N={n}: {counts}")
-    envs = Environments(counts, env)
+    envs = Environments(counts, env, open(os.path.join(workdir, f"environments-{n}.log"), "w"))
     proc, url = gateway(envs, workdir)
     try:
         # Warm every environment once (its init and first connection), as a steady state has.
@@ -288,7 +340,7 @@ def overload(bouncer, env, workdir, books, tokens):
     """Every server connection held longer than the wait limit: demand the proxy cannot
     serve within its borrow timeout. Answers must be fast 503s, not function timeouts."""
     counts = {"authorizer": 4, "books-get": 40}
-    envs = Environments(counts, env)
+    envs = Environments(counts, env, open(os.path.join(workdir, "environments-overload.log"), "w"))
     proc, url = gateway(envs, workdir)
     holders = []
     try:
@@ -367,6 +419,7 @@ def write_benchmarks(text):
 
 def main():
     workdir = tempfile.mkdtemp(prefix="bookshelf-scale-")
+    log(f"logs in {workdir}")
     max_conn = psql(os.environ["DATABASE_URL"], "SHOW max_connections")
     log(f"PostgreSQL max_connections = {max_conn}")
     keys, books, tokens = setup(workdir)
@@ -387,7 +440,8 @@ def main():
         over = overload(bouncer, env, workdir, books, tokens)
     finally:
         bouncer.stop()
-    machine = b.machine()
+    m = b.machine()
+    machine = f"{m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, Linux {m['kernel']}; {m['rustc']}; {m['date']}"
     text = (f"Machine: {machine}. PostgreSQL max_connections = {max_conn}; PgBouncer {SERVER_CONNECTIONS} server "
             f"connections, transaction pooling, query_wait_timeout {BORROW_TIMEOUT_S} s. One run of "
             f"{SECONDS} s per route and N; wrk with one connection per environment of the route.\n\n"
