@@ -41,6 +41,11 @@ impl Cursor {
             .and_then(|p| Uuid::parse_str(p).ok())
             .ok_or(CursorError)?;
         let at = DateTime::<Utc>::from_timestamp_micros(micros).ok_or(CursorError)?;
+        // Within what a row of ours can hold: chrono reaches 262,000 BC, PostgreSQL's
+        // timestamptz only 4713 BC, and a forged cursor must be a 400, not a database error.
+        if !(1..=9999).contains(&chrono::Datelike::year(&at)) {
+            return Err(CursorError);
+        }
         Ok(Cursor { at, id })
     }
 }
@@ -132,6 +137,21 @@ impl<C: CursorKind> PageParams<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cursor_outside_what_a_row_can_hold_is_refused() {
+        let forge = |micros: i64| URL_SAFE_NO_PAD.encode(format!("v1.{micros}.{}", Uuid::nil()));
+        // 200,000 BC and 200,000 AD: chrono takes both, PostgreSQL neither.
+        for micros in [-6_311_433_600_000_000_000, 6_248_000_000_000_000_000] {
+            assert!(DateTime::<Utc>::from_timestamp_micros(micros).is_some());
+            assert_eq!(Cursor::decode(&forge(micros)), Err(CursorError), "{micros}");
+        }
+        let now = Cursor {
+            at: Utc::now(),
+            id: Uuid::new_v4(),
+        };
+        assert_eq!(Cursor::decode(&now.encode()).unwrap().id, now.id);
+    }
 
     #[test]
     fn cursor_round_trips_with_microseconds() {

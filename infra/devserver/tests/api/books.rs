@@ -436,6 +436,15 @@ async fn search_and_filters() {
     app.get(&format!("/books?q=dune&cursor={c}"), Some(&admin))
         .await
         .problem(400);
+    // Well formed, but 200,000 BC: refused before it reaches the database (which would fail).
+    use base64::Engine;
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("v1.-6311433600000000000.{}", uuid::Uuid::nil()));
+    for list in ["/books", "/library", "/orders", "/feed", "/users"] {
+        app.get(&format!("{list}?cursor={forged}"), Some(&admin))
+            .await
+            .problem(400);
+    }
 }
 
 async fn walk(
