@@ -238,6 +238,48 @@ end
 """
 
 
+def postgres_cpu_seconds():
+    """CPU time of every PostgreSQL server process (the cluster runs as user postgres)."""
+    total = 0.0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() != "postgres":
+                    continue
+            total += cpu_seconds(int(pid))
+        except OSError:
+            pass
+    return total
+
+
+def pooling_cost(keys_file, token, book_id):
+    """What DB_POOLING=transaction (the deployed setting: unnamed statements, a lone read in
+    its own transaction) costs against sqlx's statement cache on the hot read, both on a
+    direct connection, interleaved: wrk on GET /books/{id}, the server's and PostgreSQL's
+    CPU per request."""
+    runs = {"session": [], "transaction": []}
+    for _ in range(RUNS):
+        for mode in runs:
+            server = Server(keys_file, {"DB_POOLING": mode})
+            try:
+                cmd = ["wrk", "-t2", "-c32", f"-d{WRK_SECONDS}s", "--latency", "-H", f"Authorization: Bearer {token}",
+                       server.url + f"/books/{book_id}"]
+                cpu, pg = cpu_seconds(server.proc.pid), postgres_cpu_seconds()
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+                cpu, pg = cpu_seconds(server.proc.pid) - cpu, postgres_cpu_seconds() - pg
+                requests = int(re.search(r"(\d+) requests in", out).group(1))
+                runs[mode].append({"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+                                   "p99": percentile_ms(out, "99"),
+                                   "server_us": cpu * 1e6 / max(requests, 1),
+                                   "postgres_us": pg * 1e6 / max(requests, 1)})
+            finally:
+                server.stop()
+    med = {mode: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for mode, rs in runs.items()}
+    return {"median": med, "runs": runs}
+
+
 def psql(sql):
     out = subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", os.environ["DATABASE_URL"], "-c", sql],
                          capture_output=True, text=True, check=True).stdout
@@ -641,6 +683,11 @@ def main():
         with open(order_lua, "w") as f:
             f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
                     f'wrk.body = \'{{"items":[{{"bookId":"{book_id}","quantity":1}}]}}\'\n')
+        if os.environ.get("BENCH_ONLY") == "pooling":
+            server.stop()
+            result = pooling_cost(keys_file, user, book_id)
+            print(json.dumps(result, indent=1))
+            return
         log("wrk: GET /books/{id}")
         results["http"]["GET /books/{id}"] = wrk(server, user, f"/books/{book_id}")
         log("seeding a reader with a year of reading")
@@ -696,8 +743,12 @@ def main():
     notes_file = os.path.join(ROOT, "scripts", "bench-notes.md")
     if os.path.exists(notes_file):
         results["notes"] = open(notes_file).read().rstrip().splitlines()
-    with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
-        f.write(report(results))
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    old = open(path).read() if os.path.exists(path) else ""
+    # make scale writes its own section; it is kept, not measured again here.
+    scale = re.search(r"\n## Scale \(make scale\)\n.*?(?=\n## |\Z)", old, flags=re.S)
+    with open(path, "w") as f:
+        f.write(report(results).rstrip("\n") + "\n" + (scale.group(0) if scale else ""))
     with open(os.path.join(tmp, "results.json"), "w") as f:
         json.dump(results, f, indent=2, default=str)
     log(f"wrote BENCHMARKS.md (raw results: {tmp}/results.json)")
