@@ -16,7 +16,7 @@ requests/s and p50/p99 under wrk with one connection per environment, the non-2x
 the most server connections in use, and the environments' memory. Then overload: every
 server connection held by something slower than the wait limit, and the API must answer
 503 problem+json with Retry-After within 3 s, never a function timeout.
-Writes the table into BENCHMARKS.md (section "Scale") and scripts/scale.json.
+Writes the table into BENCHMARKS.md (section "Scale"); the raw figures stay in its work directory.
 """
 import glob
 import json
@@ -448,7 +448,7 @@ def main():
             + table(rows, over))
     print(text)
     write_benchmarks(text)
-    with open(os.path.join(ROOT, "scripts", "scale.json"), "w") as f:
+    with open(os.path.join(workdir, "scale.json"), "w") as f:
         json.dump({"rows": rows, "overload": over}, f, indent=1)
 
 

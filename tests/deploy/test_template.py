@@ -430,8 +430,9 @@ class Capacity(unittest.TestCase):
         self.assertLessEqual(min(rate * crud, burst), api)
 
 
-# The functions that are not behind the API: queue consumers, the relay, db-migrate.
-CONSUMERS = {"OrderProcessorFunction", "FeedFanoutFunction", "OutboxRelayFunction", "DbMigrateFunction"}
+# The functions that are not behind the API: queue consumers, the relay, db-migrate, cleanup.
+CONSUMERS = {"OrderProcessorFunction", "FeedFanoutFunction", "OutboxRelayFunction", "DbMigrateFunction",
+             "CleanupFunction"}
 
 
 class Edge(unittest.TestCase):

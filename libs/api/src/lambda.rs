@@ -106,6 +106,27 @@ pub async fn run_feed_fanout() -> Result<(), Error> {
     .await
 }
 
+/// Rows of each kind one cleanup run removes at most (a backlog takes several hourly runs).
+const CLEANUP_BATCH: i64 = 10_000;
+
+/// Serves the scheduled `cleanup`: removes what has expired, at most `CLEANUP_BATCH` rows of
+/// each kind, and answers how many it removed.
+pub async fn run_cleanup() -> Result<(), Error> {
+    bookshelf_config::init_tracing();
+    let state = Arc::new(AppState::from_env(true, POOL_SIZE)?);
+    lambda_runtime::run(service_fn(move |_event: LambdaEvent<serde_json::Value>| {
+        let state = state.clone();
+        async move {
+            let db = state.db().map_err(|e| e.to_string())?;
+            let retention = &bookshelf_storage::cleanup::RETENTION;
+            let removed = bookshelf_storage::cleanup::expired(db, retention, CLEANUP_BATCH).await?;
+            tracing::info!(?removed, "expired rows removed");
+            Ok::<_, Error>(serde_json::to_value(removed)?)
+        }
+    }))
+    .await
+}
+
 /// Serves the scheduled `outbox-relay`. A failed run is an error, so it shows in the
 /// function's error metric and alarms.
 pub async fn run_outbox_relay() -> Result<(), Error> {
@@ -162,14 +183,17 @@ fn migrate_request(payload: serde_json::Value) -> Result<MigrateRequest, String>
 pub async fn run_db_migrate() -> Result<(), Error> {
     bookshelf_config::init_tracing();
     let db = bookshelf_storage::pool(bookshelf_config::database_owner().await?, 1);
-    let app_role = bookshelf_config::app_role().await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let db = db.clone();
-        let app_role = app_role
-            .as_ref()
-            .map(|r| (r.username.clone(), r.password.clone()));
         async move {
             let request = migrate_request(event.payload)?;
+            // Both secrets as they are now, at every invocation: after a rotation a warm
+            // environment must neither sign in with the old master password nor set the
+            // application role's password back to the value it read at its start.
+            db.set_connect_options(bookshelf_config::database_owner().await?);
+            let app_role = bookshelf_config::app_role()
+                .await?
+                .map(|r| (r.username, r.password));
             let applied = crate::ops::migrate(&db).await?;
             tracing::info!(?applied, "migrations applied");
             let role = match app_role {

@@ -3,6 +3,7 @@
 
 pub mod activities;
 pub mod books;
+pub mod cleanup;
 pub mod coalesce;
 pub mod follows;
 pub mod inventory;
