@@ -76,8 +76,9 @@ async fn cleanup_removes_only_what_has_expired() {
             throttle: 1,
             // Revoked two days ago; and the one whose every refresh token expired long ago.
             sessions: 2,
-            // Its tokens went with it (a cascade, not counted here); of the rest, one expired.
-            refresh_tokens: 1,
+            // The two expired a day ago or more (one of them that session's, which would
+            // have gone with it anyway); the live one stays.
+            refresh_tokens: 2,
             outbox: 1,
             idempotency_keys: 1,
         }
