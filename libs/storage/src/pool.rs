@@ -77,9 +77,12 @@ impl Conn {
         &mut self.inner
     }
 
-    /// A lone statement behind a transaction pooler needs a transaction of its own.
-    fn needs_own_transaction(&self) -> bool {
-        self.pooling == Pooling::Transaction && !self.in_transaction
+    /// The query as this connection sends it, and whether it needs a transaction of its
+    /// own: a lone parameterised statement behind a transaction pooler does.
+    fn outgoing<'q, E: Execute<'q, Postgres>>(&self, query: E) -> (Sent<'q, E>, bool) {
+        let sent = Sent::new(query, self.pooling);
+        let own = sent.is_extended() && self.pooling == Pooling::Transaction && !self.in_transaction;
+        (sent, own)
     }
 }
 
@@ -497,8 +500,7 @@ impl<'c> Executor<'c> for &'c mut Conn {
         'c: 'e,
         E: 'q + Execute<'q, Postgres>,
     {
-        let sent = Sent::new(query, self.pooling);
-        let own = sent.is_extended() && self.needs_own_transaction();
+        let (sent, own) = self.outgoing(query);
         if !own {
             return self.inner.fetch_many(sent);
         }
@@ -534,8 +536,7 @@ impl<'c> Executor<'c> for &'c mut Conn {
         'c: 'e,
         E: 'q + Execute<'q, Postgres>,
     {
-        let sent = Sent::new(query, self.pooling);
-        let own = sent.is_extended() && self.needs_own_transaction();
+        let (sent, own) = self.outgoing(query);
         if !own {
             return self.inner.fetch_optional(sent);
         }
