@@ -199,10 +199,14 @@ def sequential_ms(url, token, path, n=100):
     return {"median": statistics.median(times), "p95": times[int(len(times) * 0.95) - 1], "n": n}
 
 
-def fanout(url, admin, runs=3):
-    """Seconds from `PUT /library/{bookId}` by a reader with 10,000 followers to the
-    activity in the feed of the follower the fan-out reaches last."""
-    out = subprocess.run([DEV, "seed", "0", "--followers", "10000"], check=True, cwd=ROOT,
+FOLLOWERS = int(os.environ.get("BENCH_FOLLOWERS", "100000"))
+
+
+def fanout(url, admin, runs=3, followers=FOLLOWERS):
+    """Seconds from `PUT /library/{bookId}` by a reader with `followers` followers to the
+    activity in the feed of the follower the fan-out reaches last (in steps of 10,000
+    followers a message, each handing the rest on)."""
+    out = subprocess.run([DEV, "seed", "0", "--followers", str(followers)], check=True, cwd=ROOT,
                          capture_output=True, text=True).stdout
     last = re.search(r"reaches (\S+) last", out).group(1)
     star = login(url, "star@seed.bookshelf.local", "reader-password")
@@ -219,10 +223,10 @@ def fanout(url, admin, runs=3):
             status, feed = call("GET", url + "/feed?limit=1", token=follower)
             if feed["items"] and (feed["items"][0].get("book") or {}).get("id") == book["id"]:
                 break
-            assert time.perf_counter() - t < 60, "not delivered within 60 s"
+            assert time.perf_counter() - t < 300, "not delivered within 300 s"
             time.sleep(0.01)
         times.append(time.perf_counter() - t)
-    return {"median_s": statistics.median(times), "runs": times, "followers": 10000}
+    return {"median_s": statistics.median(times), "runs": times, "followers": followers}
 
 
 PIPELINE_LUA = """
@@ -580,10 +584,11 @@ def report(r):
             "",
             "## Feed fan-out",
             "",
-            f"A reader with {f['followers']:,} followers (`bookshelf-dev seed --followers 10000`) shelves a book; the time",
+            f"A reader with {f['followers']:,} followers (`bookshelf-dev seed --followers N`, `BENCH_FOLLOWERS`) shelves a book; the time",
             "from the `PUT /library/{bookId}` answer to the `shelved` activity in the feed of the follower the fan-out",
             "reaches last (polled every 10 ms). The activity goes through the in-process activities queue to the",
-            "fan-out, which writes 1,000 feed rows per statement (10 statements), each idempotent.",
+            "fan-out, which writes 1,000 feed rows per statement, at most 10 statements a message; each message",
+            "hands the rest on to the queue in a message of its own (through the outbox), so no step nears a timeout.",
             "",
             "| median s | runs (s) |",
             "|---:|---|",
@@ -683,6 +688,9 @@ def main():
         with open(order_lua, "w") as f:
             f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
                     f'wrk.body = \'{{"items":[{{"bookId":"{book_id}","quantity":1}}]}}\'\n')
+        if os.environ.get("BENCH_ONLY") == "fanout":
+            print(json.dumps(fanout(server.url, admin), indent=1))
+            return
         if os.environ.get("BENCH_ONLY") == "pooling":
             server.stop()
             result = pooling_cost(keys_file, user, book_id)
@@ -700,7 +708,7 @@ def main():
                                 reads=stats["booksFinished"], minutes=stats["minutesRead"])
         log("wrk: GET /users/me/stats")
         results["http"]["GET /users/me/stats (5,000 reads, 20,000 sessions)"] = wrk(server, reader, "/users/me/stats")
-        log("feed fan-out to 10,000 followers")
+        log(f"feed fan-out to {FOLLOWERS:,} followers")
         results["fanout"] = fanout(server.url, admin)
         log("wrk: GET /books?q=")
         results["http"]["GET /books?q=lighthouse (search)"] = wrk(server, user, "/books?q=lighthouse&limit=20")

@@ -96,7 +96,8 @@ pub async fn run_order_processor() -> Result<(), Error> {
 /// with `ReportBatchItemFailures`).
 pub async fn run_feed_fanout() -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let state = Arc::new(AppState::from_env(true, POOL_SIZE)?);
+    // Its queue too: a step hands the rest of a large fan-out on to the activities queue.
+    let state = Arc::new(AppState::from_env(true, POOL_SIZE)?.with_queues_from_env().await);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
             let state = state.clone();

@@ -121,6 +121,11 @@ async fn decide(
 /// part-way repeats only what the primary key then skips.
 pub const FANOUT_BATCH: i64 = 1_000;
 
+/// Statements one message's step may run: 10,000 followers at most, seconds of work
+/// whatever the follower count; the rest goes on in a message of its own, so no invocation
+/// nears its timeout and a retry repeats one step, not the whole fan-out.
+pub const FANOUT_STEP_BATCHES: u32 = 10;
+
 /// The feed queue's consumer: copies each activity into its actor's followers' feeds.
 /// Idempotent (a redelivered message adds no row); failures come back as batch item
 /// failures, to be retried and, after the redrive limit, dead-lettered.
@@ -137,20 +142,18 @@ pub async fn fan_out_batch(state: Arc<AppState>, event: SqsEvent) -> SqsBatchRes
                 tracing::error!(message_id = %id, "malformed activity message; it will reach the DLQ");
                 true
             }
-            Some(ActivityMessage { activity_id }) => {
-                let outcome = match state.db() {
-                    Ok(db) => activities::fan_out(db, activity_id, FANOUT_BATCH)
-                        .await
-                        .map_err(bookshelf_http::ApiError::from),
-                    Err(e) => Err(e),
-                };
-                match outcome {
+            Some(ActivityMessage { activity_id, after }) => {
+                // Boxed: the step's future (fan-out, outbox, queue send) is deep enough to
+                // overflow the compiler's type-layout limit inline.
+                match Box::pin(fan_out_step(&state, activity_id, after)).await {
                     Ok(Fanout::Delivered {
                         followers,
                         added,
                         batches,
+                        rest,
                     }) => {
-                        tracing::info!(message_id = %id, %activity_id, followers, added, batches, "activity fanned out");
+                        let more = rest.is_some();
+                        tracing::info!(message_id = %id, %activity_id, followers, added, batches, more, "activity fanned out");
                         false
                     }
                     Ok(Fanout::Gone) => {
@@ -172,6 +175,23 @@ pub async fn fan_out_batch(state: Arc<AppState>, event: SqsEvent) -> SqsBatchRes
         }
     }
     response
+}
+
+/// One bounded step of a fan-out, and the message that continues it when followers are
+/// left (written to the outbox before this message is acknowledged: a crash in between
+/// repeats the step, which adds nothing, and hands the rest on again).
+async fn fan_out_step(
+    state: &AppState,
+    activity: uuid::Uuid,
+    after: Option<bookshelf_domain::FollowerCursor>,
+) -> Result<Fanout, bookshelf_http::ApiError> {
+    let db = state.db()?;
+    let outcome = activities::fan_out(db, activity, after, FANOUT_BATCH, FANOUT_STEP_BATCHES).await?;
+    if let Fanout::Delivered { rest: Some(rest), .. } = outcome {
+        let next = activities::continue_fan_out(db, activity, rest).await?;
+        crate::publish::send(state, bookshelf_storage::outbox::Topic::Activities, &next).await;
+    }
+    Ok(outcome)
 }
 
 async fn process_many(

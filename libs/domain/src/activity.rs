@@ -164,11 +164,22 @@ pub fn entry_activities(
     made
 }
 
-/// The feed queue's message: one activity to fan out.
+/// The feed queue's message: one activity to fan out, from its first follower or, for a
+/// message that continues a fan-out another one began, after `after`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ActivityMessage {
     pub activity_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<FollowerCursor>,
+}
+
+/// A place in an actor's followers, in the order a fan-out walks them (follow time, id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FollowerCursor {
+    pub followed_at: chrono::DateTime<chrono::Utc>,
+    pub follower_id: Uuid,
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ pub mod validation;
 #[cfg(feature = "sqlx")]
 mod text_column;
 
-pub use activity::{Activity, ActivityType, NewActivity, PersonRef};
+pub use activity::{Activity, ActivityMessage, ActivityType, FollowerCursor, NewActivity, PersonRef};
 pub use book::{Book, BookInput, BookPatch, InventoryInput, NewBook};
 pub use cursor::{Cursor, CursorError, PageParams, RankCursor};
 pub use input::Input;

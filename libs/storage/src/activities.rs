@@ -8,7 +8,7 @@
 //! only while the actor's visibility allows it.
 
 use crate::{Conn, DbPool};
-use bookshelf_domain::activity::ActivityMessage;
+use bookshelf_domain::activity::{ActivityMessage, FollowerCursor};
 use bookshelf_domain::{
     Activity, ActivityType, BookSummary, Cursor, NewActivity, PageParams, PersonRef, ReadingStatus,
 };
@@ -41,8 +41,11 @@ pub async fn record(tx: &mut Conn, activities: &[NewActivity]) -> Result<Pending
         )
         .execute(&mut *tx)
         .await?;
-        let payload =
-            serde_json::to_value(ActivityMessage { activity_id: id }).map_err(StorageError::Encode)?;
+        let payload = serde_json::to_value(ActivityMessage {
+            activity_id: id,
+            after: None,
+        })
+        .map_err(StorageError::Encode)?;
         let outbox_id = sqlx::query_scalar!(
             "INSERT INTO outbox (topic, activity_id, payload) VALUES ('activities', $1, $2) RETURNING id",
             id,
@@ -58,23 +61,33 @@ pub async fn record(tx: &mut Conn, activities: &[NewActivity]) -> Result<Pending
     Ok(pending)
 }
 
-/// What one fan-out did.
+/// What one fan-out step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fanout {
     /// `added` feed rows were written (a redelivery adds 0) for `followers` followers,
-    /// in `batches` statements.
+    /// in `batches` statements; `rest` is where the next step starts, when this one
+    /// stopped at its bound with followers left.
     Delivered {
         followers: u64,
         added: u64,
         batches: u32,
+        rest: Option<FollowerCursor>,
     },
     /// The activity is gone (its actor, book or subject was deleted): nothing to deliver.
     Gone,
 }
 
-/// Copies an activity into the feed of every follower its actor had when it happened,
-/// `batch` followers per statement (each short, each idempotent).
-pub async fn fan_out(db: &DbPool, activity: Uuid, batch: i64) -> Result<Fanout> {
+/// Copies an activity into the feed of the followers its actor had when it happened, after
+/// `after` (from the first when `None`), `batch` followers per statement (each short, each
+/// idempotent) and at most `max_batches` statements: a step's work is bounded whatever the
+/// follower count, and what is left is said in `rest`.
+pub async fn fan_out(
+    db: &DbPool,
+    activity: Uuid,
+    after: Option<FollowerCursor>,
+    batch: i64,
+    max_batches: u32,
+) -> Result<Fanout> {
     let Some(a) = sqlx::query!(
         "SELECT actor_id, created_at FROM activities WHERE id = $1",
         activity
@@ -85,8 +98,8 @@ pub async fn fan_out(db: &DbPool, activity: Uuid, batch: i64) -> Result<Fanout> 
         return Ok(Fanout::Gone);
     };
     let (mut followers, mut added, mut batches) = (0u64, 0u64, 0u32);
-    let mut after: Option<(DateTime<Utc>, Uuid)> = None;
-    loop {
+    let mut after: Option<(DateTime<Utc>, Uuid)> = after.map(|c| (c.followed_at, c.follower_id));
+    let rest = loop {
         // Walks the actor's followers by (follow time, id) through follows_followee_idx.
         let step = sqlx::query!(
             r#"WITH batch AS (
@@ -118,15 +131,42 @@ pub async fn fan_out(db: &DbPool, activity: Uuid, batch: i64) -> Result<Fanout> 
         followers += step.in_batch as u64;
         added += step.added as u64;
         match (step.last_at, step.last_id) {
-            (Some(at), Some(id)) if step.in_batch == batch => after = Some((at, id)),
-            _ => break,
+            (Some(at), Some(id)) if step.in_batch == batch => {
+                after = Some((at, id));
+                if batches >= max_batches {
+                    break Some(FollowerCursor {
+                        followed_at: at,
+                        follower_id: id,
+                    });
+                }
+            }
+            _ => break None,
         }
-    }
+    };
     Ok(Fanout::Delivered {
         followers,
         added,
         batches,
+        rest,
     })
+}
+
+/// Hands the rest of a fan-out on: an outbox message that continues after `rest`, sent like
+/// every other (its step's fast path, or the relay).
+pub async fn continue_fan_out(db: &DbPool, activity: Uuid, rest: FollowerCursor) -> Result<Pending> {
+    let payload = serde_json::to_value(ActivityMessage {
+        activity_id: activity,
+        after: Some(rest),
+    })
+    .map_err(StorageError::Encode)?;
+    let id = sqlx::query_scalar!(
+        "INSERT INTO outbox (topic, activity_id, payload) VALUES ('activities', $1, $2) RETURNING id",
+        activity,
+        payload,
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(vec![OutboxMessage { id, payload }])
 }
 
 /// One page of the reader's feed, newest first: one indexed walk of their feed rows,

@@ -451,23 +451,50 @@ async fn a_redelivered_activity_adds_nothing_and_batches_cover_every_follower() 
             .fetch_one(&app.pool)
             .await
             .unwrap();
-    // Batches of 3: 7 followers are 3 statements; the second delivery adds nothing.
-    let first = activities::fan_out(&app.pool, activity, 3).await.unwrap();
-    assert_eq!(
-        first,
-        Fanout::Delivered {
-            followers: 7,
-            added: 7,
-            batches: 3
+    // Batches of 3, one statement a step: 7 followers take three steps, each going on
+    // where the last stopped, as the messages that continue a fan-out do.
+    let mut after = None;
+    let mut steps = Vec::new();
+    loop {
+        let step = activities::fan_out(&app.pool, activity, after, 3, 1)
+            .await
+            .unwrap();
+        let Fanout::Delivered {
+            followers,
+            added,
+            rest,
+            ..
+        } = step
+        else {
+            panic!("{step:?}");
+        };
+        steps.push((followers, added));
+        match rest {
+            Some(rest) => {
+                // The continuation is an outbox message like any other, and it says where.
+                let next = activities::continue_fan_out(&app.pool, activity, rest)
+                    .await
+                    .unwrap();
+                let message: bookshelf_domain::ActivityMessage =
+                    serde_json::from_value(next[0].payload.clone()).unwrap();
+                assert_eq!(message.after, Some(rest));
+                after = message.after;
+            }
+            None => break,
         }
-    );
-    let again = activities::fan_out(&app.pool, activity, 3).await.unwrap();
+    }
+    assert_eq!(steps, [(3, 3), (3, 3), (1, 1)]);
+    // A whole delivery again (a redelivered first message) adds nothing.
+    let again = activities::fan_out(&app.pool, activity, None, 3, u32::MAX)
+        .await
+        .unwrap();
     assert_eq!(
         again,
         Fanout::Delivered {
             followers: 7,
             added: 0,
-            batches: 3
+            batches: 3,
+            rest: None,
         }
     );
     for fan in &fans {
@@ -477,7 +504,9 @@ async fn a_redelivered_activity_adds_nothing_and_batches_cover_every_follower() 
     app.send(Method::DELETE, &format!("/books/{book}"), Some(&admin), None)
         .await;
     assert_eq!(
-        activities::fan_out(&app.pool, activity, 3).await.unwrap(),
+        activities::fan_out(&app.pool, activity, None, 3, u32::MAX)
+            .await
+            .unwrap(),
         Fanout::Gone
     );
 }
@@ -643,7 +672,7 @@ async fn deliver(pool: &DbPool, delivered: &mut HashSet<uuid::Uuid>, twice: bool
     for id in all {
         if delivered.insert(id) {
             for _ in 0..if twice { 2 } else { 1 } {
-                activities::fan_out(pool, id, 2).await.unwrap();
+                activities::fan_out(pool, id, None, 2, u32::MAX).await.unwrap();
             }
         }
     }
