@@ -122,7 +122,13 @@ pub struct LocalQueues {
 
 /// The state every local function shares: all keys, and the queues if there are any.
 pub fn local_state(pool: DbPool, keys: &SigningKeys, queues: Option<LocalQueues>) -> Arc<AppState> {
-    let state = AppState::new(pool, keys);
+    // Off unless asked for: test suites register thousands of users from 127.0.0.1.
+    let limit = bookshelf_config::env::parse::<i32>(bookshelf_config::env::Var::RegisterLimit)
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring BOOKSHELF_REGISTER_LIMIT");
+            None
+        });
+    let state = AppState::new(pool, keys).with_register_limit(limit);
     Arc::new(match queues {
         Some(q) => state.with_queue(q.orders).with_activity_queue(q.activities),
         None => state,

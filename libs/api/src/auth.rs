@@ -86,8 +86,12 @@ pub(crate) fn account_key(user: Uuid) -> String {
 
 /// Reserves one password check against `keys` before it is made (API.md: guessing is
 /// throttled per account, however many attempts arrive at once); 429 when at a limit.
-pub(crate) async fn reserve_guess(state: &AppState, keys: &[(&str, i32)]) -> Result<(), ApiError> {
-    if let Some(wait) = throttle::reserve(state.db()?, keys, LOGIN_WINDOW).await? {
+pub(crate) async fn reserve_guess(
+    state: &AppState,
+    keys: &[(&str, i32)],
+    window: std::time::Duration,
+) -> Result<(), ApiError> {
+    if let Some(wait) = throttle::reserve(state.db()?, keys, window).await? {
         tracing::warn!(retry_after_secs = wait.as_secs(), "password checks throttled");
         state.metrics.count(metrics::LOGIN_THROTTLES, 1);
         return Err(ApiError::TooManyRequests(wait.as_secs().max(1)));
@@ -133,6 +137,9 @@ async fn sign_in(state: &AppState, user: User, status: StatusCode) -> Result<Res
         (status = 201, description = "Account created and signed in", body = AuthResponse),
         (status = 400, description = "Invalid fields", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Email already registered", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many registrations from this address in 5 minutes (deployed: the web ACL's rate rule); see Retry-After",
+            body = crate::openapi::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until the window ends"))),
     ))]
 pub async fn register(state: Arc<AppState>, req: Request) -> Result<Response<Body>, ApiError> {
     let body: RegisterRequest = read_json(&req)?;
@@ -154,6 +161,10 @@ pub async fn register(state: Arc<AppState>, req: Request) -> Result<Response<Bod
     )
         .all_valid()?;
     let display_name = display_name.unwrap_or_else(|| validation::default_display_name(&email));
+    if let (Some(limit), Some(ip)) = (state.register_limit, source_ip(&req)) {
+        let key = format!("ip:register:{ip}");
+        reserve_guess(&state, &[(key.as_str(), limit)], REGISTER_WINDOW).await?;
+    }
 
     let hash = blocking(move || password::hash(&password)).await?;
     let user = users::insert(
@@ -178,6 +189,8 @@ pub const LOGIN_FAILURES_PER_ACCOUNT: i32 = 10;
 /// Loopback addresses are not counted unless `AppState::throttle_loopback` is set.
 pub const LOGIN_FAILURES_PER_IP: i32 = 100;
 pub const LOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// The window of `AppState::register_limit` (the WAF's rate rules count 5 minutes too).
+pub const REGISTER_WINDOW: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 
 #[utoipa::path(post, path = "/auth/login", tag = "auth",
     request_body = LoginRequest,
@@ -213,7 +226,7 @@ pub async fn login(state: Arc<AppState>, req: Request) -> Result<Response<Body>,
     if let Some(ip) = &ip_key {
         keys.push((ip.as_str(), LOGIN_FAILURES_PER_IP));
     }
-    reserve_guess(&state, &keys).await?;
+    reserve_guess(&state, &keys, LOGIN_WINDOW).await?;
 
     let user_id = match found {
         Some(account) => {

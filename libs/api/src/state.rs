@@ -55,6 +55,10 @@ pub struct AppState {
     /// Count failed logins from loopback addresses per address too. Off by default: locally
     /// every client is 127.0.0.1 (deployed, API Gateway never reports loopback).
     pub throttle_loopback: bool,
+    /// Registrations allowed per source address per 5 minutes, any address (loopback too).
+    /// `None` (the default, and deployed, where the WAF's rate rule does it): unlimited, as
+    /// test suites register thousands of users from 127.0.0.1.
+    pub register_limit: Option<i32>,
     issuer: Option<TokenIssuer>,
     public: Option<(PublicKeys, TokenVerifier)>,
     /// Business and health metrics (EMF deployed, the debug log locally).
@@ -79,6 +83,7 @@ impl AppState {
             queue: None,
             activity_queue: None,
             throttle_loopback: false,
+            register_limit: None,
             issuer: Some(TokenIssuer::new(keys)),
             public: Some((public, verifier)),
             metrics: bookshelf_config::metrics::Metrics::from_env(),
@@ -102,6 +107,11 @@ impl AppState {
 
     pub fn with_queue(mut self, queue: Queue) -> AppState {
         self.queue = Some(queue);
+        self
+    }
+
+    pub fn with_register_limit(mut self, limit: Option<i32>) -> AppState {
+        self.register_limit = limit;
         self
     }
 
@@ -145,6 +155,7 @@ impl AppState {
             queue: None,
             activity_queue: None,
             throttle_loopback: false,
+            register_limit: None,
             issuer: None,
             public: None,
             metrics: bookshelf_config::metrics::Metrics::from_env(),

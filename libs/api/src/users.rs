@@ -148,7 +148,8 @@ pub async fn me_password(
         .map_err(me_missing)?;
     // The same budget as logins for this account: a stolen access token is no password oracle.
     let key = crate::auth::account_key(who.user_id);
-    crate::auth::reserve_guess(&state, &[(key.as_str(), crate::auth::LOGIN_FAILURES_PER_ACCOUNT)]).await?;
+    let budget = [(key.as_str(), crate::auth::LOGIN_FAILURES_PER_ACCOUNT)];
+    crate::auth::reserve_guess(&state, &budget, crate::auth::LOGIN_WINDOW).await?;
     let (matches, new_hash) = crate::auth::blocking(move || {
         let ok = password::verify(&current, &stored);
         (ok, ok.then(|| password::hash(&new)))

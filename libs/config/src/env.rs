@@ -35,6 +35,7 @@ vars! {
     DbPooling = "DB_POOLING",
     DbConnectTimeout = "DB_CONNECT_TIMEOUT_MS",
     Pooler = "BOOKSHELF_POOLER",
+    RegisterLimit = "BOOKSHELF_REGISTER_LIMIT",
     AppDbSecretArn = "APP_DB_SECRET_ARN",
     SigningKeysSecretArn = "SIGNING_KEYS_SECRET_ARN",
     PublicKeysSecretArn = "PUBLIC_KEYS_SECRET_ARN",

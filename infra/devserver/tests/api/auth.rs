@@ -441,6 +441,32 @@ async fn deleting_an_account_forgets_its_failures() {
     app.login("leaver@example.org", "password123").await;
 }
 
+/// Registration per address, when the dev server is asked to limit it (deployed, the WAF's
+/// rule does): the limit's worth of accounts, then 429 with Retry-After.
+#[tokio::test]
+async fn registrations_per_address_are_limited_when_configured() {
+    let app = TestApp::start_custom(None, |s| s.with_register_limit(Some(3))).await;
+    for i in 0..3 {
+        app.register(&format!("minted{i}@example.org"), "password123")
+            .await;
+    }
+    let r = app
+        .post(
+            "/auth/register",
+            None,
+            json!({"email": "minted3@example.org", "password": "password123"}),
+        )
+        .await;
+    r.problem(429);
+    assert!(r.header("retry-after").is_some());
+    // The default is no limit at all.
+    let open = TestApp::start_with(None).await;
+    for i in 0..5 {
+        open.register(&format!("free{i}@example.org"), "password123")
+            .await;
+    }
+}
+
 #[tokio::test]
 async fn loopback_clients_are_not_throttled_per_address_by_default() {
     let app = TestApp::start().await;
