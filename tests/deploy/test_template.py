@@ -347,6 +347,7 @@ def readme_capacity():
 # 5000); DBInstanceClassMemory is the class's memory less what RDS keeps for itself.
 MAX_CONNECTIONS = {"db.t4g.micro": 112, "db.t4g.small": 225, "db.t4g.medium": 450}
 UNRESERVED_MINIMUM = 100  # Lambda keeps this much of the account's concurrency unreserved
+SQS_SEND_BUDGET_S = 3  # libs/queue: 1 s to connect, two attempts of 1.2 s
 
 
 class Capacity(unittest.TestCase):
@@ -378,6 +379,10 @@ class Capacity(unittest.TestCase):
                 self.assertLess(borrow, props["Timeout"], f"{name}: a borrow must expire before the function")
             if name not in CONSUMERS:
                 self.assertLess(props["Timeout"], 29, f"{name}: API Gateway gives up at 29 s")
+                if {"QUEUE_URL", "ACTIVITY_QUEUE_URL"} & set(env):
+                    # A borrow, then the queue send's own budget (3 s), with a margin.
+                    self.assertGreaterEqual(props["Timeout"], borrow + SQS_SEND_BUDGET_S + 1, name)
+                    self.assertEqual(props["Timeout"], self.readme("API function timeout when it sends to a queue (s)"))
         authorizer = RESOURCES["AuthorizerFunction"]["Properties"]["Timeout"]
         self.assertEqual(authorizer, self.readme("authorizer timeout (s)"))
         self.assertLess(authorizer, 10, "API Gateway waits 10 s at most for an authorizer")
@@ -425,9 +430,9 @@ class Capacity(unittest.TestCase):
         self.assertLessEqual(rate, self.readme("requests/s the proxy's connections serve"))
         # A slow database holds each call up to the function timeout: what the stage lets in
         # then (Little's law) must stay within the API functions' reserved concurrency.
-        crud = SAM["Globals"]["Function"]["Timeout"]
+        slowest = max(f["Properties"]["Timeout"] for f in self.api_functions().values())
         api = sum(default(f["Properties"]["ReservedConcurrentExecutions"]) for f in self.api_functions().values())
-        self.assertLessEqual(min(rate * crud, burst), api)
+        self.assertLessEqual(min(rate * slowest, burst), api)
 
 
 # The functions that are not behind the API: queue consumers, the relay, db-migrate, cleanup.
