@@ -41,22 +41,7 @@ pub async fn record(tx: &mut Conn, activities: &[NewActivity]) -> Result<Pending
         )
         .execute(&mut *tx)
         .await?;
-        let payload = serde_json::to_value(ActivityMessage {
-            activity_id: id,
-            after: None,
-        })
-        .map_err(StorageError::Encode)?;
-        let outbox_id = sqlx::query_scalar!(
-            "INSERT INTO outbox (topic, activity_id, payload) VALUES ('activities', $1, $2) RETURNING id",
-            id,
-            payload,
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        pending.push(OutboxMessage {
-            id: outbox_id,
-            payload,
-        });
+        pending.push(announce(&mut *tx, id, None).await?);
     }
     Ok(pending)
 }
@@ -154,9 +139,18 @@ pub async fn fan_out(
 /// Hands the rest of a fan-out on: an outbox message that continues after `rest`, sent like
 /// every other (its step's fast path, or the relay).
 pub async fn continue_fan_out(db: &DbPool, activity: Uuid, rest: FollowerCursor) -> Result<Pending> {
+    Ok(vec![announce(db, activity, Some(rest)).await?])
+}
+
+/// The outbox message that has `activity` fanned out (after `after`, when it continues).
+async fn announce(
+    db: impl sqlx::PgExecutor<'_>,
+    activity: Uuid,
+    after: Option<FollowerCursor>,
+) -> Result<OutboxMessage> {
     let payload = serde_json::to_value(ActivityMessage {
         activity_id: activity,
-        after: Some(rest),
+        after,
     })
     .map_err(StorageError::Encode)?;
     let id = sqlx::query_scalar!(
@@ -166,7 +160,7 @@ pub async fn continue_fan_out(db: &DbPool, activity: Uuid, rest: FollowerCursor)
     )
     .fetch_one(db)
     .await?;
-    Ok(vec![OutboxMessage { id, payload }])
+    Ok(OutboxMessage { id, payload })
 }
 
 /// One page of the reader's feed, newest first: one indexed walk of their feed rows,
