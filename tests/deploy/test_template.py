@@ -56,6 +56,8 @@ def functions(doc=DOC):
 
 
 # The application role's name, as its secret (which db-migrate creates the role from) says.
+# The master credentials' secret, made and rotated by RDS (ManageMasterUserPassword).
+MASTER_SECRET = {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}
 APP_USER = json.loads(RESOURCES["AppDatabaseSecret"]["Properties"]["GenerateSecretString"]["SecretStringTemplate"])["username"]
 
 
@@ -230,7 +232,8 @@ class Functions(unittest.TestCase):
     def test_only_db_migrate_reads_the_master_secret(self):
         for name, perms in function_permissions().items():
             reads = {s.split(" on ")[1] for s in perms["statements"] if "secretsmanager:GetSecretValue" in s}
-            self.assertEqual("DatabaseSecret" in reads, name == "DbMigrateFunction", name)
+            # The master secret is RDS's own (ManageMasterUserPassword), named by the database.
+            self.assertEqual("Database" in reads, name == "DbMigrateFunction", name)
             # The others sign in to the proxy with their role (DatabaseConnectPolicy).
             self.assertEqual("AppDatabaseSecret" in reads, name == "DbMigrateFunction", name)
             self.assertEqual("SigningKeysSecret" in reads,
@@ -247,7 +250,7 @@ class Functions(unittest.TestCase):
                 self.assertNotIn("DatabaseConnectPolicy", managed, name)
             elif name == "DbMigrateFunction":
                 self.assertIn("VpcConfig", props, name)
-                self.assertEqual(env.get("DB_SECRET_ARN"), {"Ref": "DatabaseSecret"}, name)
+                self.assertEqual(env.get("DB_SECRET_ARN"), MASTER_SECRET, name)
                 self.assertNotIn("DB_USER", env, name)
                 self.assertEqual(cfn.ref_name(env.get("DB_HOST")), "DatabaseProxy", name)
             else:
@@ -261,11 +264,10 @@ class Functions(unittest.TestCase):
 
     def test_the_proxy_admits_the_application_role(self):
         auth = RESOURCES["DatabaseProxy"]["Properties"]["Auth"]
-        self.assertEqual({cfn.ref_name(a["SecretArn"]) for a in auth}, {"DatabaseSecret", "AppDatabaseSecret"})
+        self.assertEqual([a["SecretArn"] for a in auth], [MASTER_SECRET, {"Ref": "AppDatabaseSecret"}])
         self.assertTrue(RESOURCES["DatabaseProxy"]["Properties"]["RequireTLS"])
         # The application user only with an IAM token; the owner (db-migrate) with its password.
-        iam = {cfn.ref_name(a["SecretArn"]): a["IAMAuth"] for a in auth}
-        self.assertEqual(iam, {"DatabaseSecret": "DISABLED", "AppDatabaseSecret": "REQUIRED"})
+        self.assertEqual([a["IAMAuth"] for a in auth], ["DISABLED", "REQUIRED"])
 
     def test_the_connect_policy_names_this_proxy_and_the_application_user(self):
         (statement,) = RESOURCES["DatabaseConnectPolicy"]["Properties"]["PolicyDocument"]["Statement"]
@@ -489,7 +491,8 @@ class Edge(unittest.TestCase):
         self.assertEqual({cfn.ref_name(r) for st in sqs for r in st["Resource"]}, {"OrdersQueue", "ActivitiesQueue"})
         secrets = RESOURCES["SecretsManagerEndpoint"]["Properties"]["PolicyDocument"]["Statement"]
         self.assertEqual({cfn.ref_name(r) for st in secrets for r in st["Resource"]},
-                         {"DatabaseSecret", "AppDatabaseSecret", "SigningKeysSecret", "PublicKeysSecret"})
+                         {"Database", "AppDatabaseSecret", "SigningKeysSecret", "PublicKeysSecret"})
+        self.assertIn(MASTER_SECRET, secrets[0]["Resource"])
         for st in sqs + secrets:
             self.assertNotIn("*", str(st["Action"]))
 
@@ -536,12 +539,13 @@ class Network(unittest.TestCase):
         self.assertFalse(db["PubliclyAccessible"])
         self.assertEqual([cfn.ref_name(g) for g in db["VPCSecurityGroups"]], ["DatabaseSecurityGroup"])
 
-    def test_database_credentials_are_generated_never_written(self):
+    def test_database_credentials_are_generated_never_written_and_the_master_password_rotates(self):
         db = RESOURCES["Database"]["Properties"]
-        for key in ("MasterUsername", "MasterUserPassword"):
-            self.assertIn("{{resolve:secretsmanager:${DatabaseSecret}", json.dumps(db[key]), key)
-        for name in ("DatabaseSecret", "AppDatabaseSecret"):
-            self.assertIn("GenerateSecretString", RESOURCES[name]["Properties"], name)
+        # RDS generates the master password, keeps it in its own secret and rotates it
+        # (every 7 days); the template never holds it.
+        self.assertIs(db["ManageMasterUserPassword"], True)
+        self.assertNotIn("MasterUserPassword", db)
+        self.assertIn("GenerateSecretString", RESOURCES["AppDatabaseSecret"]["Properties"])
 
 
 class Operations(unittest.TestCase):
