@@ -19,6 +19,9 @@
 //!                                          --followers F, star@seed.bookshelf.local with F
 //!                                          followers (the fan-out benchmark)
 //!   bookshelf-dev keys                     print new signing keys and their JWK Set (deploy)
+//!   bookshelf-dev keys --rotate SIGNING_ARN PUBLIC_ARN [--retire-now]
+//!   bookshelf-dev keys --rotate-file PATH [--retire-now]
+//!                                          rotate the signing key (README, "Key rotation")
 //!   bookshelf-dev worker                   only the order worker and outbox relay, on the
 //!                                          queue at SQS_ENDPOINT (beside `sam local`)
 
@@ -383,38 +386,95 @@ async fn migrate() -> Result<()> {
 /// New key material for a deployment: the private set for the signing secret, and the
 /// public JWK Set for the authorizer's secret. With `--put SIGNING_ARN PUBLIC_ARN` they are
 /// stored straight into the two secrets (AWS credentials as the AWS CLI finds them: the
-/// environment, a profile, SSO), and the private key is never printed.
+/// environment, a profile, SSO), and the private key is never printed. `--rotate` (the two
+/// secrets) and `--rotate-file` (a local key file) replace the signing key without logging
+/// anyone out: see `SigningKeys::rotated`.
 async fn keys(args: &[String]) -> Result<()> {
-    let keys = bookshelf_auth::SigningKeys::generate();
+    let now = chrono::Utc::now().timestamp();
+    let overlap = |rest: &[String]| match rest {
+        [] => Ok(bookshelf_auth::keys::ROTATION_OVERLAP_SECS),
+        [flag] if flag == "--retire-now" => Ok(0),
+        _ => bail!("the only option after the key locations is --retire-now"),
+    };
     match args {
         [flag, signing, public] if flag == "--put" => {
-            let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .http_client(bookshelf_config::https_client())
-                .load()
-                .await;
-            let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
-            let put = |arn: &String, value: String| {
-                let request = secrets.put_secret_value().secret_id(arn).secret_string(value);
-                let arn = arn.clone();
-                async move {
-                    request
-                        .send()
-                        .await
-                        .with_context(|| format!("storing secret {arn}"))
-                }
-            };
-            // Public first: a verifier must know a key before anything is signed with it.
-            put(public, keys.public_keys().to_jwks().to_string()).await?;
-            put(signing, keys.to_json()).await?;
+            let keys = bookshelf_auth::SigningKeys::generate();
+            store(signing, public, &keys).await?;
             println!("stored key {} in both secrets", keys.active_kid());
         }
+        [flag, signing, public, rest @ ..] if flag == "--rotate" => {
+            let overlap = overlap(rest)?;
+            let secrets = secrets_client().await;
+            let current = secrets
+                .get_secret_value()
+                .secret_id(signing)
+                .send()
+                .await
+                .with_context(|| format!("reading secret {signing}"))?;
+            let current = bookshelf_auth::SigningKeys::from_json(current.secret_string().unwrap_or_default())
+                .context("the signing secret does not hold a key set")?;
+            let next = current.rotated(now, overlap);
+            store(signing, public, &next).await?;
+            report_rotation(&current, &next, now + overlap);
+        }
+        [flag, path, rest @ ..] if flag == "--rotate-file" => {
+            let overlap = overlap(rest)?;
+            let path = std::path::Path::new(path);
+            let current = bookshelf_config::signing_keys_from_file(path)?;
+            let next = current.rotated(now, overlap);
+            bookshelf_config::replace_signing_keys_file(path, &next)?;
+            report_rotation(&current, &next, now + overlap);
+        }
         [] => {
+            let keys = bookshelf_auth::SigningKeys::generate();
             println!("# SigningKeysSecret (private; only the auth functions may read it)");
             println!("{}", keys.to_json());
             println!("# PublicKeysSecret (JWK Set)");
             println!("{}", keys.public_keys().to_jwks());
         }
-        _ => bail!("usage: bookshelf-dev keys [--put SIGNING_KEYS_SECRET_ARN PUBLIC_KEYS_SECRET_ARN]"),
+        _ => bail!(
+            "usage: bookshelf-dev keys [--put SIGNING_ARN PUBLIC_ARN | --rotate SIGNING_ARN PUBLIC_ARN [--retire-now] | --rotate-file PATH [--retire-now]]"
+        ),
     }
     Ok(())
+}
+
+async fn secrets_client() -> aws_sdk_secretsmanager::Client {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(bookshelf_config::https_client())
+        .load()
+        .await;
+    aws_sdk_secretsmanager::Client::new(&sdk)
+}
+
+/// Stores a key set in both secrets, the public one first: a verifier must be able to
+/// learn a key before anything is signed with it.
+async fn store(signing: &str, public: &str, keys: &bookshelf_auth::SigningKeys) -> Result<()> {
+    let secrets = secrets_client().await;
+    for (arn, value) in [
+        (public, keys.public_keys().to_jwks().to_string()),
+        (signing, keys.to_json()),
+    ] {
+        secrets
+            .put_secret_value()
+            .secret_id(arn)
+            .secret_string(value)
+            .send()
+            .await
+            .with_context(|| format!("storing secret {arn}"))?;
+    }
+    Ok(())
+}
+
+fn report_rotation(
+    current: &bookshelf_auth::SigningKeys,
+    next: &bookshelf_auth::SigningKeys,
+    retire_at: i64,
+) {
+    let retire_at = chrono::DateTime::from_timestamp(retire_at, 0).unwrap_or_default();
+    println!(
+        "signing with {} now; {} verifies until {retire_at} (run --rotate again after that to drop it)",
+        next.active_kid(),
+        current.active_kid()
+    );
 }

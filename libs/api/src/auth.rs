@@ -100,16 +100,17 @@ pub(crate) async fn reserve_guess(
 }
 
 /// Issues an access token for `session` and wraps it with the refresh token.
-fn token_pair(
+async fn token_pair(
     state: &AppState,
     user: User,
     session: Uuid,
     refresh: String,
 ) -> Result<AuthResponse, ApiError> {
-    let access = state
-        .issuer()?
-        .issue(user.id, user.role.as_str(), session, Utc::now().timestamp())
-        .map_err(ApiError::internal)?;
+    let access =
+        state
+            .key_set()
+            .await?
+            .issue(user.id, user.role.as_str(), session, Utc::now().timestamp())?;
     Ok(AuthResponse {
         user: user.into(),
         access_token: access,
@@ -128,7 +129,10 @@ async fn sign_in(state: &AppState, user: User, status: StatusCode) -> Result<Res
     let token = refresh_token::generate();
     let session = sessions::create(state.db()?, user.id, &token.hash, refresh_expiry()).await?;
     tracing::info!(user_id = %user.id, session_id = %session, "session started");
-    Ok(json(status, &token_pair(state, user, session, token.token)?))
+    Ok(json(
+        status,
+        &token_pair(state, user, session, token.token).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/auth/register", tag = "auth",
@@ -279,7 +283,7 @@ pub async fn refresh(state: Arc<AppState>, req: Request) -> Result<Response<Body
     match outcome {
         RefreshOutcome::Rotated { user, session_id } => Ok(json(
             StatusCode::OK,
-            &token_pair(&state, user, session_id, next.token)?,
+            &token_pair(&state, user, session_id, next.token).await?,
         )),
         RefreshOutcome::Reused { session_id } => {
             tracing::warn!(%session_id, "refresh token reused; session revoked");

@@ -115,13 +115,13 @@ async fn decide(
     state: &AppState,
     event: &ApiGatewayCustomAuthorizerRequestTypeRequest,
 ) -> Result<ApiGatewayCustomAuthorizerResponse, Denied> {
-    let verifier = state.verifier().map_err(|e| Denied::Failed(e.into()))?;
+    let keys = state.keys().map_err(|e| Denied::Failed(e.into()))?;
     let Some(token) = bearer(event) else {
         tracing::info!("no bearer token");
         return Err(Denied::Refused(Refusal::NoToken));
     };
     // The signature check is cached per exact token; the session check below never is.
-    let claims = verifier.verify_cached(token).map_err(|e| {
+    let claims = keys.verify(token).await.map_err(|e| {
         tracing::info!(reason = %e, "token refused");
         Denied::Refused(Refusal::BadToken)
     })?;

@@ -19,8 +19,12 @@ fn cacheable_json(value: String, max_age: u32) -> Response<Body> {
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "meta",
     responses((status = 200, description = "JWK Set (RFC 7517) of the Ed25519 keys that verify access tokens", body = serde_json::Value)))]
 pub async fn jwks(state: Arc<AppState>, _req: Request) -> Result<Response<Body>, ApiError> {
-    // Short cache: a rotated-in key must reach verifiers well before it signs anything.
-    Ok(cacheable_json(state.public_keys()?.to_jwks().to_string(), 300))
+    // Short cache; a verifier that meets an unknown `kid` should fetch the set again, as
+    // ours do: a rotated-in key signs at once (README, "Key rotation").
+    Ok(cacheable_json(
+        state.key_set().await?.public.to_jwks().to_string(),
+        300,
+    ))
 }
 
 #[utoipa::path(get, path = "/openapi.json", tag = "meta",

@@ -1,9 +1,12 @@
-use bookshelf_auth::{PublicKeys, SigningKeys, TokenIssuer, TokenVerifier};
+use std::sync::Arc;
+
+use bookshelf_auth::SigningKeys;
 use bookshelf_config::ConfigError;
 use bookshelf_http::ApiError;
 use bookshelf_queue::{Queue, SqsQueue};
 use bookshelf_storage::DbPool;
 
+use crate::keyring::{KeyRing, KeySet};
 use crate::registry::KeyAccess;
 
 /// A pool and, deployed, what signs in its new connections.
@@ -59,8 +62,8 @@ pub struct AppState {
     /// `None` (the default, and deployed, where the WAF's rate rule does it): unlimited, as
     /// test suites register thousands of users from 127.0.0.1.
     pub register_limit: Option<i32>,
-    issuer: Option<TokenIssuer>,
-    public: Option<(PublicKeys, TokenVerifier)>,
+    /// The keys that sign (auth functions) or verify (authorizer, JWKS) access tokens.
+    keys: Option<KeyRing>,
     /// Business and health metrics (EMF deployed, the debug log locally).
     pub metrics: bookshelf_config::metrics::Metrics,
     /// Which browser origins may read the responses (`ALLOWED_ORIGINS`).
@@ -76,16 +79,13 @@ pub struct AppState {
 impl AppState {
     /// Everything, from keys in hand: the local gateway and tests.
     pub fn new(db: DbPool, keys: &SigningKeys) -> AppState {
-        let public = keys.public_keys().clone();
-        let verifier = TokenVerifier::new(&public);
         AppState {
             db: Some(Db { pool: db, iam: None }),
             queue: None,
             activity_queue: None,
             throttle_loopback: false,
             register_limit: None,
-            issuer: Some(TokenIssuer::new(keys)),
-            public: Some((public, verifier)),
+            keys: Some(KeyRing::fixed(keys)),
             metrics: bookshelf_config::metrics::Metrics::from_env(),
             cors: allowed_origins(),
             sessions: Default::default(),
@@ -156,8 +156,7 @@ impl AppState {
             activity_queue: None,
             throttle_loopback: false,
             register_limit: None,
-            issuer: None,
-            public: None,
+            keys: None,
             metrics: bookshelf_config::metrics::Metrics::from_env(),
             cors: allowed_origins(),
             sessions: Default::default(),
@@ -167,24 +166,16 @@ impl AppState {
     }
 
     /// Only the key material the function needs (`keys`), so a function that never signs
-    /// never holds the private key.
+    /// never holds the private key. Read again every few minutes (see `keyring`).
     pub async fn with_keys_from_env(mut self, keys: KeyAccess) -> Result<AppState, ConfigError> {
-        match keys {
-            KeyAccess::Signing => {
-                let signing = bookshelf_config::signing_keys().await?;
-                let public = signing.public_keys().clone();
-                let verifier = TokenVerifier::new(&public);
-                self.issuer = Some(TokenIssuer::new(&signing));
-                self.public = Some((public, verifier));
-            }
-            KeyAccess::Public => {
-                let public = bookshelf_config::public_keys().await?;
-                let verifier = TokenVerifier::new(&public);
-                self.public = Some((public, verifier));
-            }
-            KeyAccess::None => {}
-        }
+        self.keys = KeyRing::from_env(keys).await?;
         Ok(self)
+    }
+
+    /// Keys from elsewhere (tests of key rotation).
+    pub fn with_key_ring(mut self, keys: KeyRing) -> AppState {
+        self.keys = Some(keys);
+        self
     }
 
     /// The SQS queues named by QUEUE_URL (orders-create, the relay) and ACTIVITY_QUEUE_URL
@@ -216,24 +207,16 @@ impl AppState {
         self
     }
 
-    pub fn issuer(&self) -> Result<&TokenIssuer, ApiError> {
-        self.issuer
+    /// The key ring, in a function that has keys.
+    pub fn keys(&self) -> Result<&KeyRing, ApiError> {
+        self.keys
             .as_ref()
-            .ok_or_else(|| ApiError::Internal("this function has no signing key".into()))
+            .ok_or_else(|| ApiError::Internal("this function has no keys".into()))
     }
 
-    pub fn public_keys(&self) -> Result<&PublicKeys, ApiError> {
-        self.public
-            .as_ref()
-            .map(|(k, _)| k)
-            .ok_or_else(|| ApiError::Internal("this function has no public keys".into()))
-    }
-
-    pub fn verifier(&self) -> Result<&TokenVerifier, ApiError> {
-        self.public
-            .as_ref()
-            .map(|(_, v)| v)
-            .ok_or_else(|| ApiError::Internal("this function has no public keys".into()))
+    /// The keys in use, read again first if they are due.
+    pub async fn key_set(&self) -> Result<Arc<KeySet>, ApiError> {
+        Ok(self.keys()?.current().await)
     }
 }
 

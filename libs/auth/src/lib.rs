@@ -3,6 +3,7 @@
 
 pub mod keys;
 pub mod password;
+mod provider;
 pub mod refresh;
 pub mod token;
 

@@ -32,6 +32,8 @@ pub enum TokenError {
     MissingKid,
     #[error("unknown kid {0:?}")]
     UnknownKid(String),
+    #[error("kid {0:?} was retired by a key rotation")]
+    RetiredKid(String),
     #[error("token rejected: {0}")]
     Invalid(String),
 }
@@ -43,6 +45,7 @@ pub struct TokenIssuer {
 
 impl TokenIssuer {
     pub fn new(keys: &SigningKeys) -> TokenIssuer {
+        crate::provider::install();
         TokenIssuer {
             key: EncodingKey::from_ed_der(keys.active_pkcs8()),
             kid: keys.active_kid().to_string(),
@@ -71,13 +74,27 @@ impl TokenIssuer {
     }
 }
 
+struct VerifyingKey {
+    kid: String,
+    key: DecodingKey,
+    /// Unix seconds from which this key verifies nothing (a rotation retired it).
+    retire_at: Option<i64>,
+}
+
+/// A verified token's claims, and until when the answer holds: its expiry, or its key's
+/// retirement if that comes first.
+struct Verified {
+    claims: std::sync::Arc<Claims>,
+    until: i64,
+}
+
 pub struct TokenVerifier {
-    keys: Vec<(String, DecodingKey)>,
+    keys: Vec<VerifyingKey>,
     validation: Validation,
     /// Tokens whose signature and claims already passed, by their exact text, until they
     /// expire (`verify_cached`). Bounded: a full cache drops its expired entries, and if
     /// that frees nothing, everything (a burst of new tokens cannot grow it).
-    verified: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Claims>>>,
+    verified: std::sync::Mutex<std::collections::HashMap<String, Verified>>,
     capacity: usize,
 }
 
@@ -86,6 +103,7 @@ pub const VERIFIED_TOKENS: usize = 4096;
 
 impl TokenVerifier {
     pub fn new(public: &PublicKeys) -> TokenVerifier {
+        crate::provider::install();
         // The allow-list is exactly one algorithm: a token cannot choose how it is checked.
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
@@ -96,7 +114,11 @@ impl TokenVerifier {
             keys: public
                 .keys
                 .iter()
-                .map(|k| (k.kid.clone(), DecodingKey::from_ed_der(&k.raw)))
+                .map(|k| VerifyingKey {
+                    kid: k.kid.clone(),
+                    key: DecodingKey::from_ed_der(&k.raw),
+                    retire_at: k.retire_at,
+                })
                 .collect(),
             validation,
             verified: std::sync::Mutex::default(),
@@ -107,29 +129,49 @@ impl TokenVerifier {
     /// `verify`, remembering the answer for this exact token until it expires: the same
     /// token presented again skips the signature check (~50 µs of Ed25519), which is safe
     /// because a token's text fixes its claims and signature, and this verifier's keys never
-    /// change while it lives. Expiry is checked on every call, as `verify` checks it.
+    /// change while it lives. Expiry and key retirement are checked on every call, as
+    /// `verify` checks them.
     /// Shared (`Arc`): a hit hands out the cached claims without copying their strings.
     pub fn verify_cached(&self, token: &str) -> Result<std::sync::Arc<Claims>, TokenError> {
         let now = jsonwebtoken::get_current_timestamp() as i64;
         if let Ok(verified) = self.verified.lock() {
-            if let Some(claims) = verified.get(token).filter(|c| c.exp >= now) {
-                return Ok(claims.clone());
+            if let Some(hit) = verified.get(token).filter(|v| v.until >= now) {
+                return Ok(hit.claims.clone());
             }
         }
-        let claims = std::sync::Arc::new(self.verify(token)?);
+        let (claims, retire_at) = self.verify_at(token, now)?;
+        let claims = std::sync::Arc::new(claims);
         if let Ok(mut verified) = self.verified.lock() {
             if verified.len() >= self.capacity {
-                verified.retain(|_, c| c.exp >= now);
+                verified.retain(|_, v| v.until >= now);
                 if verified.len() >= self.capacity {
                     verified.clear();
                 }
             }
-            verified.insert(token.to_string(), claims.clone());
+            let until = retire_at.map_or(claims.exp, |at| claims.exp.min(at - 1));
+            verified.insert(
+                token.to_string(),
+                Verified {
+                    claims: claims.clone(),
+                    until,
+                },
+            );
         }
         Ok(claims)
     }
 
+    /// Whether this verifier knows `kid` (a token naming another may be from a newer key).
+    pub fn knows(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid == kid)
+    }
+
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        self.verify_at(token, jsonwebtoken::get_current_timestamp() as i64)
+            .map(|(claims, _)| claims)
+    }
+
+    /// The claims, and when the key that signed them retires.
+    fn verify_at(&self, token: &str, now: i64) -> Result<(Claims, Option<i64>), TokenError> {
         // `alg: none` and unknown algorithms fail to parse here already.
         let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::EdDSA {
@@ -139,11 +181,13 @@ impl TokenVerifier {
         let key = self
             .keys
             .iter()
-            .find(|(k, _)| *k == kid)
-            .map(|(_, key)| key)
+            .find(|k| k.kid == kid)
             .ok_or(TokenError::UnknownKid(kid))?;
-        decode::<Claims>(token, key, &self.validation)
-            .map(|data| data.claims)
+        if key.retire_at.is_some_and(|at| now >= at) {
+            return Err(TokenError::RetiredKid(key.kid.clone()));
+        }
+        decode::<Claims>(token, &key.key, &self.validation)
+            .map(|data| (data.claims, key.retire_at))
             .map_err(|e| TokenError::Invalid(e.to_string()))
     }
 }
@@ -221,6 +265,38 @@ mod tests {
     }
 
     #[test]
+    fn during_a_rotation_both_keys_verify_and_a_retired_key_stops_even_when_cached() {
+        let old = SigningKeys::generate();
+        let (user, sid) = (Uuid::new_v4(), Uuid::new_v4());
+        let before = TokenIssuer::new(&old).issue(user, "user", sid, now()).unwrap();
+        let rotated = old.rotated(now(), crate::keys::ROTATION_OVERLAP_SECS);
+        let after = TokenIssuer::new(&rotated)
+            .issue(user, "user", sid, now())
+            .unwrap();
+        let verifier = TokenVerifier::new(rotated.public_keys());
+        assert!(verifier.knows(old.active_kid()) && verifier.knows(rotated.active_kid()));
+        assert_eq!(verifier.verify_cached(&before).unwrap().sub, user);
+        assert_eq!(verifier.verify_cached(&after).unwrap().sub, user);
+        // A verifier still holding the old set does not know the new key.
+        assert_eq!(
+            TokenVerifier::new(old.public_keys()).verify(&after),
+            Err(TokenError::UnknownKid(rotated.active_kid().into()))
+        );
+
+        // Retired at once (a leaked key): its tokens are refused, cached ones included.
+        let emergency = rotated.rotated(now(), 0);
+        let verifier = TokenVerifier::new(emergency.public_keys());
+        assert_eq!(
+            verifier.verify_cached(&after),
+            Err(TokenError::RetiredKid(rotated.active_kid().into()))
+        );
+        assert!(
+            verifier.verify_cached(&before).is_ok(),
+            "the first key is still in its overlap"
+        );
+    }
+
+    #[test]
     fn rejects_forgeries() {
         let keys = SigningKeys::generate();
         let other = SigningKeys::generate();
@@ -238,13 +314,20 @@ mod tests {
         );
         assert_eq!(verifier.verify(&none), Err(TokenError::Malformed));
 
-        // HS256 keyed with the public key.
+        // HS256 keyed with the public key (made by hand: our provider signs nothing but EdDSA).
         let raw = &keys.public_keys().keys[0].raw;
-        let mut h = Header::new(Algorithm::HS256);
-        h.kid = Some(keys.active_kid().into());
-        let claims = verifier.verify(&good).unwrap();
-        let hs = encode(&h, &claims, &EncodingKey::from_secret(raw)).unwrap();
+        let header = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"alg":"HS256","typ":"JWT","kid":"{}"}}"#,
+            keys.active_kid()
+        ));
+        let signing_input = format!("{header}.{}", parts[1]);
+        let mac = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, raw),
+            signing_input.as_bytes(),
+        );
+        let hs = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(mac.as_ref()));
         assert!(matches!(verifier.verify(&hs), Err(TokenError::Algorithm(_))));
+        let claims = verifier.verify(&good).unwrap();
 
         // Signed by a key we do not know, and signed by another key under our kid.
         let foreign = TokenIssuer::new(&other).sign(&claims).unwrap();

@@ -323,7 +323,7 @@ pub async fn signing_keys() -> Result<SigningKeys, ConfigError> {
         return Ok(SigningKeys::from_json(&secret_string(&arn).await?)?);
     }
     let path = env::get_or(Var::KeysFile, ".dev/keys/signing.json");
-    load_or_create_key_file(Path::new(&path))
+    signing_keys_from_file(Path::new(&path))
 }
 
 /// The public keys that verify access tokens: `BOOKSHELF_PUBLIC_KEYS` (a JWK Set), the
@@ -338,7 +338,8 @@ pub async fn public_keys() -> Result<PublicKeys, ConfigError> {
     Ok(signing_keys().await?.public_keys().clone())
 }
 
-fn load_or_create_key_file(path: &Path) -> Result<SigningKeys, ConfigError> {
+/// The signing keys of a local key file, created with one new key if there is none.
+pub fn signing_keys_from_file(path: &Path) -> Result<SigningKeys, ConfigError> {
     let err = |source: std::io::Error| ConfigError::KeyFile {
         path: path.display().to_string(),
         source,
@@ -356,6 +357,22 @@ fn load_or_create_key_file(path: &Path) -> Result<SigningKeys, ConfigError> {
         }
         Err(e) => Err(err(e)),
     }
+}
+
+/// Replaces a key file whole (a new file renamed over it): a reader sees the old set or
+/// the new one, never half of either.
+pub fn replace_signing_keys_file(path: &Path, keys: &SigningKeys) -> Result<(), ConfigError> {
+    let err = |source: std::io::Error| ConfigError::KeyFile {
+        path: path.display().to_string(),
+        source,
+    };
+    let next = path.with_extension("json.next");
+    match std::fs::remove_file(&next) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
+        _ => {}
+    }
+    write_private(&next, &keys.to_json()).map_err(err)?;
+    std::fs::rename(&next, path).map_err(err)
 }
 
 #[cfg(unix)]
@@ -491,8 +508,8 @@ mod tests {
     fn key_file_is_created_once_and_reused() {
         let dir = std::env::temp_dir().join(format!("bookshelf-keys-{}", std::process::id()));
         let path = dir.join("signing.json");
-        let first = load_or_create_key_file(&path).unwrap();
-        let second = load_or_create_key_file(&path).unwrap();
+        let first = signing_keys_from_file(&path).unwrap();
+        let second = signing_keys_from_file(&path).unwrap();
         assert_eq!(first.active_kid(), second.active_kid());
         #[cfg(unix)]
         {

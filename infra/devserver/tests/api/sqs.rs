@@ -70,6 +70,20 @@ impl Moto {
         }
     }
 
+    /// A Secrets Manager client of this moto.
+    fn secrets(&self) -> aws_sdk_secretsmanager::Client {
+        use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+        aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .http_client(bookshelf_config::https_client())
+                .endpoint_url(&self.endpoint)
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("test", "test", None, None, "t"))
+                .build(),
+        )
+    }
+
     /// The orders queue and its DLQ: 1 s visibility, dead-lettered after 2 receives.
     async fn queues(&self) -> (SqsQueue, SqsQueue) {
         SqsQueue::ensure(SqsQueue::local_client(&self.endpoint), "orders", 1, 2)
@@ -115,17 +129,7 @@ async fn order(app: &TestApp, token: &str, book: &str, quantity: i64) -> String 
 async fn the_lambda_environment_configures_secrets_manager_and_sqs() {
     let moto = Moto::start().await;
     let keys = bookshelf_auth::SigningKeys::generate();
-    let secrets = aws_sdk_secretsmanager::Client::from_conf(
-        aws_sdk_secretsmanager::Config::builder()
-            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
-            .http_client(bookshelf_config::https_client())
-            .endpoint_url(&moto.endpoint)
-            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-                "test", "test", None, None, "t",
-            ))
-            .build(),
-    );
+    let secrets = moto.secrets();
     let arn = secrets
         .create_secret()
         .name("signing")
@@ -813,4 +817,100 @@ async fn activities_survive_a_queue_outage_and_a_redelivery_adds_nothing() {
     wait_for_feed_rows(&app, 9, Duration::from_secs(1)).await;
     let left = activities.receive(10, Duration::from_millis(200)).await.unwrap();
     assert!(left.is_empty(), "the redeliveries were consumed: {}", left.len());
+}
+
+/// Key rotation as deployed: both secrets in (moto's) Secrets Manager, `bookshelf-dev keys
+/// --rotate` run against them, a signer and a verifier reading them as the functions do.
+/// Tokens of the old and the new key both verify; the verifier learns the new key from its
+/// `kid`, without waiting for its reload period.
+#[tokio::test]
+async fn a_key_rotation_through_secrets_manager_logs_nobody_out() {
+    use bookshelf_api::keyring::KeyRing;
+    use bookshelf_api::KeyAccess;
+
+    let moto = Moto::start().await;
+    let keys = bookshelf_auth::SigningKeys::generate();
+    let secrets = moto.secrets();
+    let mut arns = Vec::new();
+    for (name, value) in [
+        ("signing", keys.to_json()),
+        ("public", keys.public_keys().to_jwks().to_string()),
+    ] {
+        let made = secrets
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+        arns.push(made.arn.unwrap());
+    }
+    // nextest runs each test in its own process.
+    for (name, value) in [
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto.endpoint.as_str()),
+        ("SIGNING_KEYS_SECRET_ARN", arns[0].as_str()),
+        ("PUBLIC_KEYS_SECRET_ARN", arns[1].as_str()),
+    ] {
+        std::env::set_var(name, value);
+    }
+    std::env::remove_var("BOOKSHELF_SIGNING_KEYS");
+    std::env::remove_var("BOOKSHELF_PUBLIC_KEYS");
+
+    // The signer reads at every use here (deployed: every five minutes).
+    let signer = KeyRing::from_env(KeyAccess::Signing)
+        .await
+        .unwrap()
+        .unwrap()
+        .reading_every(Duration::ZERO);
+    let verifier = KeyRing::from_env(KeyAccess::Public).await.unwrap().unwrap();
+    let (user, sid) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let issue = |set: std::sync::Arc<bookshelf_api::keyring::KeySet>| {
+        set.issue(user, "user", sid, chrono::Utc::now().timestamp())
+            .unwrap()
+    };
+    let before = issue(signer.current().await);
+
+    let rotate = tokio::process::Command::new(env!("CARGO_BIN_EXE_bookshelf-dev"))
+        .args(["keys", "--rotate", &arns[0], &arns[1]])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        rotate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotate.stderr)
+    );
+
+    let after = issue(signer.current().await);
+    let kid = |t: &str| -> String {
+        use base64::Engine;
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(t.split('.').next().unwrap())
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&header).unwrap()["kid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(kid(&before), keys.active_kid());
+    assert_ne!(kid(&after), kid(&before), "the signer moved to the new key");
+    assert_eq!(verifier.verify(&before).await.unwrap().sub, user);
+    assert_eq!(verifier.reloads(), 0);
+    assert_eq!(
+        verifier.verify(&after).await.unwrap().sub,
+        user,
+        "learned from the kid"
+    );
+    assert_eq!(verifier.reloads(), 1);
+    assert_eq!(
+        verifier.verify(&before).await.unwrap().sub,
+        user,
+        "both keys in the overlap"
+    );
+    let published = verifier.current().await.public.clone();
+    assert_eq!(published.keys.len(), 2);
+    assert!(published.get(&kid(&before)).unwrap().retire_at.is_some());
 }
