@@ -12,7 +12,7 @@ export PATH := $(BOOKSHELF_TOOLS_VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= eu-west-1
 
-.PHONY: scale pooler dev test hurl lambda-check docs-check deny lint sqlx-prepare fmt build tools keys admin seed deploy-check deploy-tests sam-local bench
+.PHONY: scale pooler dev test hurl lambda-check docs-check deny lint sqlx-prepare fmt build tools keys admin seed deploy-check deploy-tests sam-local bench functions
 
 ## Serve the whole API on http://127.0.0.1:$${PORT:-3000}
 dev:
@@ -97,6 +97,10 @@ deploy-tests: tools
 ## Lint and validate the template offline, sam build every function, report artifact sizes
 deploy-check:
 	scripts/deploy-check.sh
+
+## Regenerate functions/Cargo.toml, functions/bin/ and the watch routes from template.yaml
+functions:
+	$(DEV) functions
 
 ## Print fresh signing keys and their JWK Set, for the deploy secrets
 keys:

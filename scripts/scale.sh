@@ -12,5 +12,5 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 # More processes and sockets than a default shell allows (two processes an environment).
 ulimit -n 65536 2>/dev/null || true
-cargo build --release -p bookshelf-devserver -p authorizer -p books-get -p library-put -p orders-create --bins
+cargo build --release -p bookshelf-devserver -p bookshelf-functions --bin bookshelf-dev --bin authorizer --bin books-get --bin library-put --bin orders-create
 exec target/release/bookshelf-dev with-postgres --max-connections 50 -- python3 scripts/scale.py

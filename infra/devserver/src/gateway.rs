@@ -495,31 +495,18 @@ fn glob_in<T: PartialEq + Copy>(p: &[T], t: &[T], any_run: T, any_one: T) -> boo
     p[pi..].iter().all(|c| *c == any_run)
 }
 
+/// A path parameter as API Gateway hands it over: percent-decoded (`+` stays a plus).
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 3 <= bytes.len() {
-            if let Some(b) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Query string → API Gateway's single-value (last wins) and multi-value maps.
 fn query_maps(query: Option<&str>) -> (QueryMap, QueryMap) {
     let mut multi: HashMap<String, Vec<String>> = HashMap::new();
-    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |s: &str| percent_decode(&s.replace('+', " "));
-        multi.entry(decode(k)).or_default().push(decode(v));
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        multi.entry(k.into_owned()).or_default().push(v.into_owned());
     }
     let single: HashMap<String, String> = multi
         .iter()
@@ -553,5 +540,7 @@ mod tests {
         assert_eq!(single.first("q"), Some("hello world"));
         assert_eq!(single.first("e"), Some("é"));
         assert_eq!(single.first("flag"), Some(""));
+        assert_eq!(percent_decode("caf%C3%A9+cr%C3%A8me"), "café+crème");
+        assert_eq!(percent_decode("100%"), "100%");
     }
 }

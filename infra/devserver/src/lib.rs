@@ -2,6 +2,7 @@
 //! the same handlers the Lambdas run, plus the private PostgreSQL cluster behind it.
 
 pub mod gateway;
+pub mod manifest;
 pub mod pg;
 pub mod remote;
 pub mod seed;

@@ -19,6 +19,8 @@
 //!                                          --followers F, star@seed.bookshelf.local with F
 //!                                          followers (the fan-out benchmark)
 //!   bookshelf-dev keys                     print new signing keys and their JWK Set (deploy)
+//!   bookshelf-dev functions                regenerate functions/Cargo.toml and the watch
+//!                                          routes from template.yaml (`make functions`)
 //!   bookshelf-dev keys --rotate SIGNING_ARN PUBLIC_ARN [--retire-now]
 //!   bookshelf-dev keys --rotate-file PATH [--retire-now]
 //!                                          rotate the signing key (README, "Key rotation")
@@ -80,6 +82,7 @@ async fn run() -> ExitCode {
         Some("migrate") => migrate().await.map(|()| ExitCode::SUCCESS),
         Some("seed") => seed(&args[1..]).await.map(|()| ExitCode::SUCCESS),
         Some("keys") => keys(&args[1..]).await.map(|()| ExitCode::SUCCESS),
+        Some("functions") => functions().map(|()| ExitCode::SUCCESS),
         Some("worker") => worker().await.map(|()| ExitCode::SUCCESS),
         Some("gateway") => remote_gateway(&args[1..]).await.map(|()| ExitCode::SUCCESS),
         Some(other) => Err(anyhow::anyhow!("unknown command {other:?}; see the README")),
@@ -372,6 +375,16 @@ async fn seed(args: &[String]) -> Result<()> {
             started.elapsed().as_secs_f64(),
             readers - made.len()
         );
+    }
+    Ok(())
+}
+
+/// Regenerates what template.yaml decides: the functions' binaries and the watch routes.
+fn functions() -> Result<()> {
+    let written = bookshelf_devserver::manifest::write(std::path::Path::new("."))?;
+    match written.is_empty() {
+        true => println!("functions/Cargo.toml and the watch routes are up to date"),
+        false => println!("wrote {}", written.join(", ")),
     }
     Ok(())
 }

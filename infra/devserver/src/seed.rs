@@ -258,7 +258,7 @@ fn book(r: &mut Rng, n: u64, isbn_base: u64) -> NewBook {
         page_count: (r.below(10) > 0).then(|| 80 + r.below(900) as i32),
         description: Some(description),
         tags,
-        price_cents: 299 + 50 * r.below(95) as i64,
+        price_cents: Some(299 + 50 * r.below(95) as i64),
         stock: r.below(60) as i32,
     }
 }
@@ -386,7 +386,7 @@ mod tests {
             let code = b.isbn.as_deref().unwrap();
             assert_eq!(isbn::normalize(code).as_deref(), Ok(code));
             assert!(!b.tags.is_empty() && b.tags.len() <= 3);
-            assert!(b.price_cents >= 299 && b.stock >= 0);
+            assert!(b.price_cents.is_some_and(|p| p >= 299) && b.stock >= 0);
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The catalog: anyone signed in reads it, admins change it.
+//! The catalog: shared by everyone signed in. Anyone may add a book that is missing; only
+//! admins sell (a price, stock), edit and delete.
 
 use std::sync::Arc;
 
@@ -65,6 +66,24 @@ fn written<T>(outcome: WriteOutcome<T>) -> Result<T, ApiError> {
         WriteOutcome::Stale => Err(ApiError::PreconditionFailed(
             "the book has changed since that ETag; fetch it again".into(),
         )),
+    }
+}
+
+/// A write refused for a duplicate ISBN becomes a 409 that names the book holding it
+/// (`bookId`), so the client can shelve that one instead.
+async fn duplicate_isbn(e: StorageError, db: &bookshelf_storage::DbPool, isbn: Option<&str>) -> ApiError {
+    let (StorageError::Conflict("isbn"), Some(isbn)) = (&e, isbn) else {
+        return e.into();
+    };
+    match books::id_by_isbn(db, isbn).await {
+        Ok(Some(id)) => ApiError::ConflictWith {
+            detail: "a book with this ISBN is already in the catalog".into(),
+            member: "bookId",
+            id: id.to_string(),
+        },
+        // Deleted since: still the conflict the write met.
+        Ok(None) => e.into(),
+        Err(lookup) => lookup.into(),
     }
 }
 
@@ -165,13 +184,22 @@ pub async fn get(state: Arc<AppState>, req: Request, _who: Identity) -> Result<R
         (status = 201, description = "Created", body = Book,
             headers(("ETag" = String, description = "Version"), ("Location" = String, description = "/books/{id}"))),
         (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Caller is not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "ISBN already in the catalog", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A price or stock from a caller who is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "ISBN already in the catalog; `bookId` names that book", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(state: Arc<AppState>, req: Request, who: Identity) -> Result<Response<Body>, ApiError> {
     let input: BookInput = read_json(&req)?;
     let new = input.validate_new(current_year())?;
-    let book = books::insert(state.db()?, &new, Some(who.user_id)).await?;
+    if new.for_sale() && !who.is_admin() {
+        return Err(ApiError::Forbidden(
+            "only admins sell books: leave out priceCents and stock to add one to the catalog".into(),
+        ));
+    }
+    let db = state.db()?;
+    let book = match books::insert(db, &new, Some(who.user_id)).await {
+        Ok(book) => book,
+        Err(e) => return Err(duplicate_isbn(e, db, new.isbn.as_deref()).await),
+    };
     tracing::info!(book_id = %book.id, "book created");
     Ok(book_response(StatusCode::CREATED, &book))
 }
@@ -194,7 +222,11 @@ pub async fn update(state: Arc<AppState>, req: Request, _who: Identity) -> Resul
     let id = path_uuid(&req, "id")?;
     let input: BookInput = read_json(&req)?;
     let patch = input.validate_patch(current_year())?;
-    let book = written(books::update(state.db()?, id, &patch, expected_version(&req, id)).await?)?;
+    let db = state.db()?;
+    let book = match books::update(db, id, &patch, expected_version(&req, id)).await {
+        Ok(outcome) => written(outcome)?,
+        Err(e) => return Err(duplicate_isbn(e, db, patch.isbn.as_ref().and_then(Option::as_deref)).await),
+    };
     Ok(book_response(StatusCode::OK, &book))
 }
 

@@ -1,11 +1,85 @@
-//! Wiring for the Lambda binaries: each `main.rs` calls one of these.
+//! Wiring for the Lambda binaries: each `functions/bin/NAME.rs` (generated from template.yaml
+//! and the registry: `make functions`) calls the one `run_*` its function needs.
 
 use std::sync::Arc;
 
 use lambda_runtime::{service_fn, LambdaEvent};
 
-use crate::registry::{HttpFunction, KeyAccess};
+use crate::registry::{http_function as http_function_named, same, HttpFunction, KeyAccess, Storage};
 use crate::AppState;
+
+/// What one Lambda binary runs. Each variant links a different set of clients (Secrets
+/// Manager for keys, SQS for sending), so `make functions` writes each binary's `main` to
+/// call its variant's `run_*` only, and a binary links only what its function needs.
+#[derive(Clone, Copy)]
+pub enum Binary {
+    /// An HTTP function with no keys that sends nothing: no SDK client at all.
+    Http(HttpFunction),
+    /// An HTTP function that announces its writes on the queues.
+    HttpSending(HttpFunction),
+    /// An HTTP function that signs or verifies tokens.
+    HttpWithKeys(HttpFunction),
+    Authorizer,
+    OrderProcessor,
+    FeedFanout,
+    OutboxRelay,
+    Cleanup,
+    DbMigrate,
+}
+
+/// The function of the binary named `name` (its `CARGO_BIN_NAME`): an unknown name fails
+/// the build.
+pub const fn binary(name: &str) -> Binary {
+    const OTHERS: [(&str, Binary); 6] = [
+        ("authorizer", Binary::Authorizer),
+        ("order-processor", Binary::OrderProcessor),
+        ("feed-fanout", Binary::FeedFanout),
+        ("outbox-relay", Binary::OutboxRelay),
+        ("cleanup", Binary::Cleanup),
+        ("db-migrate", Binary::DbMigrate),
+    ];
+    let mut i = 0;
+    while i < OTHERS.len() {
+        if same(OTHERS[i].0, name) {
+            return OTHERS[i].1;
+        }
+        i += 1;
+    }
+    match http_function_named(name) {
+        Some(f) => match (f.keys, f.storage) {
+            (KeyAccess::None, Storage::Sends) => Binary::HttpSending(f),
+            (KeyAccess::None, _) => Binary::Http(f),
+            _ => Binary::HttpWithKeys(f),
+        },
+        None => panic!("a binary of functions/ names no function of the registry (libs/api/src/registry.rs)"),
+    }
+}
+
+/// The HTTP function of the binary named `name`, at compile time: an unknown name fails the
+/// build.
+pub const fn http_function(name: &str) -> HttpFunction {
+    match http_function_named(name) {
+        Some(f) => f,
+        None => {
+            panic!("a binary of functions/ names no HTTP function of the registry (libs/api/src/registry.rs)")
+        }
+    }
+}
+
+/// Every binary's name: the registry's HTTP functions and the six others (the layout test
+/// compares them with template.yaml).
+pub fn binary_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = crate::registry::ALL.iter().map(|f| f.name).collect();
+    names.extend([
+        "authorizer",
+        "order-processor",
+        "feed-fanout",
+        "outbox-relay",
+        "cleanup",
+        "db-migrate",
+    ]);
+    names
+}
 
 pub use lambda_http::Error;
 
@@ -18,26 +92,29 @@ const POOL_SIZE: u32 = 2;
 /// Serves one HTTP function of the registry behind API Gateway. It holds no keys and
 /// sends nothing to a queue (so it links neither a Secrets Manager nor an SQS client);
 /// what it writes to the outbox, the relay sends.
-pub async fn run_http(function: &'static HttpFunction) -> Result<(), Error> {
+pub async fn run_http(function: HttpFunction) -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let state = AppState::from_env(function.database, POOL_SIZE)?;
+    let function = for_life(function);
+    let state = AppState::from_env(function.database(), POOL_SIZE)?;
     serve_http(function, keyless(function, state)?).await
 }
 
 /// Serves one HTTP function that also announces what it writes on the queues the template
 /// gives it (QUEUE_URL, ACTIVITY_QUEUE_URL), so that consumers need not wait for the relay.
-pub async fn run_http_sending(function: &'static HttpFunction) -> Result<(), Error> {
+pub async fn run_http_sending(function: HttpFunction) -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let state = AppState::from_env(function.database, POOL_SIZE)?;
+    let function = for_life(function);
+    let state = AppState::from_env(function.database(), POOL_SIZE)?;
     let state = keyless(function, state)?.with_queues_from_env().await;
     serve_http(function, state).await
 }
 
 /// Serves one HTTP function that signs or verifies tokens (the registry's `keys`), with
 /// the key material read from Secrets Manager at start.
-pub async fn run_http_with_keys(function: &'static HttpFunction) -> Result<(), Error> {
+pub async fn run_http_with_keys(function: HttpFunction) -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let state = AppState::from_env(function.database, POOL_SIZE)?
+    let function = for_life(function);
+    let state = AppState::from_env(function.database(), POOL_SIZE)?
         .with_keys_from_env(function.keys)
         .await?;
     serve_http(function, state).await
@@ -49,11 +126,16 @@ fn keyless(function: &'static HttpFunction, state: AppState) -> Result<AppState,
     match function.keys {
         KeyAccess::None => Ok(state),
         keys => Err(format!(
-            "{} needs {keys:?} keys: its main must call run_http_with_keys",
+            "{} needs {keys:?} keys: run_http_with_keys serves it",
             function.name
         )
         .into()),
     }
+}
+
+/// The function, kept for the life of the process (the runtime's handler borrows it).
+fn for_life(function: HttpFunction) -> &'static HttpFunction {
+    Box::leak(Box::new(function))
 }
 
 async fn serve_http(function: &'static HttpFunction, state: AppState) -> Result<(), Error> {

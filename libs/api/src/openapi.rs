@@ -204,24 +204,7 @@ fn add_common(op: &mut Operation, uses_db: bool, common: &[(&str, &str, Response
         description = "A book-library backend: accounts, a catalog, personal libraries and orders. \
 Errors are application/problem+json (RFC 9457). Lists use keyset pagination (`limit` 1..100, opaque `cursor`). \
 No string field of a body, and no query parameter, may contain U+0000 (400 naming the field)."),
-    paths(
-        crate::auth::register, crate::auth::login, crate::auth::refresh, crate::auth::logout,
-        crate::meta::jwks, crate::meta::openapi, crate::meta::docs, crate::meta::docs_asset,
-        crate::users::me_get, crate::users::me_update, crate::users::me_password,
-        crate::users::me_delete, crate::users::get, crate::users::list,
-        crate::books::list, crate::books::get, crate::books::create, crate::books::update,
-        crate::books::delete, crate::books::inventory,
-        crate::library::list, crate::library::put, crate::library::delete, crate::library::export,
-        crate::reading::start, crate::reading::list, crate::reading::get, crate::reading::progress,
-        crate::reading::pause, crate::reading::finish, crate::reading::abandon, crate::reading::delete,
-        crate::reading::start_session, crate::reading::end_session, crate::reading::list_sessions,
-        crate::goals::put, crate::goals::get, crate::goals::delete, crate::goals::get_stats,
-        crate::people::follow, crate::people::unfollow, crate::people::followers, crate::people::following,
-        crate::people::library, crate::people::feed,
-        crate::orders::create, crate::orders::list, crate::orders::get, crate::orders::cancel,
-    ),
     components(schemas(Problem, FieldError, ProfilePage, BookPage, LibraryPage, OrderPage, ReadPage, SessionPage, PublicProfilePage, ActivityPage)),
-    modifiers(&BearerAuth, &CommonResponses),
     tags(
         (name = "auth", description = "Accounts and sessions"),
         (name = "users", description = "Profiles"),
@@ -239,7 +222,13 @@ pub struct ApiDoc;
 pub fn json() -> &'static serde_json::Value {
     static DOC: OnceLock<serde_json::Value> = OnceLock::new();
     DOC.get_or_init(|| {
-        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        // The operations come from the registry, one per function, in its order.
+        let mut api = ApiDoc::openapi();
+        api.merge(crate::registry::Operations::openapi());
+        // After the merge, so that they see every operation.
+        BearerAuth.modify(&mut api);
+        CommonResponses.modify(&mut api);
+        let mut doc = serde_json::to_value(api).unwrap_or_default();
         refine_bodies(&mut doc, chrono::Utc::now().year());
         doc
     })
@@ -253,7 +242,7 @@ pub fn json() -> &'static serde_json::Value {
 fn refine_bodies(doc: &mut Value, current_year: i32) {
     let schemas = &mut doc["components"]["schemas"];
     schemas["BookInput"]["description"] =
-        json!("A new book: `title`, `authors`, `priceCents` and `stock` required.");
+        json!("A new book: `title` and `authors` required. Without `priceCents` (or with `null`) it is not for sale; only admins may set a price or a non-zero `stock`.");
     let book = &mut schemas["BookInput"]["properties"];
     book["authors"]["items"] =
         json!({"type": "string", "minLength": 1, "description": "1 to 200 characters after trimming"});

@@ -92,6 +92,16 @@ pub async fn create(state: Arc<AppState>, req: Request, who: Identity) -> Result
                     .collect(),
             ))
         }
+        CreateOutcome::NotForSale(lines) => {
+            return Err(ApiError::Validation(
+                lines
+                    .into_iter()
+                    .map(|i| {
+                        FieldError::new(format!("items[{i}].bookId"), "names a book that is not for sale")
+                    })
+                    .collect(),
+            ))
+        }
     };
     tracing::info!(order_id = %order.id, lines = order.items.len(), total_cents = order.total_cents, "order recorded");
 

@@ -1,5 +1,6 @@
-//! Function name → handler. The names are the function crates' names and the `Binary`
-//! build property of each function in `template.yaml`.
+//! Function name → handler: the one table of the API's functions. A name is a binary of
+//! `functions/` (generated from `template.yaml`, whose `Binary` build property names it),
+//! and each binary finds its own entry here at compile time (`lambda::binary`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,20 +28,50 @@ pub enum Access {
     /// Anyone; the route has no authorizer (`Auth: Authorizer: NONE` in template.yaml).
     Public,
     SignedIn,
+    /// Anyone signed in, but the handler does more for admins (e.g. `POST /books`: only an
+    /// admin may sell), so deployed its route takes the authorizer that never caches.
+    SignedInByRole,
     Admin,
+}
+
+impl Access {
+    /// Whether the caller's role decides what the function does: its authorization is
+    /// never served from API Gateway's cache, so a demotion applies at once.
+    pub fn needs_current_role(self) -> bool {
+        matches!(self, Access::Admin | Access::SignedInByRole)
+    }
 }
 
 pub type BoxFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 pub type HttpHandler = fn(Arc<AppState>, Request) -> BoxFuture;
 
+/// What a function reaches besides its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// Nothing: no database settings, credentials or network path deployed.
+    NoDb,
+    /// The database.
+    Db,
+    /// The database, and the queues it announces its writes on (QUEUE_URL,
+    /// ACTIVITY_QUEUE_URL), so consumers need not wait for the outbox relay.
+    Sends,
+}
+
+#[derive(Clone, Copy)]
 pub struct HttpFunction {
     pub name: &'static str,
     pub access: Access,
     pub keys: KeyAccess,
-    /// Whether it queries. Those that do not get no database settings, credentials or
-    /// network path deployed (template.yaml; a test keeps the two in step).
-    pub database: bool,
+    /// What it reaches (template.yaml agrees; a test keeps the two in step).
+    pub storage: Storage,
     pub handler: HttpHandler,
+}
+
+impl HttpFunction {
+    /// Whether it queries.
+    pub fn database(&self) -> bool {
+        self.storage != Storage::NoDb
+    }
 }
 
 /// The caller as the authorizer established it, held to what `access` demands.
@@ -98,23 +129,27 @@ where
 }
 
 macro_rules! functions {
-    ($($konst:ident = $name:literal, $access:ident, $keys:ident, $db:ident => $handler:path;)*) => {
+    ($($konst:ident = $name:literal, $access:ident, $keys:ident, $storage:ident => $module:ident::$handler:ident;)*) => {
         $(
             #[doc = concat!("`", $name, "`: what its Lambda binary serves.")]
             pub const $konst: HttpFunction = HttpFunction {
                 name: $name,
                 access: Access::$access,
                 keys: KeyAccess::$keys,
-                database: functions!(@db $db),
-                handler: |state, req| Box::pin(serve($name, state, req, functions!(@call $access $handler))),
+                storage: Storage::$storage,
+                handler: |state, req| Box::pin(serve($name, state, req, functions!(@call $access $module::$handler))),
             };
         )*
-        /// Every HTTP function of the API (the local gateway's table). Each Lambda binary
-        /// names only its own constant, so the linker drops every other handler.
-        pub static HTTP_FUNCTIONS: &[HttpFunction] = &[$($konst),*];
+        /// Every HTTP function, by value: `lambda::binary` copies one out at compile time,
+        /// so a binary links its own handler only.
+        pub const ALL: &[HttpFunction] = &[$($konst),*];
+        /// Every HTTP function of the API (the local gateway's table).
+        pub static HTTP_FUNCTIONS: &[HttpFunction] = ALL;
+        /// The handlers' OpenAPI operations, in registry order (`openapi::ApiDoc` adds them).
+        #[derive(utoipa::OpenApi)]
+        #[openapi(paths($($module::$handler),*))]
+        pub struct Operations;
     };
-    (@db Db) => { true };
-    (@db NoDb) => { false };
     (@call Public $handler:path) => { $handler };
     (@call $access:ident $handler:path) => {
         |state, req: Request| async move {
@@ -141,20 +176,20 @@ functions! {
     USERS_LIST = "users-list", Admin, None, Db => users::list;
     BOOKS_LIST = "books-list", SignedIn, None, Db => books::list;
     BOOKS_GET = "books-get", SignedIn, None, Db => books::get;
-    BOOKS_CREATE = "books-create", Admin, None, Db => books::create;
+    BOOKS_CREATE = "books-create", SignedInByRole, None, Db => books::create;
     BOOKS_UPDATE = "books-update", Admin, None, Db => books::update;
     BOOKS_DELETE = "books-delete", Admin, None, Db => books::delete;
     BOOKS_INVENTORY = "books-inventory", Admin, None, Db => books::inventory;
     LIBRARY_LIST = "library-list", SignedIn, None, Db => library::list;
-    LIBRARY_PUT = "library-put", SignedIn, None, Db => library::put;
+    LIBRARY_PUT = "library-put", SignedIn, None, Sends => library::put;
     LIBRARY_DELETE = "library-delete", SignedIn, None, Db => library::delete;
     LIBRARY_EXPORT = "library-export", SignedIn, None, Db => library::export;
-    READS_START = "reads-start", SignedIn, None, Db => reading::start;
+    READS_START = "reads-start", SignedIn, None, Sends => reading::start;
     READS_LIST = "reads-list", SignedIn, None, Db => reading::list;
     READS_GET = "reads-get", SignedIn, None, Db => reading::get;
     READS_PROGRESS = "reads-progress", SignedIn, None, Db => reading::progress;
     READS_PAUSE = "reads-pause", SignedIn, None, Db => reading::pause;
-    READS_FINISH = "reads-finish", SignedIn, None, Db => reading::finish;
+    READS_FINISH = "reads-finish", SignedIn, None, Sends => reading::finish;
     READS_ABANDON = "reads-abandon", SignedIn, None, Db => reading::abandon;
     READS_DELETE = "reads-delete", SignedIn, None, Db => reading::delete;
     SESSIONS_START = "sessions-start", SignedIn, None, Db => reading::start_session;
@@ -164,13 +199,13 @@ functions! {
     GOALS_GET = "goals-get", SignedIn, None, Db => goals::get;
     GOALS_DELETE = "goals-delete", SignedIn, None, Db => goals::delete;
     STATS_GET = "stats-get", SignedIn, None, Db => goals::get_stats;
-    USERS_FOLLOW = "users-follow", SignedIn, None, Db => people::follow;
+    USERS_FOLLOW = "users-follow", SignedIn, None, Sends => people::follow;
     USERS_UNFOLLOW = "users-unfollow", SignedIn, None, Db => people::unfollow;
     USERS_FOLLOWERS = "users-followers", SignedIn, None, Db => people::followers;
     USERS_FOLLOWING = "users-following", SignedIn, None, Db => people::following;
     USERS_LIBRARY = "users-library", SignedIn, None, Db => people::library;
     FEED_GET = "feed-get", SignedIn, None, Db => people::feed;
-    ORDERS_CREATE = "orders-create", SignedIn, None, Db => orders::create;
+    ORDERS_CREATE = "orders-create", SignedIn, None, Sends => orders::create;
     ORDERS_GET = "orders-get", SignedIn, None, Db => orders::get;
     ORDERS_LIST = "orders-list", SignedIn, None, Db => orders::list;
     ORDERS_CANCEL = "orders-cancel", SignedIn, None, Db => orders::cancel;
@@ -179,4 +214,32 @@ functions! {
 /// The function of this name, if there is one.
 pub fn http_handler(name: &str) -> Option<&'static HttpFunction> {
     HTTP_FUNCTIONS.iter().find(|f| f.name == name)
+}
+
+/// The HTTP function of this name, at compile time (`lambda::binary`).
+pub const fn http_function(name: &str) -> Option<HttpFunction> {
+    let mut i = 0;
+    while i < ALL.len() {
+        if same(ALL[i].name, name) {
+            return Some(ALL[i]);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// String equality in a `const fn`.
+pub(crate) const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }

@@ -23,7 +23,8 @@ pub struct Book {
     pub page_count: Option<i32>,
     pub description: Option<String>,
     pub tags: Vec<String>,
-    pub price_cents: i64,
+    /// `null`: not for sale (a book a reader added; only admins set a price).
+    pub price_cents: Option<i64>,
     pub stock: i32,
     #[serde(serialize_with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -71,12 +72,14 @@ pub struct BookInput {
     #[serde(default)]
     #[schema(value_type = Option<Vec<String>>, max_items = 20)]
     pub tags: Input<Vec<serde_json::Value>>,
+    /// Absent or `null`: not for sale. Only admins may set one.
     #[serde(default)]
-    #[schema(value_type = i64, minimum = 0, required = true)]
+    #[schema(value_type = Option<i64>, minimum = 0)]
     pub price_cents: Input<i64>,
-    /// Only on create; afterwards stock changes through inventory and orders.
+    /// Only on create (default 0, and only admins may name another); afterwards stock
+    /// changes through inventory and orders.
     #[serde(default)]
-    #[schema(value_type = i32, minimum = 0, required = true)]
+    #[schema(value_type = Option<i32>, minimum = 0)]
     pub stock: Input<i64>,
 }
 
@@ -90,8 +93,15 @@ pub struct NewBook {
     pub page_count: Option<i32>,
     pub description: Option<String>,
     pub tags: Vec<String>,
-    pub price_cents: i64,
+    pub price_cents: Option<i64>,
     pub stock: i32,
+}
+
+impl NewBook {
+    /// Whether it is offered for sale (a price or stock): only admins may add such a book.
+    pub fn for_sale(&self) -> bool {
+        self.price_cents.is_some() || self.stock != 0
+    }
 }
 
 /// A validated change: `None` leaves a field alone; `Some(None)` clears a nullable one.
@@ -104,7 +114,7 @@ pub struct BookPatch {
     pub page_count: Option<Option<i32>>,
     pub description: Option<Option<String>>,
     pub tags: Option<Vec<String>>,
-    pub price_cents: Option<i64>,
+    pub price_cents: Option<Option<i64>>,
 }
 
 fn title(s: String) -> Result<String, String> {
@@ -236,8 +246,11 @@ impl BookInput {
             field("pageCount", nullable(self.page_count, page_count)),
             field("description", nullable(self.description, description)),
             field("tags", nullable(self.tags, tags)),
-            field("priceCents", self.price_cents.required().and_then(price)),
-            field("stock", self.stock.required().and_then(stock)),
+            field("priceCents", nullable(self.price_cents, price)),
+            field(
+                "stock",
+                nullable(self.stock, stock).map(Option::unwrap_or_default),
+            ),
         );
         let (title, authors, isbn, published_year, page_count, description, tags, price_cents, stock) =
             checked.all_valid()?;
@@ -269,7 +282,7 @@ impl BookInput {
                 "tags",
                 patch_nullable(self.tags, tags).map(|t| t.map(Option::unwrap_or_default)),
             ),
-            field("priceCents", patch_required(self.price_cents, price)),
+            field("priceCents", patch_nullable(self.price_cents, price)),
             rule(
                 "stock",
                 !self.stock.is_missing(),
@@ -355,7 +368,23 @@ mod tests {
         assert_eq!(b.isbn.as_deref(), Some("9780441172719"));
         assert_eq!(b.tags, ["scifi", "classic"]);
         let errs = input(json!({})).validate_new(2026).unwrap_err();
-        assert_eq!(fields(errs), ["authors", "priceCents", "stock", "title"]);
+        assert_eq!(fields(errs), ["authors", "title"]);
+        // Only title and authors are required: a book not for sale, with no stock.
+        let plain = input(json!({"title": "t", "authors": ["a"]}))
+            .validate_new(2026)
+            .unwrap();
+        assert_eq!(
+            (plain.price_cents, plain.stock, plain.for_sale()),
+            (None, 0, false)
+        );
+        let priced = input(json!({"title": "t", "authors": ["a"], "priceCents": 0}))
+            .validate_new(2026)
+            .unwrap();
+        assert!(priced.for_sale());
+        let stocked = input(json!({"title": "t", "authors": ["a"], "priceCents": null, "stock": 2}))
+            .validate_new(2026)
+            .unwrap();
+        assert!(stocked.for_sale());
         let errs = input(json!({
             "title": "", "authors": [], "isbn": "123", "publishedYear": 2028, "description": "d".repeat(10_001),
             "tags": ["x".repeat(41)], "priceCents": -1, "stock": -1
@@ -397,8 +426,10 @@ mod tests {
             .validate_patch(2026)
             .unwrap();
         assert_eq!(p.isbn, Some(None));
-        assert_eq!(p.price_cents, Some(5));
+        assert_eq!(p.price_cents, Some(Some(5)));
         assert_eq!(p.title, None);
+        let p = input(json!({"priceCents": null})).validate_patch(2026).unwrap();
+        assert_eq!(p.price_cents, Some(None), "a null price takes a book off sale");
         let errs = input(json!({"title": null, "authors": null}))
             .validate_patch(2026)
             .unwrap_err();

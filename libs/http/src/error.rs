@@ -26,6 +26,14 @@ pub enum ApiError {
     NotAcceptable(String),
     #[error("{0}")]
     Conflict(String),
+    /// A conflict with a resource that exists, named by an extension member of the problem
+    /// (e.g. `bookId` of the book that holds a duplicate ISBN) so a client can use it.
+    #[error("{detail}")]
+    ConflictWith {
+        detail: String,
+        member: &'static str,
+        id: String,
+    },
     #[error("{0}")]
     PreconditionFailed(String),
     #[error("request body is larger than {0} bytes")]
@@ -64,7 +72,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::ConflictWith { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -82,7 +90,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not-found",
             ApiError::NotAcceptable(_) => "not-acceptable",
-            ApiError::Conflict(_) => "conflict",
+            ApiError::Conflict(_) | ApiError::ConflictWith { .. } => "conflict",
             ApiError::PreconditionFailed(_) => "precondition-failed",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::Unprocessable(_) => "unprocessable",
@@ -140,7 +148,14 @@ impl ApiError {
             },
             request_id,
         };
-        let body = serde_json::to_string(&problem).unwrap_or_default();
+        let body = match &self {
+            ApiError::ConflictWith { member, id, .. } => {
+                let mut value = serde_json::to_value(&problem).unwrap_or_default();
+                value[*member] = serde_json::Value::String(id.clone());
+                value.to_string()
+            }
+            _ => serde_json::to_string(&problem).unwrap_or_default(),
+        };
         let mut builder = Response::builder()
             .status(status)
             .header(http::header::CONTENT_TYPE, "application/problem+json");

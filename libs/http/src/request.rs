@@ -161,8 +161,12 @@ impl Identity {
         })
     }
 
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
     pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.role == Role::Admin {
+        if self.is_admin() {
             Ok(())
         } else {
             Err(ApiError::Forbidden("this action needs the admin role".into()))

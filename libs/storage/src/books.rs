@@ -52,6 +52,13 @@ pub async fn insert(db: &DbPool, book: &NewBook, actor: Option<Uuid>) -> Result<
     Ok(created)
 }
 
+/// The book that holds this ISBN (normalised), if any: what a duplicate's 409 names.
+pub async fn id_by_isbn(db: &DbPool, isbn: &str) -> Result<Option<Uuid>> {
+    Ok(sqlx::query_scalar!("SELECT id FROM books WHERE isbn = $1", isbn)
+        .fetch_optional(db)
+        .await?)
+}
+
 /// Adds many books in one statement (seeding), skipping those whose ISBN is taken, with
 /// their initial stock in the ledger like any other book's. Returns how many were added.
 pub async fn insert_many(db: &DbPool, books: &[NewBook]) -> Result<u64> {

@@ -92,6 +92,8 @@ pub enum CreateOutcome {
     KeyConflict,
     /// These lines (indices into the request) name books that do not exist.
     UnknownBooks(Vec<usize>),
+    /// These lines name books that are not for sale (no price).
+    NotForSale(Vec<usize>),
 }
 
 /// Records an order, its lines (titles and prices copied) and its outbox message, all in
@@ -154,7 +156,7 @@ pub async fn create(
 /// lines and its outbox message in one statement.
 async fn insert_new(conn: &mut Conn, id: Uuid, user: Uuid, lines: &[OrderLine]) -> Result<CreateOutcome> {
     let ids: Vec<Uuid> = lines.iter().map(|l| l.book_id).collect();
-    let books: HashMap<Uuid, (String, i64)> = sqlx::query!(
+    let books: HashMap<Uuid, (String, Option<i64>)> = sqlx::query!(
         "SELECT id, title, price_cents FROM books WHERE id = ANY($1)",
         &ids
     )
@@ -172,7 +174,18 @@ async fn insert_new(conn: &mut Conn, id: Uuid, user: Uuid, lines: &[OrderLine]) 
     if !unknown.is_empty() {
         return Ok(CreateOutcome::UnknownBooks(unknown));
     }
-    let Some(total) = bookshelf_domain::order::total_cents(lines, |l| books[&l.book_id].1) else {
+    let unpriced: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| books[&l.book_id].1.is_none())
+        .map(|(i, _)| i)
+        .collect();
+    if !unpriced.is_empty() {
+        return Ok(CreateOutcome::NotForSale(unpriced));
+    }
+    // Every line's book has a price (checked just above).
+    let price = |l: &OrderLine| books[&l.book_id].1.unwrap_or_default();
+    let Some(total) = bookshelf_domain::order::total_cents(lines, price) else {
         return Ok(CreateOutcome::TotalTooLarge);
     };
     let items: Vec<OrderItem> = lines
@@ -181,7 +194,7 @@ async fn insert_new(conn: &mut Conn, id: Uuid, user: Uuid, lines: &[OrderLine]) 
             book_id: l.book_id,
             title: books[&l.book_id].0.clone(),
             quantity: l.quantity,
-            unit_price_cents: books[&l.book_id].1,
+            unit_price_cents: price(l),
         })
         .collect();
     // Lines are at most 50 (validated), so their index fits a smallint.

@@ -57,7 +57,11 @@ async fn create_read_update_delete_with_etags() {
         "description": "Desert planet.", "tags": ["Science-Fiction", "classic"], "priceCents": 1099, "stock": 12
     });
 
+    // A reader may add a book, but not sell one.
     app.post("/books", Some(&user), dune.clone()).await.problem(403);
+    let mut unpriced = dune.clone();
+    unpriced["priceCents"] = Value::Null;
+    app.post("/books", Some(&user), unpriced).await.problem(403);
     let r = app.post("/books", Some(&admin), dune.clone()).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let book = r.body.clone();
@@ -74,10 +78,18 @@ async fn create_read_update_delete_with_etags() {
         assert!(book[f].as_str().unwrap().ends_with('Z'));
     }
 
-    // The same ISBN in its 13-digit form is a duplicate.
+    // The same ISBN in its 13-digit form is a duplicate, and the 409 names the book.
     let mut again = dune.clone();
     again["isbn"] = json!("978-0-441-17271-9");
-    app.post("/books", Some(&admin), again).await.problem(409);
+    assert_eq!(
+        app.post("/books", Some(&admin), again).await.problem(409)["bookId"],
+        id
+    );
+    let mine = json!({"title": "Dune (my copy)", "authors": ["Frank Herbert"], "isbn": "0441172717"});
+    assert_eq!(
+        app.post("/books", Some(&user), mine).await.problem(409)["bookId"],
+        id
+    );
 
     let r = app.get(&format!("/books/{id}"), Some(&user)).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -197,8 +209,9 @@ async fn create_read_update_delete_with_etags() {
 async fn create_validation_names_every_field() {
     let app = TestApp::start().await;
     let admin = app.admin_token().await;
+    // Only title and authors are required (API.md: priceCents defaults to null, stock to 0).
     let r = app.post("/books", Some(&admin), json!({})).await;
-    assert_eq!(r.bad_fields(), ["authors", "priceCents", "stock", "title"]);
+    assert_eq!(r.bad_fields(), ["authors", "title"]);
     let r = app
         .post(
             "/books",
@@ -528,4 +541,77 @@ async fn seeded_books_have_their_initial_stock_in_the_ledger() {
     assert!(stocked > 40, "{stocked} of 60 seeded books have stock");
     assert_eq!(initial, stocked, "one initial-stock row per stocked book");
     assert_eq!(unexplained, 0, "every book's stock is the sum of its ledger");
+}
+
+/// The shared catalog: a reader adds a missing book (not for sale, no stock) that everyone
+/// signed in sees; it cannot be ordered until an admin prices it; readers never edit it.
+#[tokio::test]
+async fn readers_add_books_the_shop_does_not_sell() {
+    let app = TestApp::start().await;
+    let admin = app.admin_token().await;
+    let reader = token(&app.register("finder@example.org", "password123").await);
+    let other = token(&app.register("other@example.org", "password123").await);
+    let r = app
+        .post(
+            "/books",
+            Some(&reader),
+            json!({"title": "Small Press Poems", "authors": ["A. Poet"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        (r.body["priceCents"].clone(), r.body["stock"].clone()),
+        (Value::Null, json!(0))
+    );
+    assert_eq!(
+        app.get(&format!("/books/{id}"), Some(&other)).await.body["title"],
+        "Small Press Poems"
+    );
+
+    let order = json!({"items": [{"bookId": id, "quantity": 1}]});
+    let r = app.post("/orders", Some(&other), order.clone()).await;
+    assert_eq!(r.bad_fields(), ["items[0].bookId"]);
+    let path = format!("/books/{id}");
+    app.send(
+        Method::PATCH,
+        &path,
+        Some(&reader),
+        Some(json!({"priceCents": 100})),
+    )
+    .await
+    .problem(403);
+    app.send(Method::DELETE, &path, Some(&reader), None)
+        .await
+        .problem(403);
+
+    let r = app
+        .send(
+            Method::PATCH,
+            &path,
+            Some(&admin),
+            Some(json!({"priceCents": 100})),
+        )
+        .await;
+    assert_eq!(r.body["priceCents"], 100, "{}", r.body);
+    app.post(
+        &format!("{path}/inventory"),
+        Some(&admin),
+        json!({"delta": 1, "reason": "found a copy"}),
+    )
+    .await;
+    assert_eq!(
+        app.post("/orders", Some(&other), order).await.status,
+        StatusCode::ACCEPTED
+    );
+    // Off sale again: a null price.
+    let r = app
+        .send(
+            Method::PATCH,
+            &path,
+            Some(&admin),
+            Some(json!({"priceCents": null})),
+        )
+        .await;
+    assert_eq!(r.body["priceCents"], Value::Null, "{}", r.body);
 }

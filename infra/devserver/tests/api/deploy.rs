@@ -34,24 +34,27 @@ fn functions_that_never_query_have_no_database_deployed() {
     for f in HTTP_FUNCTIONS {
         let (secret, vpc) = deployed[f.name];
         assert_eq!(
-            secret, f.database,
+            secret,
+            f.database(),
             "{}: DB_USER vs. the registry's `database`",
             f.name
         );
         assert_eq!(
-            vpc, f.database,
+            vpc,
+            f.database(),
             "{}: VpcConfig vs. the registry's `database`",
             f.name
         );
     }
     assert!(
-        HTTP_FUNCTIONS.iter().any(|f| !f.database),
+        HTTP_FUNCTIONS.iter().any(|f| !f.database()),
         "openapi and jwks never query"
     );
 }
 
-/// API.md: admin authorization is never cached deployed. Every function the registry makes
-/// admin-only is routed through the authorizer whose result is not cached, and no other is.
+/// API.md: admin authorization is never cached deployed. Every function whose behaviour
+/// depends on the caller's role (admin-only, or more for admins) is routed through the
+/// authorizer whose result is not cached, and no other is.
 #[test]
 fn admin_routes_and_only_they_use_the_uncached_authorizer() {
     let text = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
@@ -73,7 +76,7 @@ fn admin_routes_and_only_they_use_the_uncached_authorizer() {
         for (_, event) in events {
             let named = event["Properties"]["Auth"]["Authorizer"].as_str();
             let uncached = named == Some("BookshelfAdminAuthorizer");
-            let admin = f.access == bookshelf_api::registry::Access::Admin;
+            let admin = f.access.needs_current_role();
             assert_eq!(uncached, admin, "{binary}: admin-only vs. its route's authorizer");
             checked += usize::from(admin);
         }

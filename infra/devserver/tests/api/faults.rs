@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::books::create_book;
-use crate::harness::{token, TestApp};
+use crate::harness::{token, Scene, TestApp};
 
 /// Waits until no order is pending (or fails after `within`).
 async fn drained(app: &TestApp, within: Duration) {
@@ -36,12 +36,9 @@ async fn a_database_restart_under_load_loses_no_order_and_confirms_none_twice() 
     // Enough deliveries to outlast the restart; the visibility timeout paces the retries.
     let queue = Queue::Memory(Arc::new(MemoryQueue::new(Duration::from_millis(500), 50)));
     let app = TestApp::start_on(&cluster.url("postgres"), Some(queue), |s| s).await;
-    let admin = app.admin_token().await;
-    let buyer = token(&app.register("load@example.org", "password123").await);
-    let book = create_book(&app, &admin, json!({"stock": 1000})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let Scene {
+        reader: buyer, book, ..
+    } = app.scene("load@example.org", json!({"stock": 1000})).await;
 
     let client = app.client.clone();
     let url = app.url.clone();

@@ -222,6 +222,25 @@ impl TestApp {
     pub async fn admin_token(&self) -> String {
         token(&self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await)
     }
+
+    /// The prologue most tests share: the admin signed in, a reader registered as `email`
+    /// (password `password123`), and one book with `fields` over the defaults.
+    pub async fn scene(&self, email: &str, fields: Value) -> Scene {
+        let admin = self.admin_token().await;
+        let reader = token(&self.register(email, "password123").await);
+        let book = crate::books::create_book(self, &admin, fields).await["id"]
+            .as_str()
+            .expect("a created book has an id")
+            .to_string();
+        Scene { admin, reader, book }
+    }
+}
+
+/// What `TestApp::scene` sets up: tokens of the admin and the reader, and the book's id.
+pub struct Scene {
+    pub admin: String,
+    pub reader: String,
+    pub book: String,
 }
 
 /// Polls GET /orders/{id} until the order leaves `pending`, for at most `within`.

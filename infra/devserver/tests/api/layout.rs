@@ -1,5 +1,5 @@
-//! The gateway itself, and that template.yaml, the handler registry, the function crates
-//! and events/ describe the same set of functions.
+//! The gateway itself, and that what is kept by hand — template.yaml, the handler registry,
+//! events/ — describes one set of functions, and what is generated from them is current.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,13 +25,13 @@ fn template_registry_crates_and_events_agree() {
     assert_eq!(all.len(), t.functions.len(), "each binary once in template.yaml");
     assert!(all.contains(&t.authorizer.as_ref().unwrap().function));
     assert!(routed.is_subset(&all));
-    let crates: BTreeSet<String> = std::fs::read_dir(repo_root().join("functions"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    let binaries: BTreeSet<String> = bookshelf_api::lambda::binary_names()
+        .into_iter()
+        .map(str::to_string)
         .collect();
     assert_eq!(
-        all, crates,
-        "functions in template.yaml vs. crates under functions/"
+        all, binaries,
+        "functions in template.yaml vs. the registry's binaries"
     );
 
     for f in &all {
@@ -196,31 +196,16 @@ fn the_hot_path_opt_levels_name_packages_in_the_graph() {
     assert!(unknown.is_empty(), "not in Cargo.lock: {unknown:?}");
 }
 
+/// `functions/Cargo.toml`, `functions/bin/` and the watch routes are generated from
+/// template.yaml (`make functions`); none is ever edited by hand.
 #[test]
-fn cargo_lambda_watch_routes_match_the_template() {
-    let manifest: toml::Value = std::fs::read_to_string(repo_root().join("Cargo.toml"))
-        .unwrap()
-        .parse()
-        .unwrap();
-    let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"]
-        .as_table()
-        .unwrap();
-    let mut watched = BTreeSet::new();
-    for (path, routes) in router {
-        for r in routes.as_array().unwrap() {
-            watched.insert((
-                r["method"].as_str().unwrap().to_string(),
-                path.clone(),
-                r["function"].as_str().unwrap().to_string(),
-            ));
-        }
+fn what_is_generated_from_the_template_is_current() {
+    let root = repo_root();
+    for (path, current, wanted) in bookshelf_devserver::manifest::generated(&root).unwrap() {
+        assert!(current == wanted, "{path} is out of date: run `make functions`");
     }
-    let templated: BTreeSet<(String, String, String)> = template()
-        .routes
-        .iter()
-        .map(|r| (r.method.to_string(), r.path.clone(), r.function.clone()))
-        .collect();
-    assert_eq!(watched, templated);
+    let stray = bookshelf_devserver::manifest::stray_binaries(&root).unwrap();
+    assert!(stray.is_empty(), "{stray:?}: run `make functions`");
 }
 
 #[tokio::test]
@@ -312,39 +297,28 @@ fn the_environment_is_read_in_one_place() {
     assert_eq!(readers, ["libs/config/src/env.rs"]);
 }
 
-#[test]
-fn each_binary_serves_its_own_registry_entry() {
-    for f in HTTP_FUNCTIONS {
-        let main =
-            std::fs::read_to_string(repo_root().join("functions").join(f.name).join("src/main.rs")).unwrap();
-        let konst = format!("registry::{}", f.name.to_uppercase().replace('-', "_"));
-        assert!(
-            main.contains(&konst),
-            "functions/{}/src/main.rs does not serve {konst}",
-            f.name
-        );
-    }
-}
-
-/// A function the template gives a queue URL announces on it (`run_http_sending`); every
-/// other HTTP binary uses `run_http`, which links no SQS client. Read from the text: a
+/// A function the template gives a queue URL announces on it (registry: `Sends`, served by
+/// `run_http_sending`); one given a key secret gets keys (`run_http_with_keys`); every other
+/// HTTP binary links neither an SQS nor a Secrets Manager client. Read from the text: a
 /// resource's block runs from its two-space-indented name to the next one.
 #[test]
 fn only_the_binaries_with_a_queue_url_or_a_key_secret_link_those_clients() {
+    use bookshelf_api::lambda::{binary, Binary};
+    use bookshelf_api::registry::{KeyAccess, Storage};
     let yaml = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
     // Binary → the names of the environment variables its function is given.
     let mut env: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut binary = None::<String>;
+    let mut name = None::<String>;
     let is_resource = |l: &str| l.starts_with("  ") && !l.starts_with("   ") && l.ends_with(':');
     for line in yaml.lines() {
         if is_resource(line) {
-            binary = None;
+            name = None;
         } else if let Some(b) = line.trim().strip_prefix("Binary: ") {
-            binary = Some(b.to_string());
+            name = Some(b.to_string());
             env.entry(b.to_string()).or_default();
-        } else if let (Some(b), Some((name, _))) = (&binary, line.trim().split_once(": ")) {
-            if name.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
-                env.get_mut(b).unwrap().insert(name.to_string());
+        } else if let (Some(b), Some((var, _))) = (&name, line.trim().split_once(": ")) {
+            if var.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+                env.get_mut(b).unwrap().insert(var.to_string());
             }
         }
     }
@@ -354,26 +328,27 @@ fn only_the_binaries_with_a_queue_url_or_a_key_secret_link_those_clients() {
         "{env:?}"
     );
     for f in HTTP_FUNCTIONS {
-        let main =
-            std::fs::read_to_string(repo_root().join("functions").join(f.name).join("src/main.rs")).unwrap();
+        let sends = has(f.name, &["QUEUE_URL", "ACTIVITY_QUEUE_URL"]);
+        let keys = has(f.name, &["SIGNING_KEYS_SECRET_ARN", "PUBLIC_KEYS_SECRET_ARN"]);
         assert_eq!(
-            main.contains("run_http_sending("),
-            has(f.name, &["QUEUE_URL", "ACTIVITY_QUEUE_URL"]),
-            "functions/{}/src/main.rs: run_http_sending exactly when the template gives a queue URL",
+            f.storage == Storage::Sends,
+            sends,
+            "{}: Sends exactly when the template gives a queue URL",
             f.name
         );
         assert_eq!(
-            main.contains("run_http_with_keys("),
-            has(f.name, &["SIGNING_KEYS_SECRET_ARN", "PUBLIC_KEYS_SECRET_ARN"]),
-            "functions/{}/src/main.rs: run_http_with_keys exactly when the template gives a key secret",
+            f.keys != KeyAccess::None,
+            keys,
+            "{}: keys exactly when the template gives a key secret",
             f.name
         );
-        assert_eq!(
-            main.contains("run_http_with_keys("),
-            f.keys != bookshelf_api::registry::KeyAccess::None,
-            "functions/{}/src/main.rs: run_http_with_keys exactly when the registry gives it keys",
-            f.name
-        );
+        let served = match binary(f.name) {
+            Binary::Http(_) => (false, false),
+            Binary::HttpSending(_) => (true, false),
+            Binary::HttpWithKeys(_) => (false, true),
+            _ => panic!("{} is an HTTP function", f.name),
+        };
+        assert_eq!(served, (sends, keys), "{}: the binary's wiring", f.name);
     }
 }
 
@@ -383,12 +358,11 @@ fn only_the_binaries_with_a_queue_url_or_a_key_secret_link_those_clients() {
 #[tokio::test]
 async fn nul_characters_are_400_naming_the_field_everywhere() {
     let app = TestApp::start().await;
-    let admin = app.admin_token().await;
-    let user = crate::harness::token(&app.register("nul@example.org", "password123").await);
-    let book = crate::books::create_book(&app, &admin, json!({})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let crate::harness::Scene {
+        admin,
+        reader: user,
+        book,
+    } = app.scene("nul@example.org", json!({})).await;
     let nul = "a\u{0}b";
     // (method, path, token, body, the fields the 400 must name)
     type Case<'a> = (Method, String, Option<&'a str>, Value, Vec<&'a str>);

@@ -10,6 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::books::create_book;
+use crate::harness::Scene;
 use crate::harness::{settled, token, TestApp};
 
 fn order_body(items: &[(&str, i64)]) -> Value {
@@ -111,9 +112,7 @@ async fn an_order_is_accepted_then_confirmed_and_shelved() {
 #[tokio::test]
 async fn a_shelved_book_keeps_its_entry() {
     let app = TestApp::start().await;
-    let admin = app.admin_token().await;
-    let t = token(&app.register("reader@example.org", "password123").await);
-    let book = id_of(&create_book(&app, &admin, json!({"stock": 3})).await);
+    let Scene { reader: t, book, .. } = app.scene("reader@example.org", json!({"stock": 3})).await;
     app.send(
         Method::PUT,
         &format!("/library/{book}"),
@@ -140,9 +139,11 @@ async fn a_shelved_book_keeps_its_entry() {
 #[tokio::test]
 async fn invalid_orders_name_the_bad_lines() {
     let app = TestApp::start().await;
-    let admin = app.admin_token().await;
-    let t = token(&app.register("x@example.org", "password123").await);
-    let book = id_of(&create_book(&app, &admin, json!({})).await);
+    let Scene {
+        admin,
+        reader: t,
+        book,
+    } = app.scene("x@example.org", json!({})).await;
     let ghost = uuid::Uuid::new_v4().to_string();
 
     assert_eq!(
@@ -270,9 +271,11 @@ async fn idempotency_keys_replay_and_conflict() {
 #[tokio::test]
 async fn short_stock_rejects_the_whole_order() {
     let app = TestApp::start().await;
-    let admin = app.admin_token().await;
-    let t = token(&app.register("short@example.org", "password123").await);
-    let plenty = id_of(&create_book(&app, &admin, json!({"stock": 10})).await);
+    let Scene {
+        admin,
+        reader: t,
+        book: plenty,
+    } = app.scene("short@example.org", json!({"stock": 10})).await;
     let scarce = id_of(&create_book(&app, &admin, json!({"stock": 1})).await);
     let id = id_of(
         &app.post("/orders", Some(&t), order_body(&[(&plenty, 3), (&scarce, 2)]))
@@ -428,9 +431,11 @@ async fn deliver(app: &TestApp, order: &str) {
 #[tokio::test]
 async fn duplicate_deliveries_change_nothing_and_poison_goes_to_the_dlq() {
     let app = TestApp::start_with(None).await;
-    let admin = app.admin_token().await;
-    let t = token(&app.register("d@example.org", "password123").await);
-    let book = id_of(&create_book(&app, &admin, json!({"stock": 5})).await);
+    let Scene {
+        admin,
+        reader: t,
+        book,
+    } = app.scene("d@example.org", json!({"stock": 5})).await;
     let id = id_of(
         &app.post("/orders", Some(&t), order_body(&[(&book, 2)]))
             .await
@@ -670,9 +675,11 @@ async fn status_of(app: &TestApp, order: &str) -> String {
 #[tokio::test]
 async fn a_batch_is_decided_in_delivery_order() {
     let app = TestApp::start_with(None).await;
-    let admin = app.admin_token().await;
-    let t = token(&app.register("batch@example.org", "password123").await);
-    let book = id_of(&create_book(&app, &admin, json!({"stock": 4})).await);
+    let Scene {
+        admin,
+        reader: t,
+        book,
+    } = app.scene("batch@example.org", json!({"stock": 4})).await;
     let other = id_of(&create_book(&app, &admin, json!({"stock": 1})).await);
     let mut orders = Vec::new();
     for lines in [
@@ -744,9 +751,11 @@ async fn a_batch_is_decided_in_delivery_order() {
 #[tokio::test]
 async fn an_order_that_cannot_be_confirmed_fails_alone() {
     let app = TestApp::start_with(None).await;
-    let admin = app.admin_token().await;
-    let t = token(&app.register("poison@example.org", "password123").await);
-    let book = id_of(&create_book(&app, &admin, json!({"stock": 10})).await);
+    let Scene {
+        admin,
+        reader: t,
+        book,
+    } = app.scene("poison@example.org", json!({"stock": 10})).await;
     let mut orders = Vec::new();
     for _ in 0..3 {
         orders.push(id_of(

@@ -98,10 +98,8 @@ fn id_of(v: &serde_json::Value) -> String {
 
 /// The admin's token, a new buyer's token (`email`) and a new book with `stock` copies.
 async fn buyer_of_a_book(app: &TestApp, email: &str, stock: i64) -> (String, String, String) {
-    let admin = app.admin_token().await;
-    let buyer = token(&app.register(email, "password123").await);
-    let book = id_of(&create_book(app, &admin, json!({"stock": stock})).await);
-    (admin, buyer, book)
+    let scene = app.scene(email, json!({"stock": stock})).await;
+    (scene.admin, scene.reader, scene.book)
 }
 
 async fn stock(app: &TestApp, admin: &str, book: &str) -> i64 {

@@ -1,6 +1,0 @@
-//! Lambda for the `sessions-end` route of `template.yaml`. Logic: `bookshelf_api::registry`.
-
-#[tokio::main]
-async fn main() -> Result<(), bookshelf_api::lambda::Error> {
-    bookshelf_api::lambda::run_http(&bookshelf_api::registry::SESSIONS_END).await
-}
