@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use bookshelf_domain::library::CSV_HEADER;
+use bookshelf_domain::library::{CSV_HEADER, GOODREADS_HEADER};
 use bookshelf_domain::{field, AllValid, EntryInput, ExportEntry, LibraryEntry, PageParams, ReadingStatus};
 use bookshelf_http::{
     enum_param, json, no_content, path_uuid, query_param, read_json, ApiError, Body, Identity, Page, Request,
@@ -110,9 +110,33 @@ pub const EXPORT_PAGE: i64 = 500;
 const JSON: &str = "application/json";
 const CSV: &str = "text/csv";
 
+/// The layouts of `GET /library/export`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// Ours: JSON, or CSV by `Accept`.
+    Bookshelf,
+    /// Goodreads' export CSV, which other trackers import.
+    Goodreads,
+}
+
+fn layout(req: &Request) -> Result<Layout, ApiError> {
+    match query_param(req, "format").map(str::trim) {
+        None | Some("bookshelf") => Ok(Layout::Bookshelf),
+        Some("goodreads") => Ok(Layout::Goodreads),
+        Some(_) => Err(ApiError::Validation(vec![bookshelf_domain::FieldError::new(
+            "format",
+            "must be bookshelf or goodreads",
+        )])),
+    }
+}
+
 #[utoipa::path(get, path = "/library/export", tag = "library", security(("bearer" = [])),
-    params(("Accept" = Option<String>, Header,
-        description = "`application/json` (default; also for none, `*/*`, `application/*`) or `text/csv`")),
+    params(
+        ("Accept" = Option<String>, Header,
+            description = "`application/json` (default; also for none, `*/*`, `application/*`) or `text/csv`"),
+        ("format" = Option<String>, Query,
+            description = "`bookshelf` (default): the layouts above; `goodreads`: CSV in Goodreads' export layout, whatever `Accept` says"),
+    ),
     responses(
         (status = 200, description = "The caller's whole library as a download: JSON `{exportedAt, entries}` with every read, or CSV (RFC 4180, CRLF, header row)",
             content(
@@ -120,18 +144,23 @@ const CSV: &str = "text/csv";
                 (String = "text/csv"),
             ),
             headers(("Content-Disposition" = String, description = "attachment; filename=..."))),
+        (status = 400, description = "An unknown format", body = Problem, content_type = "application/problem+json"),
         (status = 406, description = "The Accept header allows neither JSON nor CSV", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn export(state: Arc<AppState>, req: Request, who: Identity) -> Result<Response<Body>, ApiError> {
+    let layout = layout(&req)?;
     let accept = req
         .headers()
         .get(http::header::ACCEPT)
         .map(|v| v.to_str().unwrap_or("unreadable"));
-    let format = bookshelf_http::accept::preferred(accept, &[JSON, CSV]).ok_or_else(|| {
-        ApiError::NotAcceptable("this export is available as application/json or text/csv".into())
-    })?;
+    let format = match layout {
+        Layout::Goodreads => CSV,
+        Layout::Bookshelf => bookshelf_http::accept::preferred(accept, &[JSON, CSV]).ok_or_else(|| {
+            ApiError::NotAcceptable("this export is available as application/json or text/csv".into())
+        })?,
+    };
     let db = state.db()?;
-    let mut out = Export::new(format == CSV, Utc::now())?;
+    let mut out = Export::new(format == CSV, layout, Utc::now())?;
     let mut after = None;
     loop {
         let (entries, next) = library::export_page(db, who.user_id, after, EXPORT_PAGE).await?;
@@ -143,10 +172,10 @@ pub async fn export(state: Arc<AppState>, req: Request, who: Identity) -> Result
     }
     let (body, rows) = out.finish()?;
     tracing::info!(format, entries = rows, bytes = body.len(), "library exported");
-    let (content_type, file) = if format == CSV {
-        ("text/csv; charset=utf-8", "library.csv")
-    } else {
-        (JSON, "library.json")
+    let (content_type, file) = match (layout, format == CSV) {
+        (Layout::Goodreads, _) => ("text/csv; charset=utf-8", "goodreads_library_export.csv"),
+        (Layout::Bookshelf, true) => ("text/csv; charset=utf-8", "library.csv"),
+        (Layout::Bookshelf, false) => (JSON, "library.json"),
     };
     Response::builder()
         .status(StatusCode::OK)
@@ -164,17 +193,21 @@ pub async fn export(state: Arc<AppState>, req: Request, who: Identity) -> Result
 enum Export {
     Json { out: Vec<u8>, rows: usize },
     // Boxed: the writer carries its buffers inline (hundreds of bytes).
-    Csv(Box<csv::Writer<Vec<u8>>>, usize),
+    Csv(Box<csv::Writer<Vec<u8>>>, Layout, usize),
 }
 
 impl Export {
-    fn new(csv: bool, now: DateTime<Utc>) -> Result<Export, ApiError> {
+    fn new(csv: bool, layout: Layout, now: DateTime<Utc>) -> Result<Export, ApiError> {
         if csv {
             let mut w = csv::WriterBuilder::new()
                 .terminator(csv::Terminator::CRLF)
                 .from_writer(Vec::new());
-            w.write_record(CSV_HEADER).map_err(ApiError::internal)?;
-            Ok(Export::Csv(Box::new(w), 0))
+            match layout {
+                Layout::Bookshelf => w.write_record(CSV_HEADER),
+                Layout::Goodreads => w.write_record(GOODREADS_HEADER),
+            }
+            .map_err(ApiError::internal)?;
+            Ok(Export::Csv(Box::new(w), layout, 0))
         } else {
             let mut out = Vec::new();
             out.extend_from_slice(b"{\"exportedAt\":");
@@ -196,9 +229,13 @@ impl Export {
                     *rows += 1;
                 }
             }
-            Export::Csv(w, rows) => {
+            Export::Csv(w, layout, rows) => {
                 for e in entries {
-                    w.write_record(e.csv_record()).map_err(ApiError::internal)?;
+                    match layout {
+                        Layout::Bookshelf => w.write_record(e.csv_record()),
+                        Layout::Goodreads => w.write_record(e.goodreads_record()),
+                    }
+                    .map_err(ApiError::internal)?;
                     *rows += 1;
                 }
             }
@@ -213,7 +250,7 @@ impl Export {
                 out.extend_from_slice(b"]}");
                 (out, rows)
             }
-            Export::Csv(w, rows) => (
+            Export::Csv(w, _, rows) => (
                 w.into_inner().map_err(|e| ApiError::internal(e.to_string()))?,
                 rows,
             ),

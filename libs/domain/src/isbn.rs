@@ -37,6 +37,27 @@ pub fn normalize(raw: &str) -> Result<String, String> {
     }
 }
 
+/// The ISBN-10 form of a normalised ISBN-13, when it has one (only 978 numbers do).
+pub fn to_isbn10(isbn13: &str) -> Option<String> {
+    let body = isbn13
+        .strip_prefix("978")
+        .filter(|_| isbn13.len() == 13)?
+        .get(..9)?;
+    if !body.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let sum: u32 = body
+        .bytes()
+        .enumerate()
+        .map(|(i, b)| (b - b'0') as u32 * (10 - i as u32))
+        .sum();
+    let check = match (11 - sum % 11) % 11 {
+        10 => 'X',
+        d => char::from(b'0' + d as u8),
+    };
+    Some(format!("{body}{check}"))
+}
+
 /// A valid ISBN-13 from its first 12 digits (for generated demo data).
 pub fn complete(first12: &str) -> String {
     format!("{first12}{}", isbn13_check(first12))
@@ -55,6 +76,17 @@ fn isbn13_check(first12: &str) -> char {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn isbn13_back_to_isbn10() {
+        assert_eq!(to_isbn10("9780441172719").as_deref(), Some("0441172717"));
+        assert_eq!(to_isbn10("9780306406157").as_deref(), Some("0306406152"));
+        assert_eq!(to_isbn10("9780804429573").as_deref(), Some("080442957X"));
+        assert_eq!(to_isbn10("9791234567896"), None, "979 numbers have no ISBN-10");
+        for isbn10 in ["0441172717", "080442957X", "0306406152"] {
+            assert_eq!(to_isbn10(&normalize(isbn10).unwrap()).as_deref(), Some(isbn10));
+        }
+    }
 
     #[test]
     fn converts_and_checks() {

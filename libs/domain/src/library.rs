@@ -150,6 +150,12 @@ pub struct ExportBook {
     pub title: String,
     pub authors: Vec<String>,
     pub isbn: Option<String>,
+    /// Only in the Goodreads layout (`Number of Pages`).
+    #[serde(skip)]
+    pub page_count: Option<i32>,
+    /// Only in the Goodreads layout (`Year Published`).
+    #[serde(skip)]
+    pub published_year: Option<i32>,
 }
 
 /// One entry of `GET /library/export`, with every read of its book.
@@ -183,6 +189,54 @@ pub const CSV_HEADER: [&str; 11] = [
     "review",
 ];
 
+/// The Goodreads export layout's columns, in order (what other trackers import).
+pub const GOODREADS_HEADER: [&str; 24] = [
+    "Book Id",
+    "Title",
+    "Author",
+    "Author l-f",
+    "Additional Authors",
+    "ISBN",
+    "ISBN13",
+    "My Rating",
+    "Average Rating",
+    "Publisher",
+    "Binding",
+    "Number of Pages",
+    "Year Published",
+    "Original Publication Year",
+    "Date Read",
+    "Date Added",
+    "Bookshelves",
+    "Bookshelves with positions",
+    "Exclusive Shelf",
+    "My Review",
+    "Spoiler",
+    "Private Notes",
+    "Read Count",
+    "Owned Copies",
+];
+
+/// Goodreads' shelf for a status.
+fn goodreads_shelf(status: ReadingStatus) -> &'static str {
+    match status {
+        ReadingStatus::WantToRead => "to-read",
+        ReadingStatus::Reading => "currently-reading",
+        ReadingStatus::Read => "read",
+        ReadingStatus::Paused => "paused",
+        ReadingStatus::DidNotFinish => "did-not-finish",
+    }
+}
+
+/// Goodreads wraps ISBNs as a spreadsheet formula, so that leading zeros survive.
+fn goodreads_isbn(isbn: Option<&str>) -> String {
+    format!("=\"{}\"", isbn.unwrap_or_default())
+}
+
+fn goodreads_day(t: DateTime<Utc>) -> String {
+    t.format("%Y/%m/%d").to_string()
+}
+
 fn csv_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -209,12 +263,126 @@ impl ExportEntry {
             self.review.clone().unwrap_or_default(),
         ]
     }
+
+    /// The entry in the Goodreads layout: cells we do not keep are empty; `Date Read` is the
+    /// day of the newest finished read, `Read Count` the finished reads.
+    pub fn goodreads_record(&self) -> [String; 24] {
+        let finished: Vec<DateTime<Utc>> = self.reads.iter().filter_map(|r| r.finished_at).collect();
+        let isbn13 = self.book.isbn.as_deref();
+        let isbn10 = isbn13.and_then(crate::isbn::to_isbn10);
+        let number = |n: Option<i32>| n.map(|n| n.to_string()).unwrap_or_default();
+        [
+            self.book.id.to_string(),
+            self.book.title.clone(),
+            self.book.authors.first().cloned().unwrap_or_default(),
+            String::new(),
+            self.book
+                .authors
+                .iter()
+                .skip(1)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            goodreads_isbn(isbn10.as_deref()),
+            goodreads_isbn(isbn13),
+            self.rating.unwrap_or(0).to_string(),
+            String::new(),
+            String::new(),
+            String::new(),
+            number(self.book.page_count),
+            number(self.book.published_year),
+            String::new(),
+            finished
+                .iter()
+                .max()
+                .map(|t| goodreads_day(*t))
+                .unwrap_or_default(),
+            goodreads_day(self.added_at),
+            String::new(),
+            String::new(),
+            goodreads_shelf(self.status).to_string(),
+            self.review.clone().unwrap_or_default(),
+            String::new(),
+            String::new(),
+            finished.len().to_string(),
+            String::new(),
+        ]
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn goodreads_records_follow_its_export_layout() {
+        use chrono::TimeZone;
+        let t = |m, d| Utc.with_ymd_and_hms(2026, m, d, 23, 30, 0).unwrap();
+        let read = |start: DateTime<Utc>, finish: Option<DateTime<Utc>>| crate::Read {
+            id: Uuid::new_v4(),
+            book_id: Uuid::nil(),
+            started_at: start,
+            finished_at: finish,
+            abandoned_at: None,
+            page: None,
+            percent: None,
+            minutes_read: 0,
+            updated_at: start,
+        };
+        let mut e = ExportEntry {
+            book: ExportBook {
+                id: Uuid::nil(),
+                title: "Good Omens".into(),
+                authors: vec!["Terry Pratchett".into(), "Neil Gaiman".into(), "A. Third".into()],
+                isbn: Some("9780060853983".into()),
+                page_count: Some(432),
+                published_year: Some(1990),
+            },
+            status: ReadingStatus::Read,
+            rating: Some(4),
+            review: Some("Loved it.".into()),
+            favorite: true,
+            added_at: t(1, 2),
+            reads: vec![
+                read(t(3, 1), None),
+                read(t(2, 1), Some(t(2, 9))),
+                read(t(1, 3), Some(t(1, 20))),
+            ],
+        };
+        let r = e.goodreads_record();
+        assert_eq!(r.len(), GOODREADS_HEADER.len());
+        assert_eq!(
+            (r[2].as_str(), r[3].as_str(), r[4].as_str()),
+            ("Terry Pratchett", "", "Neil Gaiman, A. Third")
+        );
+        assert_eq!(
+            (r[5].as_str(), r[6].as_str()),
+            ("=\"0060853980\"", "=\"9780060853983\"")
+        );
+        assert_eq!(
+            (r[7].as_str(), r[11].as_str(), r[12].as_str()),
+            ("4", "432", "1990")
+        );
+        assert_eq!((r[14].as_str(), r[15].as_str()), ("2026/02/09", "2026/01/02"));
+        assert_eq!(
+            (r[18].as_str(), r[19].as_str(), r[22].as_str()),
+            ("read", "Loved it.", "2")
+        );
+        e.rating = None;
+        e.status = ReadingStatus::DidNotFinish;
+        e.book.isbn = None;
+        e.reads.clear();
+        let r = e.goodreads_record();
+        assert_eq!(
+            (r[5].as_str(), r[6].as_str(), r[7].as_str()),
+            ("=\"\"", "=\"\"", "0")
+        );
+        assert_eq!(
+            (r[14].as_str(), r[18].as_str(), r[22].as_str()),
+            ("", "did-not-finish", "0")
+        );
+    }
 
     #[test]
     fn csv_records_take_the_newest_read_and_leave_nulls_empty() {
@@ -237,6 +405,8 @@ mod tests {
                 title: "Dune, \"the\" novel".into(),
                 authors: vec!["Frank Herbert".into(), "Someone Else".into()],
                 isbn: None,
+                page_count: None,
+                published_year: None,
             },
             status: ReadingStatus::Reading,
             rating: None,

@@ -166,8 +166,8 @@ pub async fn export_page(
     limit: i64,
 ) -> Result<(Vec<ExportEntry>, Option<Cursor>)> {
     let rows = sqlx::query!(
-        r#"SELECT e.book_id, b.title, b.authors, b.isbn, e.status AS "status: ReadingStatus", e.rating,
-                  e.review, e.favorite, e.added_at
+        r#"SELECT e.book_id, b.title, b.authors, b.isbn, b.page_count, b.published_year,
+                  e.status AS "status: ReadingStatus", e.rating, e.review, e.favorite, e.added_at
            FROM library_entries e JOIN books b ON b.id = e.book_id
            WHERE e.user_id = $1
              AND ($2::timestamptz IS NULL OR (e.added_at, e.book_id) > ($2, $3))
@@ -211,6 +211,8 @@ pub async fn export_page(
                 title: r.title,
                 authors: r.authors,
                 isbn: r.isbn,
+                page_count: r.page_count,
+                published_year: r.published_year,
             },
             status: r.status,
             rating: r.rating,

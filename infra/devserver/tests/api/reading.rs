@@ -1051,3 +1051,116 @@ async fn a_large_library_exports_whole_across_pages() {
         "header and one record per entry"
     );
 }
+
+/// `format=goodreads`: Goodreads' export layout, which other trackers import.
+#[tokio::test]
+async fn the_export_speaks_the_goodreads_layout() {
+    let app = TestApp::start().await;
+    let admin = app.admin_token().await;
+    let t = reader(&app, "goodreads@example.org").await;
+    let omens = book(
+        &app,
+        &admin,
+        json!({"title": "Good Omens", "authors": ["Terry Pratchett", "Neil Gaiman"],
+               "isbn": "0-06-085398-0", "pageCount": 432, "publishedYear": 1990}),
+    )
+    .await;
+    let plain = book(&app, &admin, json!({"title": "Plain"})).await;
+    app.send(
+        Method::PUT,
+        &format!("/library/{plain}"),
+        Some(&t),
+        Some(json!({"status": "want_to_read"})),
+    )
+    .await;
+    let read = started(
+        &app,
+        &t,
+        &omens,
+        Some(json!({"startedAt": "2026-01-01T08:00:00Z"})),
+    )
+    .await;
+    act(
+        &app,
+        &t,
+        &read,
+        "finish",
+        Some(json!({"finishedAt": "2026-01-10T23:30:00Z"})),
+    )
+    .await;
+    app.send(
+        Method::PUT,
+        &format!("/library/{omens}"),
+        Some(&t),
+        Some(json!({"status": "read", "rating": 5, "review": "Funny, \"wise\"."})),
+    )
+    .await;
+
+    for accept in [None, Some("application/json"), Some("text/csv")] {
+        let mut req = app
+            .client
+            .get(format!("{}/library/export?format=goodreads", app.url))
+            .bearer_auth(&t);
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{accept:?}");
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv"));
+        assert!(r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment"));
+        let body = r.text().await.unwrap();
+        assert!(body.ends_with("\r\n"));
+        let mut csv = csv::ReaderBuilder::new().from_reader(body.as_bytes());
+        assert_eq!(
+            csv.headers().unwrap().iter().collect::<Vec<_>>(),
+            bookshelf_domain::library::GOODREADS_HEADER
+        );
+        let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 2);
+        let cell = |row: &csv::StringRecord, name: &str| {
+            let at = bookshelf_domain::library::GOODREADS_HEADER
+                .iter()
+                .position(|h| *h == name)
+                .unwrap();
+            row[at].to_string()
+        };
+        let (first, second) = (&rows[0], &rows[1]);
+        let (omens_row, plain_row) = if cell(first, "Book Id") == omens {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        assert_eq!(cell(omens_row, "Author"), "Terry Pratchett");
+        assert_eq!(cell(omens_row, "Additional Authors"), "Neil Gaiman");
+        assert_eq!(cell(omens_row, "ISBN"), "=\"0060853980\"");
+        assert_eq!(cell(omens_row, "ISBN13"), "=\"9780060853983\"");
+        assert_eq!(cell(omens_row, "My Rating"), "5");
+        assert_eq!(cell(omens_row, "Number of Pages"), "432");
+        assert_eq!(cell(omens_row, "Year Published"), "1990");
+        assert_eq!(cell(omens_row, "Date Read"), "2026/01/10");
+        assert_eq!(cell(omens_row, "Exclusive Shelf"), "read");
+        assert_eq!(cell(omens_row, "My Review"), "Funny, \"wise\".");
+        assert_eq!(cell(omens_row, "Read Count"), "1");
+        assert_eq!(cell(omens_row, "Average Rating"), "");
+        assert_eq!(cell(plain_row, "Exclusive Shelf"), "to-read");
+        assert_eq!(cell(plain_row, "My Rating"), "0");
+        assert_eq!(
+            (cell(plain_row, "ISBN"), cell(plain_row, "Date Read")),
+            ("=\"\"".into(), String::new())
+        );
+        assert_eq!(cell(plain_row, "Read Count"), "0");
+    }
+
+    let r = app.get("/library/export?format=bookshelf", Some(&t)).await;
+    assert_eq!(r.body["entries"].as_array().unwrap().len(), 2);
+    for bad in ["csv", "GOODREADS", ""] {
+        let r = app.get(&format!("/library/export?format={bad}"), Some(&t)).await;
+        assert_eq!(r.bad_fields(), ["format"], "{bad:?}");
+    }
+}
