@@ -268,41 +268,46 @@ pub async fn run_db_migrate() -> Result<(), Error> {
     let db = bookshelf_storage::pool(bookshelf_config::database_owner().await?, 1);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let db = db.clone();
-        async move {
-            let request = migrate_request(event.payload)?;
-            // Both secrets as they are now, at every invocation: after a rotation a warm
-            // environment must neither sign in with the old master password nor set the
-            // application role's password back to the value it read at its start.
-            db.set_connect_options(bookshelf_config::database_owner().await?);
-            let app_role = bookshelf_config::app_role()
-                .await?
-                .map(|r| (r.username, r.password));
-            let applied = crate::ops::migrate(&db).await?;
-            tracing::info!(?applied, "migrations applied");
-            let role = match app_role {
-                Some((name, password)) => {
-                    crate::ops::ensure_app_role(&db, &name, &password).await?;
-                    tracing::info!(role = %name, "application role ensured");
-                    Some(name)
-                }
-                None => {
-                    tracing::info!("no APP_DB_SECRET_ARN (local run): no application role");
-                    None
-                }
-            };
-            let admin = match (request.admin_email, request.admin_password) {
-                (Some(email), Some(password)) => {
-                    let outcome =
-                        crate::ops::ensure_admin(&db, &email, &password, request.promote.as_deref()).await?;
-                    tracing::info!(%email, ?outcome, "admin ensured");
-                    Some(email)
-                }
-                _ => None,
-            };
-            Ok::<_, Error>(serde_json::json!({"migrations": applied, "appRole": role, "admin": admin}))
-        }
+        async move { db_migrate(&db, event.payload).await }
     }))
     .await
+}
+
+/// One db-migrate invocation on the environment's pool `db`.
+pub async fn db_migrate(
+    db: &bookshelf_storage::DbPool,
+    payload: serde_json::Value,
+) -> Result<serde_json::Value, Error> {
+    let request = migrate_request(payload)?;
+    // Both secrets as they are now, at every invocation: after a rotation a warm
+    // environment must neither sign in with the old master password nor set the
+    // application role's password back to the value it read at its start.
+    db.set_connect_options(bookshelf_config::database_owner().await?);
+    let app_role = bookshelf_config::app_role()
+        .await?
+        .map(|r| (r.username, r.password));
+    let applied = crate::ops::migrate(db).await?;
+    tracing::info!(?applied, "migrations applied");
+    let role = match app_role {
+        Some((name, password)) => {
+            crate::ops::ensure_app_role(db, &name, &password).await?;
+            tracing::info!(role = %name, "application role ensured");
+            Some(name)
+        }
+        None => {
+            tracing::info!("no APP_DB_SECRET_ARN (local run): no application role");
+            None
+        }
+    };
+    let admin = match (request.admin_email, request.admin_password) {
+        (Some(email), Some(password)) => {
+            let outcome = crate::ops::ensure_admin(db, &email, &password, request.promote.as_deref()).await?;
+            tracing::info!(%email, ?outcome, "admin ensured");
+            Some(email)
+        }
+        _ => None,
+    };
+    Ok(serde_json::json!({"migrations": applied, "appRole": role, "admin": admin}))
 }
 
 #[cfg(test)]

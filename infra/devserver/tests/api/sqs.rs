@@ -912,3 +912,120 @@ async fn a_key_rotation_through_secrets_manager_logs_nobody_out() {
     assert_eq!(published.keys.len(), 2);
     assert!(published.get(&kid(&before)).unwrap().retire_at.is_some());
 }
+
+/// Whether `password` is the one a PostgreSQL SCRAM-SHA-256 verifier (`pg_authid.rolpassword`)
+/// was made from (RFC 5802: the stored key is SHA-256 of HMAC(salted password, "Client Key")).
+fn scram_matches(verifier: &str, password: &str) -> bool {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let Some((params, keys)) = verifier
+        .strip_prefix("SCRAM-SHA-256$")
+        .and_then(|v| v.split_once('$'))
+    else {
+        return false;
+    };
+    let (Some((iterations, salt)), Some((stored, _server))) = (params.split_once(':'), keys.split_once(':'))
+    else {
+        return false;
+    };
+    let (Ok(iterations), Ok(salt), Ok(stored)) =
+        (iterations.parse::<u32>(), b64.decode(salt), b64.decode(stored))
+    else {
+        return false;
+    };
+    let mut salted = [0u8; 32];
+    ring::pbkdf2::derive(
+        ring::pbkdf2::PBKDF2_HMAC_SHA256,
+        std::num::NonZeroU32::new(iterations).unwrap(),
+        &salt,
+        password.as_bytes(),
+        &mut salted,
+    );
+    let client_key = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &salted),
+        b"Client Key",
+    );
+    ring::digest::digest(&ring::digest::SHA256, client_key.as_ref()).as_ref() == stored.as_slice()
+}
+
+/// db-migrate reads both secrets at every invocation: after the application role's secret
+/// rotates, a warm environment sets the new password, never again the one it read first.
+#[tokio::test]
+async fn a_warm_db_migrate_follows_a_rotated_application_secret() {
+    use sqlx::Connection;
+    let moto = Moto::start().await;
+    let secrets = moto.secrets();
+    let role = format!("app_{}", uuid::Uuid::new_v4().simple());
+    let secret = |password: &str| json!({"username": role, "password": password}).to_string();
+    let (first, second) = ("first-password-0123456789", "second-password-0123456789");
+    let arn = secrets
+        .create_secret()
+        .name("app-role")
+        .secret_string(secret(first))
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    // A database of its own; the tests' user is its owner, as the master user is deployed.
+    let base = std::env::var("DATABASE_URL").expect("make test provides DATABASE_URL");
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let mut server = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut server)
+        .await
+        .unwrap();
+    let mut url = reqwest::Url::parse(&base).unwrap();
+    url.set_path(&name);
+    for (var, value) in [
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto.endpoint.as_str()),
+        ("APP_DB_SECRET_ARN", arn.as_str()),
+        ("DATABASE_URL", url.as_str()),
+    ] {
+        std::env::set_var(var, value);
+    }
+    let db = bookshelf_storage::pool(bookshelf_config::database_owner().await.unwrap(), 1);
+    let verifier_sql = "SELECT rolpassword FROM pg_authid WHERE rolname = $1";
+
+    let out = bookshelf_api::lambda::db_migrate(&db, serde_json::Value::Null)
+        .await
+        .unwrap();
+    assert_eq!(out["appRole"], role.as_str());
+    let verifier: String = sqlx::query_scalar(verifier_sql)
+        .bind(&role)
+        .fetch_one(&mut server)
+        .await
+        .unwrap();
+    assert!(scram_matches(&verifier, first) && !scram_matches(&verifier, second));
+
+    secrets
+        .put_secret_value()
+        .secret_id(&arn)
+        .secret_string(secret(second))
+        .send()
+        .await
+        .unwrap();
+    bookshelf_api::lambda::db_migrate(&db, serde_json::Value::Null)
+        .await
+        .unwrap();
+    let verifier: String = sqlx::query_scalar(verifier_sql)
+        .bind(&role)
+        .fetch_one(&mut server)
+        .await
+        .unwrap();
+    assert!(scram_matches(&verifier, second), "the rotated password");
+    assert!(!scram_matches(&verifier, first), "not the one read first");
+
+    db.close().await;
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut server)
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP ROLE {role}"))
+        .execute(&mut server)
+        .await
+        .unwrap();
+}
