@@ -1,6 +1,6 @@
 //! Swagger UI's stylesheet and script for `/docs`, taken from the swagger-ui-dist crate.
 //! Its router is the only way it hands out the files it embeds, and a binary that links the
-//! router links all of them (source maps too: 2.2 MB that no page asks for), so the two
+//! router links all of them (source maps too, which no page asks for), so the two
 //! files the page loads are read through it here, once, and `meta.rs` embeds just those.
 
 use std::path::PathBuf;

@@ -102,8 +102,8 @@ impl Pollers {
 ///
 /// They must not share one `select!`: a relay tick would cancel a poll in flight, and a
 /// batch already received but not yet acknowledged would stay invisible for the whole
-/// visibility timeout (30 s) before being delivered again — `make bench` measured the SQS
-/// pipeline at 8 orders/s because of exactly that.
+/// visibility timeout before being delivered again (scripts/bench-notes.md, "Order
+/// pipeline": it once held the SQS pipeline to a few orders a second).
 pub fn spawn(
     state: Arc<AppState>,
     relay_every: Duration,

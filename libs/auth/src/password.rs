@@ -3,8 +3,8 @@
 //!
 //! The 19 MiB of argon2 working memory come from a small pool of reused buffers instead of
 //! a fresh allocation per hash. Allocated per call, glibc kept each freed buffer in the
-//! arena of whichever thread ran the hash: a Lambda environment grew to ~200 MiB after a
-//! few hundred logins (see BENCHMARKS.md). With the pool it holds one buffer per hash that
+//! arena of whichever thread ran the hash, and a Lambda environment grew by an order of
+//! magnitude (scripts/bench-notes.md, "Auth"). With the pool it holds one buffer per hash that
 //! ever ran concurrently — one in a Lambda, which serves one request at a time.
 
 use std::sync::Mutex;

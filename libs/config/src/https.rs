@@ -2,7 +2,7 @@
 //! webpki root store — the TLS stack and roots sqlx already links for RDS Proxy.
 //!
 //! Why not `aws-smithy-http-client`: its client always links HTTP/2 (hyper's and the `h2`
-//! crate, ~0.6 MiB of code), a proxy matcher and the platform's certificate loader. The SQS
+//! crate; sizes in scripts/bench-notes.md), a proxy matcher and the platform's certificate loader. The SQS
 //! and Secrets Manager APIs need nothing beyond HTTP/1.1, and a Lambda function reaches them
 //! without a proxy, so every SDK-using binary carried those for nothing. This adapter is the
 //! hyper-util client that crate builds on, without them.

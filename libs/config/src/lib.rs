@@ -48,8 +48,8 @@ fn var(v: Var) -> Option<String> {
 /// one: `AWS_REGION` and the function role's `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`
 /// and `AWS_SESSION_TOKEN` (valid for the environment's lifetime), plus `AWS_ENDPOINT_URL`
 /// for an SQS-compatible server locally. aws-config's provider chain (profiles, SSO, STS,
-/// instance metadata) finds nothing more there, and it (with the STS client it links) was
-/// 0.8 of the 5.1 MB zipped orders-create.
+/// instance metadata) finds nothing more there, and it links the STS client too (its size:
+/// scripts/bench-notes.md, "Artifact size").
 pub fn aws() -> &'static aws_types::SdkConfig {
     static SDK: std::sync::OnceLock<aws_types::SdkConfig> = std::sync::OnceLock::new();
     SDK.get_or_init(|| {
@@ -399,7 +399,7 @@ pub fn init_tracing() {
     const DEFAULT: &str = "info,sqlx=warn";
     let default = || DEFAULT.parse::<Targets>().unwrap_or_default();
     // `target=level` directives (`Targets`): env-filter's span and field matching would link
-    // a regex engine into every binary (0.27 MB of books-get zipped) for filters no one sets.
+    // a regex engine into every binary for filters no one sets (scripts/bench-notes.md).
     // A filter that does not parse is said once, not silently replaced.
     let filter = match var(Var::RustLog) {
         None => default(),

@@ -7,9 +7,8 @@
 //! entries, SQS's limit), each caller told its own outcome. Nothing is held back longer
 //! than one request. A Lambda execution environment serves one request at a time, so there
 //! every call is a request of its own, as before; under load (the dev server) one request
-//! carries many messages. moto answers a SendMessageBatch of ten for about the CPU of two
-//! SendMessages (scripts/bench-notes.md), and its cost per request is what bounded the
-//! order pipeline on it.
+//! carries many messages: fewer requests is what moto, which charges per request, needed
+//! (scripts/bench-notes.md, "Order pipeline").
 //!
 //! Each message is still its own SQS message: retried, redelivered and dead-lettered alone.
 

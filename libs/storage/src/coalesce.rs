@@ -16,8 +16,8 @@
 //! given (its plan cache never finds the generic plan as cheap, because that one assumes a
 //! longer array), and planning was a third of the query's cost. Behind a scalar subquery
 //! the planner cannot see the array, so custom and generic plans cost the same and the
-//! cache keeps the generic one (the same index scan) after five executions. pgbench, one
-//! prepared batch of 7 ids: 24,000 queries/s against 37,000.
+//! cache keeps the generic one (the same index scan) after five executions
+//! (scripts/bench-notes.md, "Request path").
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -34,9 +34,7 @@ pub type Loaded<K, V> = BoxFuture<'static, Result<Vec<(K, V)>>>;
 pub type LoadMany<K, V> = fn(DbPool, Vec<K>) -> Loaded<K, V>;
 
 /// How many reads of one kind may be at the database at once before the rest wait to go
-/// together. Measured on the dev server under wrk (`GET /books/{id}`, 32 connections): one
-/// gave the most requests per second and the least database CPU per request; two and
-/// four gave smaller batches and up to twice the database's CPU per request.
+/// together: one measured best (scripts/bench-notes.md, "Request path").
 const MAX_RUNNING: usize = 1;
 /// At most this many keys in one query.
 const MAX_BATCH: usize = 128;
