@@ -124,9 +124,10 @@ pub struct LocalQueues {
 /// The state every local function shares: all keys, and the queues if there are any.
 pub fn local_state(pool: DbPool, keys: &SigningKeys, queues: Option<LocalQueues>) -> Arc<AppState> {
     // Off unless asked for: test suites register thousands of users from 127.0.0.1.
-    let limit = bookshelf_config::env::parse::<i32>(bookshelf_config::env::Var::RegisterLimit)
+    let limit = bookshelf_config::settings()
+        .map(|s| s.local.register_limit)
         .unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "ignoring BOOKSHELF_REGISTER_LIMIT");
+            tracing::warn!(error = %e, "ignoring the settings: {e}");
             None
         });
     let state = AppState::new(pool, keys).with_register_limit(limit);
@@ -203,8 +204,8 @@ impl Server {
 /// The project's `template.yaml`: `BOOKSHELF_TEMPLATE`, else found from the working
 /// directory upwards.
 pub fn template_path() -> Result<std::path::PathBuf> {
-    if let Some(p) = bookshelf_config::env::get(bookshelf_config::env::Var::Template) {
-        return Ok(p.into());
+    if let Some(p) = &bookshelf_config::settings()?.local.template {
+        return Ok(p.clone());
     }
     let mut dir = std::env::current_dir()?;
     loop {

@@ -33,12 +33,12 @@ use anyhow::{bail, Context, Result};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bookshelf_config::env::{self, Var};
 use bookshelf_devserver::{
     ensure_admin, local_state, migrate_database, pg::PgCluster, prepare_database, template_path, LocalQueues,
     Server, Template,
 };
 use bookshelf_queue::{MemoryQueue, Queue, SqsQueue};
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 /// The dev server serves many requests at once on several threads, where glibc's malloc
@@ -59,16 +59,16 @@ fn main() -> ExitCode {
 
 /// Half the cores (at least one), unless `TOKIO_WORKER_THREADS` says otherwise: the dev
 /// server shares its machine with its PostgreSQL, and on a busy one more threads than it
-/// can keep running only spin and wake each other. Measured with the peer's harness on
-/// 2 cores (scripts/bench-notes.md): one thread used 41-47 us of CPU per request where two
-/// used 53-63, at about the same throughput.
+/// can keep running only spin and wake each other (scripts/bench-notes.md, "Request path").
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
-    if env::get(Var::TokioWorkerThreads).is_none() {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        builder.worker_threads((cores / 2).max(1));
-    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = bookshelf_config::settings()
+        .map_err(std::io::Error::other)?
+        .local
+        .tokio_worker_threads;
+    builder.worker_threads(threads.unwrap_or((cores / 2).max(1)));
     builder.build()
 }
 
@@ -96,22 +96,39 @@ async fn run() -> ExitCode {
     }
 }
 
-fn admin_credentials() -> (String, String) {
-    (
-        env::get_or(Var::AdminEmail, "admin@bookshelf.local"),
-        env::get_or(Var::AdminPassword, "bookshelf-admin"),
-    )
+fn admin_credentials() -> Result<(String, String)> {
+    let local = &bookshelf_config::settings()?.local;
+    Ok((
+        local.admin_email.clone(),
+        local.admin_password.expose_secret().to_string(),
+    ))
+}
+
+/// `DATABASE_URL`, which the command needs.
+fn database_url() -> Result<Option<String>> {
+    Ok(bookshelf_config::settings()?
+        .local
+        .database_url
+        .as_ref()
+        .map(|u| u.expose_secret().to_string()))
+}
+
+fn require_database_url() -> Result<String> {
+    database_url()?.ok_or_else(|| anyhow::anyhow!("DATABASE_URL is not set"))
 }
 
 async fn serve() -> Result<()> {
-    let port: u16 = env::parse(Var::Port)?.unwrap_or(3000);
+    let local = &bookshelf_config::settings()?.local;
+    let port = local.port;
     let template = Template::load(&template_path()?)?;
 
-    let (url, cluster) = match env::get(Var::DatabaseUrl) {
+    let (url, cluster) = match database_url()? {
         Some(url) => (url, None),
         None => {
-            let dir = env::get(Var::PgData)
-                .map_or_else(bookshelf_devserver::pg::default_dev_dir, std::path::PathBuf::from);
+            let dir = local
+                .pg_data
+                .clone()
+                .unwrap_or_else(bookshelf_devserver::pg::default_dev_dir);
             let dir = dir.display().to_string();
             println!("Starting a private PostgreSQL cluster in {dir} ...");
             let cluster = PgCluster::start(dir.as_ref(), true).await?;
@@ -121,7 +138,7 @@ async fn serve() -> Result<()> {
     };
     let result = async {
         let databases = prepare_database(&url).await?;
-        let (email, password) = admin_credentials();
+        let (email, password) = admin_credentials()?;
         ensure_admin(&databases.owner, &email, &password).await?;
         let keys = bookshelf_config::signing_keys().await?;
         let queues = local_queues().await?;
@@ -167,7 +184,7 @@ async fn remote_gateway(args: &[String]) -> Result<()> {
     let file = args
         .first()
         .context("usage: bookshelf-dev gateway ENVIRONMENTS.json")?;
-    let port: u16 = env::parse(Var::Port)?.unwrap_or(3000);
+    let port = bookshelf_config::settings()?.local.port;
     let template = Template::load(&template_path()?)?;
     let ttl = template.authorizer.as_ref().map_or(0, |a| a.ttl_secs);
     let remote =
@@ -195,8 +212,10 @@ async fn remote_gateway(args: &[String]) -> Result<()> {
 /// `SQS_ENDPOINT` and hands batches to the same order-processor handler, and runs the
 /// outbox relay every 2 s, against `DATABASE_URL`.
 async fn worker() -> Result<()> {
-    let url = env::require(Var::DatabaseUrl)?;
-    env::require(Var::SqsEndpoint)?;
+    let url = require_database_url()?;
+    if bookshelf_config::settings()?.local.sqs_endpoint.is_none() {
+        bail!("SQS_ENDPOINT is not set");
+    }
     let pool = migrate_database(&url).await?;
     let queues = local_queues().await?;
     println!(
@@ -219,7 +238,7 @@ async fn worker() -> Result<()> {
 /// moto), each with its DLQ and redrive policy created if missing; otherwise in process.
 async fn local_queues() -> Result<LocalQueues> {
     async fn one(name: &str) -> Result<Queue> {
-        match env::get(Var::SqsEndpoint) {
+        match bookshelf_config::settings()?.local.sqs_endpoint.clone() {
             Some(endpoint) => {
                 let client = SqsQueue::local_client(&endpoint);
                 let (queue, _dlq) = SqsQueue::ensure(client, name, 30, 5)
@@ -295,9 +314,9 @@ async fn create_admin(args: &[String]) -> Result<()> {
         [flag, email] if flag == "--promote" => Some(email.as_str()),
         _ => bail!("usage: bookshelf-dev create-admin [--promote EMAIL]"),
     };
-    let url = env::require(Var::DatabaseUrl)?;
+    let url = require_database_url()?;
     let pool = migrate_database(&url).await?;
-    let (email, password) = admin_credentials();
+    let (email, password) = admin_credentials()?;
     match bookshelf_api::ops::ensure_admin(&pool, &email, &password, promote).await? {
         bookshelf_api::ops::AdminOutcome::Created => println!("admin {email} created"),
         bookshelf_api::ops::AdminOutcome::Unchanged => println!("admin {email} is ready (unchanged)"),
@@ -334,7 +353,7 @@ async fn seed(args: &[String]) -> Result<()> {
             n => count = n.parse().context("the count must be a number")?,
         }
     }
-    let url = match env::get(Var::DatabaseUrl) {
+    let url = match database_url()? {
         Some(url) => url,
         None => std::fs::read_to_string(DEV_URL_FILE)
             .map(|u| u.trim().to_string())
@@ -390,7 +409,7 @@ fn functions() -> Result<()> {
 }
 
 async fn migrate() -> Result<()> {
-    let url = env::require(Var::DatabaseUrl)?;
+    let url = require_database_url()?;
     migrate_database(&url).await?;
     println!("migrations applied");
     Ok(())

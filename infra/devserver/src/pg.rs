@@ -16,8 +16,8 @@ pub struct PgCluster {
 
 /// The newest `/usr/lib/postgresql/<v>/bin` with `initdb`, or `PG_BIN`, or `pg_config --bindir`.
 pub fn find_bin() -> Result<PathBuf> {
-    if let Some(dir) = bookshelf_config::env::get(bookshelf_config::env::Var::PgBin) {
-        return Ok(PathBuf::from(dir));
+    if let Some(dir) = &bookshelf_config::settings()?.local.pg_bin {
+        return Ok(dir.clone());
     }
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()

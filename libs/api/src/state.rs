@@ -183,9 +183,10 @@ impl AppState {
     /// only by the binaries that send, so that every other binary links no SQS client.
     pub async fn with_queues_from_env(mut self) -> AppState {
         self.queue = SqsQueue::from_env().await.map(Queue::Sqs);
-        self.activity_queue = SqsQueue::from_env_var(bookshelf_config::env::Var::ActivityQueueUrl)
-            .await
-            .map(Queue::Sqs);
+        let activities = bookshelf_config::settings()
+            .ok()
+            .and_then(|s| s.deployed.activity_queue_url.clone());
+        self.activity_queue = SqsQueue::from_url(activities).await.map(Queue::Sqs);
         self
     }
 
@@ -221,6 +222,6 @@ impl AppState {
 }
 
 fn allowed_origins() -> bookshelf_http::Cors {
-    use bookshelf_config::env::{self, Var};
-    bookshelf_http::Cors::from_list(&env::get_or(Var::AllowedOrigins, ""))
+    let origins = bookshelf_config::settings().map_or("", |s| s.deployed.allowed_origins.as_str());
+    bookshelf_http::Cors::from_list(origins)
 }

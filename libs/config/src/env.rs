@@ -1,14 +1,32 @@
 //! Every environment variable Bookshelf reads is a `Var`, read here and nowhere else
 //! (a layout test holds the rest of the code to that), trimmed, and named with its purpose
-//! in the README's configuration table (a test keeps the two in step).
+//! in the README's configuration tables, deployed or local, secrets marked (a test keeps
+//! the two in step). `crate::settings` turns them into one typed value.
 
 use std::str::FromStr;
 
 use crate::ConfigError;
 
-/// One list: the enum, `Var::ALL` and each variable's name all come from it.
+/// Where a variable is set: by `template.yaml` (or Lambda itself) deployed, or only on a
+/// developer's machine and in tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Deployed,
+    Local,
+}
+
+/// Whether a variable's value is a secret: it is held as a `SecretString`, which never
+/// prints, and the README marks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sensitivity {
+    Plain,
+    Secret,
+}
+
+/// One list: the enum, `Var::ALL` and each variable's name, scope and sensitivity all come
+/// from it.
 macro_rules! vars {
-    ($($var:ident = $name:literal,)*) => {
+    ($($var:ident = $name:literal, $scope:ident, $sensitivity:ident,)*) => {
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum Var {
             $($var,)*
@@ -22,47 +40,59 @@ macro_rules! vars {
                     $(Var::$var => $name,)*
                 }
             }
+
+            pub fn scope(self) -> Scope {
+                match self {
+                    $(Var::$var => Scope::$scope,)*
+                }
+            }
+
+            pub fn sensitivity(self) -> Sensitivity {
+                match self {
+                    $(Var::$var => Sensitivity::$sensitivity,)*
+                }
+            }
         }
     };
 }
 
 vars! {
-    DatabaseUrl = "DATABASE_URL",
-    DbSecretArn = "DB_SECRET_ARN",
-    DbHost = "DB_HOST",
-    DbName = "DB_NAME",
-    DbUser = "DB_USER",
-    DbPooling = "DB_POOLING",
-    DbConnectTimeout = "DB_CONNECT_TIMEOUT_MS",
-    Pooler = "BOOKSHELF_POOLER",
-    RegisterLimit = "BOOKSHELF_REGISTER_LIMIT",
-    AppDbSecretArn = "APP_DB_SECRET_ARN",
-    SigningKeysSecretArn = "SIGNING_KEYS_SECRET_ARN",
-    PublicKeysSecretArn = "PUBLIC_KEYS_SECRET_ARN",
-    SigningKeys = "BOOKSHELF_SIGNING_KEYS",
-    PublicKeys = "BOOKSHELF_PUBLIC_KEYS",
-    KeysFile = "BOOKSHELF_KEYS_FILE",
-    QueueUrl = "QUEUE_URL",
-    ActivityQueueUrl = "ACTIVITY_QUEUE_URL",
-    MetricsNamespace = "METRICS_NAMESPACE",
-    AllowedOrigins = "ALLOWED_ORIGINS",
-    RustLog = "RUST_LOG",
-    LambdaFunctionName = "AWS_LAMBDA_FUNCTION_NAME",
-    AwsRegion = "AWS_REGION",
-    AwsAccessKeyId = "AWS_ACCESS_KEY_ID",
-    AwsSecretAccessKey = "AWS_SECRET_ACCESS_KEY",
-    AwsSessionToken = "AWS_SESSION_TOKEN",
-    AwsEndpointUrl = "AWS_ENDPOINT_URL",
-    AwsEndpointUrlSqs = "AWS_ENDPOINT_URL_SQS",
-    AwsEndpointUrlSecretsManager = "AWS_ENDPOINT_URL_SECRETS_MANAGER",
-    Port = "PORT",
-    AdminEmail = "BOOKSHELF_ADMIN_EMAIL",
-    AdminPassword = "BOOKSHELF_ADMIN_PASSWORD",
-    SqsEndpoint = "SQS_ENDPOINT",
-    PgData = "BOOKSHELF_PGDATA",
-    PgBin = "PG_BIN",
-    Template = "BOOKSHELF_TEMPLATE",
-    TokioWorkerThreads = "TOKIO_WORKER_THREADS",
+    DbSecretArn = "DB_SECRET_ARN", Deployed, Plain,
+    DbHost = "DB_HOST", Deployed, Plain,
+    DbName = "DB_NAME", Deployed, Plain,
+    DbUser = "DB_USER", Deployed, Plain,
+    DbPooling = "DB_POOLING", Deployed, Plain,
+    DbConnectTimeout = "DB_CONNECT_TIMEOUT_MS", Deployed, Plain,
+    AppDbSecretArn = "APP_DB_SECRET_ARN", Deployed, Plain,
+    SigningKeysSecretArn = "SIGNING_KEYS_SECRET_ARN", Deployed, Plain,
+    PublicKeysSecretArn = "PUBLIC_KEYS_SECRET_ARN", Deployed, Plain,
+    QueueUrl = "QUEUE_URL", Deployed, Plain,
+    ActivityQueueUrl = "ACTIVITY_QUEUE_URL", Deployed, Plain,
+    MetricsNamespace = "METRICS_NAMESPACE", Deployed, Plain,
+    AllowedOrigins = "ALLOWED_ORIGINS", Deployed, Plain,
+    RustLog = "RUST_LOG", Deployed, Plain,
+    LambdaFunctionName = "AWS_LAMBDA_FUNCTION_NAME", Deployed, Plain,
+    AwsRegion = "AWS_REGION", Deployed, Plain,
+    AwsAccessKeyId = "AWS_ACCESS_KEY_ID", Deployed, Plain,
+    AwsSecretAccessKey = "AWS_SECRET_ACCESS_KEY", Deployed, Secret,
+    AwsSessionToken = "AWS_SESSION_TOKEN", Deployed, Secret,
+    DatabaseUrl = "DATABASE_URL", Local, Secret,
+    Pooler = "BOOKSHELF_POOLER", Local, Plain,
+    RegisterLimit = "BOOKSHELF_REGISTER_LIMIT", Local, Plain,
+    SigningKeys = "BOOKSHELF_SIGNING_KEYS", Local, Secret,
+    PublicKeys = "BOOKSHELF_PUBLIC_KEYS", Local, Plain,
+    KeysFile = "BOOKSHELF_KEYS_FILE", Local, Plain,
+    AwsEndpointUrl = "AWS_ENDPOINT_URL", Local, Plain,
+    AwsEndpointUrlSqs = "AWS_ENDPOINT_URL_SQS", Local, Plain,
+    AwsEndpointUrlSecretsManager = "AWS_ENDPOINT_URL_SECRETS_MANAGER", Local, Plain,
+    Port = "PORT", Local, Plain,
+    AdminEmail = "BOOKSHELF_ADMIN_EMAIL", Local, Plain,
+    AdminPassword = "BOOKSHELF_ADMIN_PASSWORD", Local, Secret,
+    SqsEndpoint = "SQS_ENDPOINT", Local, Plain,
+    PgData = "BOOKSHELF_PGDATA", Local, Plain,
+    PgBin = "PG_BIN", Local, Plain,
+    Template = "BOOKSHELF_TEMPLATE", Local, Plain,
+    TokioWorkerThreads = "TOKIO_WORKER_THREADS", Local, Plain,
 }
 
 /// The variable's value, trimmed; unset, blank or not Unicode is `None`.
@@ -104,16 +134,44 @@ where
 mod tests {
     use super::*;
 
+    /// The README lists deployed and local variables in two tables; a secret's row says so.
     #[test]
-    fn every_variable_is_in_the_readme() {
+    fn every_variable_is_in_the_readme_in_its_table() {
         let readme = include_str!("../../../README.md");
+        let table = |heading: &str| -> Vec<&str> {
+            let start = readme
+                .find(heading)
+                .unwrap_or_else(|| panic!("README lacks {heading:?}"));
+            readme[start..]
+                .lines()
+                .skip(1)
+                .skip_while(|l| !l.starts_with('|'))
+                .take_while(|l| l.starts_with('|'))
+                .collect()
+        };
+        let deployed = table("### Deployed");
+        let local = table("### Local only");
         for var in Var::ALL {
-            assert!(
-                readme.contains(&format!("| `{}` |", var.name())),
-                "README's configuration table lacks {}",
+            let rows = match var.scope() {
+                Scope::Deployed => &deployed,
+                Scope::Local => &local,
+            };
+            let row = rows
+                .iter()
+                .find(|r| r.starts_with(&format!("| `{}` |", var.name())))
+                .unwrap_or_else(|| panic!("{} belongs in the README's {:?} table", var.name(), var.scope()));
+            assert_eq!(
+                row.contains("(secret)"),
+                var.sensitivity() == Sensitivity::Secret,
+                "{}: the README marks secrets, and only them",
                 var.name()
             );
         }
+        assert_eq!(
+            deployed.len() + local.len() - 4,
+            Var::ALL.len(),
+            "no row for a variable that is not read"
+        );
     }
 
     #[test]

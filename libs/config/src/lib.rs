@@ -4,6 +4,9 @@
 pub mod env;
 mod https;
 pub mod metrics;
+pub mod settings;
+
+pub use settings::{settings, Settings};
 
 use std::path::Path;
 use std::str::FromStr;
@@ -12,6 +15,7 @@ use bookshelf_auth::{KeyError, PublicKeys, SigningKeys};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
 use env::Var;
+use secrecy::ExposeSecret;
 
 /// What could go wrong reading it, with the underlying error kept as the source.
 #[derive(Debug, thiserror::Error)]
@@ -40,10 +44,6 @@ pub enum ConfigError {
     },
 }
 
-fn var(v: Var) -> Option<String> {
-    env::get(v)
-}
-
 /// The SDK configuration of a Lambda execution environment, from what Lambda sets in every
 /// one: `AWS_REGION` and the function role's `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`
 /// and `AWS_SESSION_TOKEN` (valid for the environment's lifetime), plus `AWS_ENDPOINT_URL`
@@ -56,8 +56,13 @@ pub fn aws() -> &'static aws_types::SdkConfig {
         let mut sdk = aws_types::SdkConfig::builder()
             .behavior_version(aws_smithy_runtime_api::client::behavior_version::BehaviorVersion::latest())
             .http_client(https_client());
-        sdk.set_region(var(Var::AwsRegion).map(aws_types::region::Region::new));
-        sdk.set_endpoint_url(var(Var::AwsEndpointUrl));
+        let settings = settings().ok();
+        sdk.set_region(
+            settings
+                .and_then(|s| s.deployed.aws_region.clone())
+                .map(aws_types::region::Region::new),
+        );
+        sdk.set_endpoint_url(settings.and_then(|s| s.local.aws_endpoint_url.clone()));
         sdk.set_credentials_provider(
             aws_credentials().map(aws_credential_types::provider::SharedCredentialsProvider::new),
         );
@@ -67,10 +72,14 @@ pub fn aws() -> &'static aws_types::SdkConfig {
 
 /// The function role's credentials, `None` outside Lambda (a call then fails saying so).
 pub fn aws_credentials() -> Option<aws_credential_types::Credentials> {
+    let deployed = &settings().ok()?.deployed;
     Some(aws_credential_types::Credentials::new(
-        var(Var::AwsAccessKeyId)?,
-        var(Var::AwsSecretAccessKey)?,
-        var(Var::AwsSessionToken),
+        deployed.aws_access_key_id.clone()?,
+        deployed.aws_secret_access_key.as_ref()?.expose_secret(),
+        deployed
+            .aws_session_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_string()),
         None,
         "lambda-environment",
     ))
@@ -83,8 +92,8 @@ pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient 
 
 async fn secret_string(arn: &str) -> Result<String, ConfigError> {
     let mut config = aws_sdk_secretsmanager::config::Builder::from(aws());
-    if let Some(url) = var(Var::AwsEndpointUrlSecretsManager) {
-        config.set_endpoint_url(Some(url));
+    if let Some(url) = &settings()?.local.aws_endpoint_url_secrets_manager {
+        config.set_endpoint_url(Some(url.clone()));
     }
     let client = aws_sdk_secretsmanager::Client::from_conf(config.build());
     let out = client
@@ -106,9 +115,13 @@ async fn secret_string(arn: &str) -> Result<String, ConfigError> {
 
 /// `DATABASE_URL`, parsed, when it is set: a local run or a test, for every connection.
 fn database_url() -> Option<Result<PgConnectOptions, ConfigError>> {
-    let url = var(Var::DatabaseUrl)?;
+    let settings = match settings() {
+        Ok(s) => s,
+        Err(e) => return Some(Err(e)),
+    };
+    let url = settings.local.database_url.as_ref()?;
     Some(
-        PgConnectOptions::from_str(&url).map_err(|e| ConfigError::Invalid {
+        PgConnectOptions::from_str(url.expose_secret()).map_err(|e| ConfigError::Invalid {
             var: Var::DatabaseUrl.name(),
             source: Box::new(e),
         }),
@@ -118,38 +131,18 @@ fn database_url() -> Option<Result<PgConnectOptions, ConfigError>> {
 /// How the server side of the functions' connections pools them (`DB_POOLING`): `true` for
 /// a transaction-pooling proxy, `false` (the default) for a direct connection.
 pub fn transaction_pooling() -> Result<bool, ConfigError> {
-    match var(Var::DbPooling).as_deref() {
-        None | Some("session") => Ok(false),
-        Some("transaction") => Ok(true),
-        Some(other) => Err(ConfigError::Invalid {
-            var: Var::DbPooling.name(),
-            source: format!("{other:?} is neither session nor transaction").into(),
-        }),
-    }
+    Ok(settings()?.deployed.transaction_pooling)
 }
 
 /// How long opening a database connection may take (`DB_CONNECT_TIMEOUT_MS`, default 5 s):
 /// deployed, below the function's timeout, so a proxy that cannot be reached answers 503.
 pub fn db_connect_timeout() -> Result<std::time::Duration, ConfigError> {
-    Ok(std::time::Duration::from_millis(
-        env::parse::<u64>(Var::DbConnectTimeout)?.unwrap_or(5_000),
-    ))
+    Ok(settings()?.deployed.db_connect_timeout)
 }
 
 /// A pooler the application role connects through locally (`BOOKSHELF_POOLER`, host:port).
 pub fn local_pooler() -> Result<Option<(String, u16)>, ConfigError> {
-    let Some(addr) = var(Var::Pooler) else {
-        return Ok(None);
-    };
-    let invalid = |source: Box<dyn std::error::Error + Send + Sync>| ConfigError::Invalid {
-        var: Var::Pooler.name(),
-        source,
-    };
-    let (host, port) = addr
-        .rsplit_once(':')
-        .ok_or_else(|| invalid(format!("{addr:?} is not host:port").into()))?;
-    let port = port.parse::<u16>().map_err(|e| invalid(Box::new(e)))?;
-    Ok(Some((host.to_string(), port)))
+    Ok(settings()?.local.pooler.clone())
 }
 
 /// Where the functions' database connections come from.
@@ -168,13 +161,18 @@ pub fn database() -> Result<Database, ConfigError> {
     if let Some(options) = database_url() {
         return options.map(Database::Url);
     }
-    let user = var(Var::DbUser).ok_or(ConfigError::Missing("DATABASE_URL or DB_USER"))?;
+    let deployed = &settings()?.deployed;
+    let required = |v: &Option<String>, var: Var| v.clone().ok_or(ConfigError::Missing(var.name()));
+    let user = deployed
+        .db_user
+        .clone()
+        .ok_or(ConfigError::Missing("DATABASE_URL or DB_USER"))?;
     Ok(Database::Iam(IamAuth {
-        host: env::require(Var::DbHost)?,
+        host: required(&deployed.db_host, Var::DbHost)?,
         port: 5432,
         user,
-        database: var(Var::DbName).unwrap_or_else(|| "bookshelf".into()),
-        region: env::require(Var::AwsRegion)?,
+        database: deployed.db_name.clone().unwrap_or_else(|| "bookshelf".into()),
+        region: required(&deployed.aws_region, Var::AwsRegion)?,
         credentials: aws_credentials().ok_or(ConfigError::Missing("AWS_ACCESS_KEY_ID"))?,
     }))
 }
@@ -257,20 +255,25 @@ pub async fn database_owner() -> Result<PgConnectOptions, ConfigError> {
     if let Some(options) = database_url() {
         return options;
     }
-    let arn = var(Var::DbSecretArn).ok_or(ConfigError::Missing("DATABASE_URL or DB_SECRET_ARN"))?;
+    let deployed = &settings()?.deployed;
+    let arn = deployed
+        .db_secret_arn
+        .clone()
+        .ok_or(ConfigError::Missing("DATABASE_URL or DB_SECRET_ARN"))?;
     let secret: DbSecret =
         serde_json::from_str(&secret_string(&arn).await?).map_err(|e| ConfigError::Secret {
             arn: arn.clone(),
             source: Box::new(e),
         })?;
-    proxy_options(secret, var(Var::DbHost), var(Var::DbName))
+    proxy_options(secret, deployed.db_host.clone(), deployed.db_name.clone())
 }
 
 /// The application role's credentials (db-migrate creates the role): the secret named by
 /// `APP_DB_SECRET_ARN`. `None` when unset, which only a local run may be (`DATABASE_URL`).
 pub async fn app_role() -> Result<Option<DbSecret>, ConfigError> {
-    let Some(arn) = var(Var::AppDbSecretArn) else {
-        return match var(Var::DatabaseUrl) {
+    let settings = settings()?;
+    let Some(arn) = settings.deployed.app_db_secret_arn.clone() else {
+        return match settings.local.database_url {
             Some(_) => Ok(None),
             None => Err(ConfigError::Missing("APP_DB_SECRET_ARN")),
         };
@@ -316,24 +319,25 @@ pub fn proxy_options(
 /// `SIGNING_KEYS_SECRET_ARN`, or locally the file `BOOKSHELF_KEYS_FILE`
 /// (default `.dev/keys/signing.json`), generated on first use.
 pub async fn signing_keys() -> Result<SigningKeys, ConfigError> {
-    if let Some(json) = var(Var::SigningKeys) {
-        return Ok(SigningKeys::from_json(&json)?);
+    let settings = settings()?;
+    if let Some(json) = &settings.local.signing_keys {
+        return Ok(SigningKeys::from_json(json.expose_secret())?);
     }
-    if let Some(arn) = var(Var::SigningKeysSecretArn) {
-        return Ok(SigningKeys::from_json(&secret_string(&arn).await?)?);
+    if let Some(arn) = &settings.deployed.signing_keys_secret_arn {
+        return Ok(SigningKeys::from_json(&secret_string(arn).await?)?);
     }
-    let path = env::get_or(Var::KeysFile, ".dev/keys/signing.json");
-    signing_keys_from_file(Path::new(&path))
+    signing_keys_from_file(&settings.local.keys_file)
 }
 
 /// The public keys that verify access tokens: `BOOKSHELF_PUBLIC_KEYS` (a JWK Set), the
 /// secret named by `PUBLIC_KEYS_SECRET_ARN`, or else those of `signing_keys()`.
 pub async fn public_keys() -> Result<PublicKeys, ConfigError> {
-    if let Some(json) = var(Var::PublicKeys) {
-        return Ok(PublicKeys::from_jwks_json(&json)?);
+    let settings = settings()?;
+    if let Some(json) = &settings.local.public_keys {
+        return Ok(PublicKeys::from_jwks_json(json)?);
     }
-    if let Some(arn) = var(Var::PublicKeysSecretArn) {
-        return Ok(PublicKeys::from_jwks_json(&secret_string(&arn).await?)?);
+    if let Some(arn) = &settings.deployed.public_keys_secret_arn {
+        return Ok(PublicKeys::from_jwks_json(&secret_string(arn).await?)?);
     }
     Ok(signing_keys().await?.public_keys().clone())
 }
@@ -401,14 +405,15 @@ pub fn init_tracing() {
     // `target=level` directives (`Targets`): env-filter's span and field matching would link
     // a regex engine into every binary for filters no one sets (scripts/bench-notes.md).
     // A filter that does not parse is said once, not silently replaced.
-    let filter = match var(Var::RustLog) {
+    let deployed = settings().ok().map(|s| &s.deployed);
+    let filter = match deployed.and_then(|d| d.rust_log.clone()) {
         None => default(),
         Some(spec) => spec.parse::<Targets>().unwrap_or_else(|e| {
             eprintln!("RUST_LOG={spec:?} is not a valid filter ({e}); using {DEFAULT:?}");
             default()
         }),
     };
-    let result = if var(Var::LambdaFunctionName).is_some() {
+    let result = if deployed.is_some_and(|d| d.lambda_function_name.is_some()) {
         let json = fmt::layer()
             .json()
             .with_current_span(true)

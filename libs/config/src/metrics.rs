@@ -61,7 +61,9 @@ impl Metrics {
     /// Deployed: EMF lines into `METRICS_NAMESPACE`. Unset: debug log lines only.
     pub fn from_env() -> Metrics {
         Metrics {
-            namespace: crate::env::get(crate::env::Var::MetricsNamespace),
+            namespace: crate::settings()
+                .ok()
+                .and_then(|s| s.deployed.metrics_namespace.clone()),
             totals: Mutex::default(),
         }
     }

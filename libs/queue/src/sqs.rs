@@ -68,15 +68,19 @@ impl SqsQueue {
     /// The deployed queue: `QUEUE_URL`, with the execution environment's shared SDK config
     /// and the send bounds of `send_timeouts`.
     pub async fn from_env() -> Option<SqsQueue> {
-        Self::from_env_var(bookshelf_config::env::Var::QueueUrl).await
+        let url = bookshelf_config::settings().ok()?.deployed.queue_url.clone();
+        Self::from_url(url).await
     }
 
-    /// The deployed queue whose URL is in `var` (`QUEUE_URL` for orders,
-    /// `ACTIVITY_QUEUE_URL` for the feed).
-    pub async fn from_env_var(var: bookshelf_config::env::Var) -> Option<SqsQueue> {
-        let url = bookshelf_config::env::get(var)?;
+    /// The deployed queue at `url` (`QUEUE_URL` for orders, `ACTIVITY_QUEUE_URL` for the
+    /// feed), if there is one.
+    pub async fn from_url(url: Option<String>) -> Option<SqsQueue> {
+        let url = url?;
         let mut config = aws_sdk_sqs::config::Builder::from(bookshelf_config::aws());
-        if let Some(endpoint) = bookshelf_config::env::get(bookshelf_config::env::Var::AwsEndpointUrlSqs) {
+        let sqs_endpoint = bookshelf_config::settings()
+            .ok()
+            .and_then(|s| s.local.aws_endpoint_url_sqs.clone());
+        if let Some(endpoint) = sqs_endpoint {
             config.set_endpoint_url(Some(endpoint));
         }
         Some(SqsQueue::new(Client::from_conf(bounded(config).build()), url))
