@@ -26,8 +26,10 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RELEASE = os.environ.get("BENCH_BIN_DIR", os.path.join(ROOT, "target", "release"))
-DEV = os.path.join(RELEASE, "bookshelf-dev")
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+# The functions' release build, and the dev server's own profile (Cargo.toml, `server`).
+RELEASE = os.environ.get("BENCH_BIN_DIR", os.path.join(TARGET, "release"))
+DEV = os.path.join(os.environ.get("BENCH_SERVER_DIR", os.path.join(TARGET, "server")), "bookshelf-dev")
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "10"))
 COLD_RUNS = int(os.environ.get("BENCH_COLD_RUNS", "10"))
@@ -553,7 +555,7 @@ def report(r):
     lines += [
         "## HTTP through the local gateway",
         "",
-        f"wrk, 2 threads, 32 connections, {WRK_SECONDS} s per run, authenticated; release build of the dev server",
+        f"wrk, 2 threads, 32 connections, {WRK_SECONDS} s per run, authenticated; the dev server built with its own `server` profile (opt-level 3)",
         "(gateway + authorizer + handler per request, as deployed but in one process). Catalog: the 10,000-book seed.",
         "",
         "*server CPU*: the dev server process's CPU time (user + system) during the run, per request.",

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make bench: release build, then scripts/bench.py under a throw-away PostgreSQL cluster.
+# make bench: the functions' release build and the dev server's own profile (`server`), then
+# scripts/bench.py under a throw-away PostgreSQL cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-tools.sh
@@ -11,6 +12,7 @@ if ! command -v wrk >/dev/null 2>&1; then
     echo "wrk is missing: apt-get install wrk" >&2; exit 1
   fi
 fi
-cargo build --release --workspace --bins
+cargo build --release -p bookshelf-functions
+cargo build --profile server -p bookshelf-devserver --bins
 cargo bench -p bookshelf-auth --bench auth --no-run -q
-exec target/release/bookshelf-dev with-postgres -- python3 scripts/bench.py
+exec "${CARGO_TARGET_DIR:-target}/server/bookshelf-dev" with-postgres -- python3 scripts/bench.py

@@ -12,5 +12,6 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 # More processes and sockets than a default shell allows (two processes an environment).
 ulimit -n 65536 2>/dev/null || true
-cargo build --release -p bookshelf-devserver -p bookshelf-functions --bin bookshelf-dev --bin authorizer --bin books-get --bin library-put --bin orders-create
-exec target/release/bookshelf-dev with-postgres --max-connections 50 -- python3 scripts/scale.py
+cargo build --release -p bookshelf-functions --bin authorizer --bin books-get --bin library-put --bin orders-create
+cargo build --profile server -p bookshelf-devserver --bin bookshelf-dev
+exec "${CARGO_TARGET_DIR:-target}/server/bookshelf-dev" with-postgres --max-connections 50 -- python3 scripts/scale.py

@@ -194,6 +194,12 @@ fn the_hot_path_opt_levels_name_packages_in_the_graph() {
     assert!(named.len() > 10, "the request path's crates are listed");
     let unknown: Vec<&String> = named.keys().filter(|n| !locked.contains(n.as_str())).collect();
     assert!(unknown.is_empty(), "not in Cargo.lock: {unknown:?}");
+    // The benchmarked dev server builds with a profile of its own, at 3 throughout.
+    let server = &manifest["profile"]["server"];
+    assert_eq!(
+        (server["inherits"].as_str(), server["opt-level"].as_integer()),
+        (Some("release"), Some(3))
+    );
 }
 
 /// `functions/Cargo.toml`, `functions/bin/` and the watch routes are generated from
