@@ -693,6 +693,10 @@ def main():
         if os.environ.get("BENCH_ONLY") == "fanout":
             print(json.dumps(fanout(server.url, admin), indent=1))
             return
+        if os.environ.get("BENCH_ONLY") == "peer":
+            server.stop()
+            print(json.dumps(side_by_side(), indent=1))
+            return
         if os.environ.get("BENCH_ONLY") == "pooling":
             server.stop()
             result = pooling_cost(keys_file, user, book_id)
