@@ -96,7 +96,7 @@ fn app_pool(options: sqlx::postgres::PgConnectOptions) -> Result<DbPool> {
 fn insufficient_privilege(e: &bookshelf_api::ops::OpsError) -> bool {
     use bookshelf_storage::StorageError;
     matches!(e, bookshelf_api::ops::OpsError::Storage(StorageError::Database(e))
-        if matches!(&**e, sqlx::Error::Database(db) if db.code().as_deref() == Some("42501")))
+        if matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("42501")))
 }
 
 /// Makes sure an admin account with these credentials exists (the operator command).

@@ -126,7 +126,7 @@ async fn decide(
         Denied::Refused(Refusal::BadToken)
     })?;
     let db = state.db().map_err(|e| Denied::Failed(e.into()))?;
-    let role = match state.sessions.status(db, claims.sid, claims.sub).await {
+    let role = match bookshelf_storage::sessions::status(db, claims.sid, claims.sub).await {
         Ok(SessionStatus::Active(role)) => role,
         Ok(SessionStatus::Inactive) => {
             tracing::info!(user_id = %claims.sub, session_id = %claims.sid, "session is not active");

@@ -174,7 +174,7 @@ pub async fn list(state: Arc<AppState>, req: Request, _who: Identity) -> Result<
     ))]
 pub async fn get(state: Arc<AppState>, req: Request, _who: Identity) -> Result<Response<Body>, ApiError> {
     let id = path_uuid(&req, "id")?;
-    let book = state.books.get(state.db()?, id).await.map_err(book_not_found)?;
+    let book = books::read(state.db()?, id).await.map_err(book_not_found)?;
     Ok(book_response(StatusCode::OK, &book))
 }
 

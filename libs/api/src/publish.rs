@@ -47,7 +47,7 @@ pub async fn send(state: &AppState, topic: Topic, pending: &[OutboxMessage]) {
         for (m, outcome) in chunk.iter().zip(outcomes) {
             match outcome {
                 Ok(()) => {
-                    if let Err(e) = state.sent_marks.mark(db, m.id).await {
+                    if let Err(e) = bookshelf_storage::outbox::mark_sent_coalesced(db, m.id).await {
                         let error = bookshelf_http::error_chain(&e);
                         tracing::warn!(topic = topic.as_str(), outbox_id = m.id, %error, "sent, but not marked sent; the relay will send again");
                     }

@@ -68,12 +68,6 @@ pub struct AppState {
     pub metrics: bookshelf_config::metrics::Metrics,
     /// Which browser origins may read the responses (`ALLOWED_ORIGINS`).
     pub cors: bookshelf_http::Cors,
-    /// The authorizer's session checks, coalesced under concurrency.
-    pub sessions: bookshelf_storage::sessions::SessionChecks,
-    /// `GET /books/{id}`'s reads, coalesced under concurrency.
-    pub books: bookshelf_storage::books::BookReads,
-    /// The outbox fast path's marks, coalesced under concurrency.
-    pub sent_marks: bookshelf_storage::outbox::SentMarks,
 }
 
 impl AppState {
@@ -88,9 +82,6 @@ impl AppState {
             keys: Some(KeyRing::fixed(keys)),
             metrics: bookshelf_config::metrics::Metrics::from_env(),
             cors: allowed_origins(),
-            sessions: Default::default(),
-            books: Default::default(),
-            sent_marks: Default::default(),
         }
     }
 
@@ -159,9 +150,6 @@ impl AppState {
             keys: None,
             metrics: bookshelf_config::metrics::Metrics::from_env(),
             cors: allowed_origins(),
-            sessions: Default::default(),
-            books: Default::default(),
-            sent_marks: Default::default(),
         })
     }
 

@@ -214,7 +214,7 @@ mod tests {
     #[test]
     fn a_500_keeps_every_cause() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
-        let storage = StorageError::Database(std::sync::Arc::new(sqlx::Error::Io(io)));
+        let storage = StorageError::Database(sqlx::Error::Io(io));
         let ApiError::Unavailable(cause) = ApiError::from(storage) else {
             panic!("an I/O failure is an outage");
         };

@@ -14,9 +14,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
-use tokio::sync::oneshot;
+use bookshelf_batch::{Batcher, Limits, Run};
 
 use crate::{QueueError, SqsQueue};
 
@@ -30,61 +30,32 @@ pub(crate) type Outcomes = Pin<Box<dyn Future<Output = Vec<Result<(), QueueError
 /// One request for the items of several callers: an outcome for each item, in order.
 pub(crate) type Together<T> = fn(SqsQueue, Vec<T>) -> Outcomes;
 
-type Reply = oneshot::Sender<Result<(), QueueError>>;
-
+/// Requests of one kind to one queue, through one `bookshelf_batch::Batcher`.
 pub(crate) struct Coalesced<T> {
-    together: Together<T>,
-    /// How many of a batch's entries an item takes (at most `MAX_ENTRIES`).
-    entries: fn(&T) -> usize,
-    state: Mutex<State<T>>,
-}
-
-struct State<T> {
-    running: usize,
-    waiting: Vec<(T, Reply)>,
+    batcher: Batcher<SqsQueue, T, Result<(), QueueError>>,
 }
 
 impl<T: Send + 'static> Coalesced<T> {
+    /// `entries`: how many of a batch request's entries an item takes.
     pub(crate) fn new(together: Together<T>, entries: fn(&T) -> usize) -> Self {
+        let run: Run<SqsQueue, T, Result<(), QueueError>> =
+            Box::new(move |queue, items| together(queue, items));
+        let limits = Limits {
+            max_running: MAX_RUNNING,
+            max_weight: MAX_ENTRIES,
+            weight: entries,
+        };
         Coalesced {
-            together,
-            entries,
-            state: Mutex::new(State {
-                running: 0,
-                waiting: Vec::new(),
-            }),
+            batcher: Batcher::new(run, limits),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `item` on `queue`: alone, or in the next batch.
     pub(crate) async fn run(self: &Arc<Self>, queue: &SqsQueue, item: T) -> Result<(), QueueError> {
-        let waiting = {
-            let mut state = self.lock();
-            if state.running < MAX_RUNNING {
-                state.running += 1;
-                Ok(item)
-            } else {
-                let (reply, answer) = oneshot::channel();
-                state.waiting.push((item, reply));
-                Err(answer)
-            }
-        };
-        match waiting {
-            Ok(item) => {
-                // Held across the request, so that a cancelled caller still hands its turn on.
-                let _turn = Turn {
-                    coalesced: self.clone(),
-                    queue: queue.clone(),
-                };
-                let mut outcomes = (self.together)(queue.clone(), vec![item]).await;
-                outcomes.pop().unwrap_or_else(|| Err(unanswered()))
-            }
-            Err(answer) => answer.await.unwrap_or_else(|_| Err(unanswered())),
-        }
+        self.batcher
+            .call(queue, item)
+            .await
+            .unwrap_or_else(|_| Err(unanswered()))
     }
 }
 
@@ -92,55 +63,6 @@ fn unanswered() -> QueueError {
     QueueError::Sqs(Arc::new(std::io::Error::other(
         "a coalesced request was abandoned before it answered",
     )))
-}
-
-/// The turn of the request in flight. When it ends, the calls that waited meanwhile go as
-/// one batch on the same turn, or the turn is given back.
-struct Turn<T: Send + 'static> {
-    coalesced: Arc<Coalesced<T>>,
-    queue: SqsQueue,
-}
-
-impl<T: Send + 'static> Drop for Turn<T> {
-    fn drop(&mut self) {
-        let batch: Vec<(T, Reply)> = {
-            let mut state = self.coalesced.lock();
-            if state.waiting.is_empty() {
-                state.running -= 1;
-                return;
-            }
-            // The oldest first, as many as fit (always at least one).
-            let (mut n, mut entries) = (0, 0);
-            for (item, _) in &state.waiting {
-                entries += (self.coalesced.entries)(item);
-                if n > 0 && entries > MAX_ENTRIES {
-                    break;
-                }
-                n += 1;
-            }
-            state.waiting.drain(..n).collect()
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No runtime to run on (shutting down): the waiters hear that theirs was
-            // abandoned when their replies drop with `batch`.
-            self.coalesced.lock().running -= 1;
-            return;
-        };
-        runtime.spawn(run_batch(self.coalesced.clone(), self.queue.clone(), batch));
-    }
-}
-
-async fn run_batch<T: Send + 'static>(coalesced: Arc<Coalesced<T>>, queue: SqsQueue, batch: Vec<(T, Reply)>) {
-    let _turn = Turn {
-        coalesced: coalesced.clone(),
-        queue: queue.clone(),
-    };
-    let (items, replies): (Vec<T>, Vec<Reply>) = batch.into_iter().unzip();
-    let outcomes = (coalesced.together)(queue, items).await;
-    for (reply, outcome) in replies.into_iter().zip(outcomes) {
-        // A caller that went away no longer wants its answer.
-        let _ = reply.send(outcome);
-    }
 }
 
 /// A request's failure, told to every caller whose items it carried.

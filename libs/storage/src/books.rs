@@ -121,7 +121,7 @@ pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<Book> {
 
 /// Reads of one book by id (`GET /books/{id}`, the catalog's hottest read): each a query
 /// that starts after it was asked for; reads that arrive together share one (`coalesce`).
-pub struct BookReads(Coalescer<Uuid, Book>);
+pub(crate) struct BookReads(Coalescer<Uuid, Book>);
 
 impl Default for BookReads {
     fn default() -> Self {
@@ -130,9 +130,14 @@ impl Default for BookReads {
 }
 
 impl BookReads {
-    pub async fn get(&self, db: &DbPool, id: Uuid) -> Result<Book> {
+    async fn get(&self, db: &DbPool, id: Uuid) -> Result<Book> {
         self.0.get(db, id).await?.ok_or(StorageError::NotFound)
     }
+}
+
+/// `GET /books/{id}`'s read, through the pool's `BookReads`.
+pub async fn read(db: &DbPool, id: Uuid) -> Result<Book> {
+    db.coalesced().books.get(db, id).await
 }
 
 fn load_books(db: DbPool, ids: Vec<Uuid>) -> Loaded<Uuid, Book> {

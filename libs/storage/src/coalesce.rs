@@ -21,10 +21,9 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, PoisonError};
 
+use bookshelf_batch::{Abandoned, Batcher, Limits, Run};
 use futures::future::BoxFuture;
-use tokio::sync::oneshot;
 
 use crate::{DbPool, Result, StorageError};
 
@@ -39,21 +38,19 @@ const MAX_RUNNING: usize = 1;
 /// At most this many keys in one query.
 const MAX_BATCH: usize = 128;
 
-type Reply<V> = oneshot::Sender<Result<Option<V>>>;
+/// The pool's coalesced paths, shared by every clone of it (a batch runs on the pool its
+/// first caller named, so they live with the pool, not in any handler's state).
+#[derive(Default)]
+pub(crate) struct Coalesced {
+    pub(crate) sessions: crate::sessions::SessionChecks,
+    pub(crate) books: crate::books::BookReads,
+    pub(crate) sent_marks: crate::outbox::SentMarks,
+}
 
+/// Point reads by key through one `bookshelf_batch::Batcher`: a batch is one query for all
+/// its keys.
 pub struct Coalescer<K, V> {
-    shared: Arc<Shared<K, V>>,
-}
-
-struct Shared<K, V> {
-    load: LoadMany<K, V>,
-    max_running: usize,
-    state: Mutex<State<K, V>>,
-}
-
-struct State<K, V> {
-    running: usize,
-    waiting: Vec<(K, Reply<V>)>,
+    batcher: Batcher<DbPool, K, Result<Option<V>>>,
 }
 
 impl<K, V> Coalescer<K, V>
@@ -66,111 +63,138 @@ where
     }
 
     pub fn with_max_running(load: LoadMany<K, V>, max_running: usize) -> Self {
+        let run: Run<DbPool, K, Result<Option<V>>> = Box::new(move |db, keys: Vec<K>| {
+            Box::pin(async move {
+                // A key asked twice is simply matched twice: `= ANY` does not mind duplicates.
+                match load(db, keys.clone()).await {
+                    Ok(rows) => {
+                        let rows: HashMap<K, V> = rows.into_iter().collect();
+                        keys.iter().map(|k| Ok(rows.get(k).cloned())).collect()
+                    }
+                    Err(e) => each_reader(e, keys.len()),
+                }
+            })
+        });
+        let limits = Limits {
+            max_running,
+            max_weight: MAX_BATCH,
+            weight: |_| 1,
+        };
         Coalescer {
-            shared: Arc::new(Shared {
-                load,
-                max_running: max_running.max(1),
-                state: Mutex::new(State {
-                    running: 0,
-                    waiting: Vec::new(),
-                }),
-            }),
+            batcher: Batcher::new(run, limits),
         }
     }
 
     /// The row of `key`, if there is one.
     pub async fn get(&self, db: &DbPool, key: K) -> Result<Option<V>> {
-        let waiting = {
-            let mut state = self.shared.lock();
-            if state.running < self.shared.max_running {
-                state.running += 1;
-                None
-            } else {
-                let (reply, answer) = oneshot::channel();
-                state.waiting.push((key.clone(), reply));
-                Some(answer)
-            }
-        };
-        match waiting {
-            None => {
-                // Held across the query, so that a cancelled caller still hands its turn on.
-                let _turn = Turn {
-                    shared: self.shared.clone(),
-                    db: db.clone(),
-                };
-                let rows = (self.shared.load)(db.clone(), vec![key.clone()]).await?;
-                Ok(rows.into_iter().find(|(k, _)| *k == key).map(|(_, v)| v))
-            }
-            Some(answer) => answer.await.unwrap_or_else(|_| {
-                Err(StorageError::Database(Arc::new(sqlx::Error::Protocol(
-                    "a coalesced read was abandoned before it ran".into(),
-                ))))
-            }),
+        self.batcher.call(db, key).await.unwrap_or_else(|Abandoned| {
+            Err(StorageError::Database(sqlx::Error::Protocol(
+                "a coalesced read was abandoned before it ran".into(),
+            )))
+        })
+    }
+}
+
+/// A failed query's error for each of the `n` reads it carried: the first gets the error
+/// itself, the others an equal one (same class, same SQLSTATE), as sqlx's errors do not clone.
+fn each_reader<V>(e: StorageError, n: usize) -> Vec<Result<Option<V>>> {
+    let mut out: Vec<Result<Option<V>>> = (1..n).map(|_| Err(again(&e))).collect();
+    out.insert(0, Err(e));
+    out
+}
+
+fn again(e: &StorageError) -> StorageError {
+    match e {
+        StorageError::Conflict(what) => StorageError::Conflict(what),
+        StorageError::NotFound => StorageError::NotFound,
+        StorageError::AccountGone => StorageError::AccountGone,
+        StorageError::Database(sqlx::Error::Database(db)) => {
+            StorageError::Database(sqlx::Error::Database(Box::new(Replayed::of(db.as_ref()))))
+        }
+        StorageError::Database(sqlx::Error::PoolTimedOut) => {
+            StorageError::Database(sqlx::Error::PoolTimedOut)
+        }
+        StorageError::Database(sqlx::Error::PoolClosed) => StorageError::Database(sqlx::Error::PoolClosed),
+        StorageError::Database(sqlx::Error::Io(io)) => {
+            StorageError::Database(sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string())))
+        }
+        // A read encodes nothing; were it to, each reader still hears it as a bug.
+        other => {
+            let cause = std::error::Error::source(other)
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default();
+            StorageError::Database(sqlx::Error::Protocol(format!("{other}{cause}")))
         }
     }
 }
 
-impl<K, V> Shared<K, V> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State<K, V>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+/// A database error told again to another reader of the query that met it: its message,
+/// SQLSTATE, kind and constraint, so it is classified (and logged) as the original.
+#[derive(Debug)]
+struct Replayed {
+    message: String,
+    code: Option<String>,
+    constraint: Option<String>,
+    table: Option<String>,
+    kind: sqlx::error::ErrorKind,
 }
 
-/// One of the `max_running` turns at the database. When it ends, the reads that waited
-/// meanwhile run as one batch on the same turn, or the turn is given back.
-struct Turn<K: Eq + Hash + Clone + Send + 'static, V: Clone + Send + 'static> {
-    shared: Arc<Shared<K, V>>,
-    db: DbPool,
-}
-
-impl<K, V> Drop for Turn<K, V>
-where
-    K: Eq + Hash + Clone + Send + 'static,
-    V: Clone + Send + 'static,
-{
-    fn drop(&mut self) {
-        let batch = {
-            let mut state = self.shared.lock();
-            if state.waiting.is_empty() {
-                state.running -= 1;
-                return;
-            }
-            let n = state.waiting.len().min(MAX_BATCH);
-            let batch: Vec<_> = state.waiting.drain(..n).collect();
-            batch
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No runtime to run on (shutting down): the waiters hear that theirs was
-            // abandoned when their replies drop with `batch`.
-            self.shared.lock().running -= 1;
-            return;
-        };
-        runtime.spawn(run_batch(self.shared.clone(), self.db.clone(), batch));
-    }
-}
-
-async fn run_batch<K, V>(shared: Arc<Shared<K, V>>, db: DbPool, batch: Vec<(K, Reply<V>)>)
-where
-    K: Eq + Hash + Clone + Send + 'static,
-    V: Clone + Send + 'static,
-{
-    let _turn = Turn {
-        shared: shared.clone(),
-        db: db.clone(),
-    };
-    // A key asked twice is simply matched twice: `= ANY` does not mind duplicates.
-    let keys: Vec<K> = batch.iter().map(|(k, _)| k.clone()).collect();
-    match (shared.load)(db, keys).await {
-        Ok(rows) => {
-            let rows: HashMap<K, V> = rows.into_iter().collect();
-            for (key, reply) in batch {
-                let _ = reply.send(Ok(rows.get(&key).cloned()));
-            }
+impl Replayed {
+    fn of(db: &dyn sqlx::error::DatabaseError) -> Replayed {
+        Replayed {
+            message: db.message().to_string(),
+            code: db.code().map(|c| c.into_owned()),
+            constraint: db.constraint().map(str::to_owned),
+            table: db.table().map(str::to_owned),
+            kind: db.kind(),
         }
-        Err(e) => {
-            for (_, reply) in batch {
-                let _ = reply.send(Err(e.for_each_waiter()));
-            }
+    }
+}
+
+impl std::fmt::Display for Replayed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Replayed {}
+
+impl sqlx::error::DatabaseError for Replayed {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+        self.code.as_deref().map(std::borrow::Cow::Borrowed)
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn constraint(&self) -> Option<&str> {
+        self.constraint.as_deref()
+    }
+
+    fn table(&self) -> Option<&str> {
+        self.table.as_deref()
+    }
+
+    fn kind(&self) -> sqlx::error::ErrorKind {
+        match self.kind {
+            sqlx::error::ErrorKind::UniqueViolation => sqlx::error::ErrorKind::UniqueViolation,
+            sqlx::error::ErrorKind::ForeignKeyViolation => sqlx::error::ErrorKind::ForeignKeyViolation,
+            sqlx::error::ErrorKind::NotNullViolation => sqlx::error::ErrorKind::NotNullViolation,
+            sqlx::error::ErrorKind::CheckViolation => sqlx::error::ErrorKind::CheckViolation,
+            _ => sqlx::error::ErrorKind::Other,
         }
     }
 }

@@ -17,8 +17,6 @@ pub mod stats;
 pub mod throttle;
 pub mod users;
 
-use std::sync::Arc;
-
 use sqlx::postgres::PgConnectOptions;
 
 pub use pool::{Conn, DbPool, PooledConnection, Pooling, Tx, UnknownPooling};
@@ -41,9 +39,8 @@ pub enum StorageError {
     /// references the user could not be written.
     #[error("the account no longer exists")]
     AccountGone,
-    /// Shared: the readers of one coalesced query all get its error (`coalesce`).
     #[error("database error")]
-    Database(#[source] Arc<sqlx::Error>),
+    Database(#[source] sqlx::Error),
     /// A value could not be turned into what a column stores (a bug, never the input).
     #[error("encoding a stored value")]
     Encode(#[source] serde_json::Error),
@@ -65,7 +62,7 @@ impl From<sqlx::Error> for StorageError {
                 }
             }
         }
-        StorageError::Database(Arc::new(e))
+        StorageError::Database(e)
     }
 }
 
@@ -77,7 +74,7 @@ impl StorageError {
         let StorageError::Database(e) = self else {
             return false;
         };
-        match &**e {
+        match e {
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
@@ -88,22 +85,6 @@ impl StorageError {
                 c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "40001" | "40P01")
             }),
             _ => false,
-        }
-    }
-}
-
-impl StorageError {
-    /// The same error again, for each reader of a coalesced query that failed.
-    pub(crate) fn for_each_waiter(&self) -> StorageError {
-        match self {
-            StorageError::Conflict(what) => StorageError::Conflict(what),
-            StorageError::NotFound => StorageError::NotFound,
-            StorageError::AccountGone => StorageError::AccountGone,
-            StorageError::Database(e) => StorageError::Database(e.clone()),
-            // (A read encodes nothing; were it to, each reader still hears it as a bug.)
-            StorageError::Encode(e) => StorageError::Database(Arc::new(sqlx::Error::Protocol(format!(
-                "encoding a stored value: {e}"
-            )))),
         }
     }
 }

@@ -59,7 +59,7 @@ pub async fn mark_sent(db: impl PgExecutor<'_>, outbox_id: i64) -> Result<()> {
 /// once when no other is at the database, and the ones that arrive meanwhile go together,
 /// one `UPDATE` and one commit for many requests' rows instead of one each. A Lambda
 /// (one request at a time) still makes one statement for its one row.
-pub struct SentMarks(Coalescer<i64, ()>);
+pub(crate) struct SentMarks(Coalescer<i64, ()>);
 
 impl Default for SentMarks {
     fn default() -> Self {
@@ -68,10 +68,14 @@ impl Default for SentMarks {
 }
 
 impl SentMarks {
-    /// Marks `outbox_id` sent (nothing, if it already was).
-    pub async fn mark(&self, db: &DbPool, outbox_id: i64) -> Result<()> {
+    async fn mark(&self, db: &DbPool, outbox_id: i64) -> Result<()> {
         self.0.get(db, outbox_id).await.map(|_| ())
     }
+}
+
+/// Marks `outbox_id` sent (nothing, if it already was), through the pool's `SentMarks`.
+pub async fn mark_sent_coalesced(db: &DbPool, outbox_id: i64) -> Result<()> {
+    db.coalesced().sent_marks.mark(db, outbox_id).await
 }
 
 /// Marks the rows of `ids` sent; the answer names those this statement marked.

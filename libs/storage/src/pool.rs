@@ -132,6 +132,8 @@ impl managed::Manager for Connector {
 #[derive(Clone)]
 pub struct DbPool {
     pool: managed::Pool<Connector>,
+    /// Reads and marks coalesced under concurrency (`crate::coalesce`).
+    coalesced: std::sync::Arc<crate::coalesce::Coalesced>,
 }
 
 /// A connection taken from the pool; back to the pool when dropped.
@@ -212,7 +214,14 @@ impl DbPool {
             .build()
             // Only a missing runtime or an impossible size fails, both fixed above.
             .expect("the pool's settings are valid");
-        DbPool { pool }
+        DbPool {
+            pool,
+            coalesced: Default::default(),
+        }
+    }
+
+    pub(crate) fn coalesced(&self) -> &crate::coalesce::Coalesced {
+        &self.coalesced
     }
 
     /// What new connections sign in with from now on (a fresh IAM token).

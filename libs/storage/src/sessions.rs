@@ -136,7 +136,7 @@ pub enum SessionStatus {
 
 /// The authorizer's session checks. Every check is a query that starts after it was asked
 /// for (revocation is immediate); checks that arrive together share one (`coalesce`).
-pub struct SessionChecks(Coalescer<(Uuid, Uuid), Role>);
+pub(crate) struct SessionChecks(Coalescer<(Uuid, Uuid), Role>);
 
 impl Default for SessionChecks {
     fn default() -> Self {
@@ -145,11 +145,16 @@ impl Default for SessionChecks {
 }
 
 impl SessionChecks {
-    /// Whether `session` is live and `user`'s, and the user's role now.
-    pub async fn status(&self, db: &DbPool, session: Uuid, user: Uuid) -> Result<SessionStatus> {
+    async fn status(&self, db: &DbPool, session: Uuid, user: Uuid) -> Result<SessionStatus> {
         let role = self.0.get(db, (session, user)).await?;
         Ok(role.map_or(SessionStatus::Inactive, SessionStatus::Active))
     }
+}
+
+/// Whether `session` is live and `user`'s, and the user's role now: the authorizer's check,
+/// through the pool's `SessionChecks`.
+pub async fn status(db: &DbPool, session: Uuid, user: Uuid) -> Result<SessionStatus> {
+    db.coalesced().sessions.status(db, session, user).await
 }
 
 /// The live sessions among `keys` (session, user), with their users' roles. A key whose

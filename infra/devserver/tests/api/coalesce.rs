@@ -142,7 +142,7 @@ async fn a_failed_query_fails_every_read_it_carried() {
     for task in asked {
         match answer(task).await {
             Err(StorageError::Database(e)) => {
-                let code = match &*e {
+                let code = match &e {
                     sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
                     _ => None,
                 };

@@ -570,13 +570,13 @@ async fn sent_marks_made_together_mark_each_row_once() {
             .unwrap();
     assert_eq!(ids.len(), 30);
 
-    let marks = std::sync::Arc::new(bookshelf_storage::outbox::SentMarks::default());
+    // Through the pool's coalesced marks, as the fast path makes them.
     let tasks: Vec<_> = ids
         .iter()
         .chain(&ids)
         .map(|id| {
-            let (marks, db, id) = (marks.clone(), app.pool.clone(), *id);
-            tokio::spawn(async move { marks.mark(&db, id).await })
+            let (db, id) = (app.pool.clone(), *id);
+            tokio::spawn(async move { bookshelf_storage::outbox::mark_sent_coalesced(&db, id).await })
         })
         .collect();
     for task in tasks {
