@@ -7,5 +7,5 @@ const FUNCTION: HttpFunction = lambda::http_function(env!("CARGO_BIN_NAME"));
 
 #[tokio::main]
 async fn main() -> Result<(), lambda::Error> {
-    lambda::run_http(FUNCTION).await
+    lambda::run_http(&FUNCTION).await
 }

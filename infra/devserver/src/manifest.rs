@@ -60,7 +60,7 @@ pub fn binary_source(name: &str) -> String {
              use bookshelf_api::{{lambda, registry::HttpFunction}};\n\n\
              const FUNCTION: HttpFunction = lambda::http_function(env!(\"CARGO_BIN_NAME\"));\n\n\
              #[tokio::main]\n\
-             async fn main() -> Result<(), lambda::Error> {{\n    lambda::{run}(FUNCTION).await\n}}\n"
+             async fn main() -> Result<(), lambda::Error> {{\n    lambda::{run}(&FUNCTION).await\n}}\n"
         )
     };
     let other = |run: &str| {

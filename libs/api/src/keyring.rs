@@ -204,11 +204,15 @@ impl KeyRing {
         };
         match read {
             Ok(Some(set)) => {
-                if set.public != self.snapshot().public {
+                // Swapped only when something changed: a new verifier starts with an empty
+                // cache of verified tokens, which a periodic read must not throw away.
+                let current = self.snapshot();
+                let signer = |s: &KeySet| s.issuer.as_ref().map(|i| i.kid().to_string());
+                if set.public != current.public || signer(&set) != signer(&current) {
                     let kids: Vec<&str> = set.public.keys.iter().map(|k| k.kid.as_str()).collect();
                     tracing::info!(?kids, "keys changed");
+                    *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
                 }
-                *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
                 self.reloads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 true
             }

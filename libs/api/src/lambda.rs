@@ -92,18 +92,16 @@ const POOL_SIZE: u32 = 2;
 /// Serves one HTTP function of the registry behind API Gateway. It holds no keys and
 /// sends nothing to a queue (so it links neither a Secrets Manager nor an SQS client);
 /// what it writes to the outbox, the relay sends.
-pub async fn run_http(function: HttpFunction) -> Result<(), Error> {
+pub async fn run_http(function: &'static HttpFunction) -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let function = for_life(function);
     let state = AppState::from_env(function.database(), POOL_SIZE)?;
     serve_http(function, keyless(function, state)?).await
 }
 
 /// Serves one HTTP function that also announces what it writes on the queues the template
 /// gives it (QUEUE_URL, ACTIVITY_QUEUE_URL), so that consumers need not wait for the relay.
-pub async fn run_http_sending(function: HttpFunction) -> Result<(), Error> {
+pub async fn run_http_sending(function: &'static HttpFunction) -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let function = for_life(function);
     let state = AppState::from_env(function.database(), POOL_SIZE)?;
     let state = keyless(function, state)?.with_queues_from_env().await;
     serve_http(function, state).await
@@ -111,9 +109,8 @@ pub async fn run_http_sending(function: HttpFunction) -> Result<(), Error> {
 
 /// Serves one HTTP function that signs or verifies tokens (the registry's `keys`), with
 /// the key material read from Secrets Manager at start.
-pub async fn run_http_with_keys(function: HttpFunction) -> Result<(), Error> {
+pub async fn run_http_with_keys(function: &'static HttpFunction) -> Result<(), Error> {
     bookshelf_config::init_tracing();
-    let function = for_life(function);
     let state = AppState::from_env(function.database(), POOL_SIZE)?
         .with_keys_from_env(function.keys)
         .await?;
@@ -131,11 +128,6 @@ fn keyless(function: &'static HttpFunction, state: AppState) -> Result<AppState,
         )
         .into()),
     }
-}
-
-/// The function, kept for the life of the process (the runtime's handler borrows it).
-fn for_life(function: HttpFunction) -> &'static HttpFunction {
-    Box::leak(Box::new(function))
 }
 
 async fn serve_http(function: &'static HttpFunction, state: AppState) -> Result<(), Error> {

@@ -52,6 +52,11 @@ impl TokenIssuer {
         }
     }
 
+    /// The key id it signs with.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
     /// Signs an access token for `user` in session `sid`, valid from `now` for 15 minutes.
     pub fn issue(&self, user: Uuid, role: &str, sid: Uuid, now: i64) -> Result<String, TokenError> {
         let claims = Claims {
