@@ -32,7 +32,12 @@ PY
 )
 
 suites=tests/hurl
+import_suite=tests/hurl/import.hurl
 if [ -n "${SAM_LOCAL_DIFFERENCES:-}" ]; then
+  # Its upload URL is our gateway's stand-in for S3, which sam local does not have (the
+  # importer's own path is run there through events/import-worker/).
+  echo "hurl: import.hurl skipped against sam local start-api (no upload store to presign for)"
+  import_suite=
   # Against `sam local start-api`: the listed emulator differences taken out, nothing else.
   suites=$(mktemp -d)
   python3 scripts/lib/hurl_differences.py "$SAM_LOCAL_DIFFERENCES" tests/hurl "$suites"
@@ -46,4 +51,4 @@ echo "hurl suites against $url (run $run)"
   --variable "admin_password=${BOOKSHELF_ADMIN_PASSWORD:-bookshelf-admin}" \
   "$suites/walkthrough.hurl" "$suites/auth.hurl" "$suites/users.hurl" "$suites/books.hurl" \
   "$suites/library.hurl" "$suites/reading.hurl" "$suites/stats.hurl" "$suites/people.hurl" \
-  "$suites/orders.hurl" "$suites/meta.hurl"
+  "$suites/orders.hurl" "$suites/meta.hurl" $import_suite

@@ -12,7 +12,7 @@ start_gateway() {
   url="http://127.0.0.1:$port"
   keys=$(mktemp -d)
   log="$keys/server.log"
-  PORT=$port BOOKSHELF_KEYS_FILE="$keys/signing.json" RUST_LOG=${RUST_LOG:-debug} \
+  PORT=$port BOOKSHELF_KEYS_FILE="$keys/signing.json" BOOKSHELF_OBJECTS_DIR="$keys/objects" RUST_LOG=${RUST_LOG:-debug} \
     "${CARGO_TARGET_DIR:-target}/debug/bookshelf-dev" serve >"$log" 2>&1 &
   gateway_pid=$!
   gateway_dir=$keys

@@ -10,6 +10,7 @@ import json
 import os
 import unittest
 import zipfile
+from urllib.parse import unquote_plus
 
 import cfn
 
@@ -142,6 +143,41 @@ class MotoStack(unittest.TestCase):
             self.assertTrue(mapping["EventSourceArn"].endswith(":" + self.physical[queue].rsplit("/", 1)[-1]), function)
             self.assertEqual(mapping["BatchSize"], 10, function)
             self.assertEqual(mapping.get("FunctionResponseTypes"), ["ReportBatchItemFailures"], function)
+
+    def test_an_upload_to_the_bucket_is_announced_on_the_imports_queue(self):
+        s3 = self.boto3.client("s3")
+        sqs = self.boto3.client("sqs")
+        bucket = self.physical["UploadBucket"]
+        queue = self.physical["ImportsQueue"]
+        attrs = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=self.physical["ImportsDeadLetterQueue"],
+                                           AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.assertEqual(json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"], dlq_arn)
+        # The importer consumes the queue; paused here, or moto would run it (in Docker).
+        lam = self.boto3.client("lambda")
+        (mapping,) = lam.list_event_source_mappings(FunctionName=self.physical["ImportWorkerFunction"])["EventSourceMappings"]
+        self.assertTrue(mapping["EventSourceArn"].endswith(":" + queue.rsplit("/", 1)[-1]))
+        self.assertEqual(mapping.get("FunctionResponseTypes"), ["ReportBatchItemFailures"])
+        lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
+        # moto's CloudFormation creates the bucket but drops its NotificationConfiguration:
+        # the template's own configuration is applied through the S3 API, as CloudFormation
+        # would, and moto's S3 then delivers as S3 does.
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        template = cfn.transformed()["Resources"]["UploadBucket"]["Properties"]["NotificationConfiguration"]
+        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"QueueConfigurations": [
+            {"QueueArn": queue_arn, "Events": [q["Event"]],
+             "Filter": {"Key": {"FilterRules": q["Filter"]["S3Key"]["Rules"]}}}
+            for q in template["QueueConfigurations"]]})
+        # Drain what configuring the notification sent (S3's test event).
+        sqs.purge_queue(QueueUrl=queue)
+        s3.put_object(Bucket=bucket, Key="elsewhere/x.csv", Body=b"not an import")
+        s3.put_object(Bucket=bucket, Key="imports/3f1c2b4a-5d6e-4f70-8a9b-0c1d2e3f4a5b.csv", Body=b"Title,Author\n")
+        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        # Keys arrive URL-encoded, as S3 sends them (the importer decodes them).
+        keys = [unquote_plus(r["s3"]["object"]["key"]) for m in got for r in json.loads(m["Body"]).get("Records", [])]
+        self.assertEqual(keys, ["imports/3f1c2b4a-5d6e-4f70-8a9b-0c1d2e3f4a5b.csv"])
+        # moto's CloudFormation drops the bucket's public access block and lifecycle rule
+        # too: test_template.Imports checks those in the template.
 
     def test_the_relay_runs_every_minute(self):
         events = self.boto3.client("events")

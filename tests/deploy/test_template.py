@@ -77,7 +77,13 @@ def function_permissions(doc=DOC):
                 for r in resources:
                     target = cfn.ref_name(r)
                     if target is None and isinstance(r, dict) and "Fn::Sub" in r:
-                        target = cfn.ref_name(next(iter(r["Fn::Sub"][1].values())))
+                        sub = r["Fn::Sub"]
+                        if isinstance(sub, list):
+                            target = cfn.ref_name(next(iter(sub[1].values())))
+                        else:
+                            # '${Bucket.Arn}/prefix/*': the resource and the part it names.
+                            m = re.fullmatch(r"\$\{(\w+)(?:\.Arn)?\}(.*)", sub)
+                            target = m.group(1) + m.group(2) if m else None
                     statements.append(f"{s['Effect']} {','.join(sorted(actions))} on {target or json.dumps(r)}")
         statements.sort()
         out[name] = {"managed": managed, "statements": statements}
@@ -296,10 +302,11 @@ class Functions(unittest.TestCase):
         for mapping in mappings.values():
             props = mapping["Properties"]
             by_queue[cfn.ref_name(props["EventSourceArn"])] = (cfn.ref_name(props["FunctionName"]), props)
-        self.assertEqual(set(by_queue), {"OrdersQueue", "ActivitiesQueue"})
+        self.assertEqual(set(by_queue), {"OrdersQueue", "ActivitiesQueue", "ImportsQueue"})
         for queue, (function, cap_param) in {
             "OrdersQueue": ("OrderProcessorFunction", "OrderProcessorMaxConcurrency"),
             "ActivitiesQueue": ("FeedFanoutFunction", "FeedFanoutMaxConcurrency"),
+            "ImportsQueue": ("ImportWorkerFunction", "ImportWorkerMaxConcurrency"),
         }.items():
             consumer, props = by_queue[queue]
             self.assertEqual(consumer, function, queue)
@@ -407,7 +414,8 @@ class Capacity(unittest.TestCase):
         self.assertLessEqual(total + UNRESERVED_MINIMUM, 1000, "the default quota (1,000) must fit it")
         # The consumers' floor is their event sources' ceiling: a backlog never waits on the API.
         for consumer, cap in [("OrderProcessorFunction", "OrderProcessorMaxConcurrency"),
-                              ("FeedFanoutFunction", "FeedFanoutMaxConcurrency")]:
+                              ("FeedFanoutFunction", "FeedFanoutMaxConcurrency"),
+                              ("ImportWorkerFunction", "ImportWorkerMaxConcurrency")]:
             self.assertEqual(RESOURCES[consumer]["Properties"]["ReservedConcurrentExecutions"], {"Ref": cap})
         self.assertEqual(default(RESOURCES["AuthorizerFunction"]["Properties"]["ReservedConcurrentExecutions"]),
                          self.readme("authorizer reserved concurrency"))
@@ -439,7 +447,7 @@ class Capacity(unittest.TestCase):
 
 # The functions that are not behind the API: queue consumers, the relay, db-migrate, cleanup.
 CONSUMERS = {"OrderProcessorFunction", "FeedFanoutFunction", "OutboxRelayFunction", "DbMigrateFunction",
-             "CleanupFunction"}
+             "CleanupFunction", "ImportWorkerFunction"}
 
 
 class Edge(unittest.TestCase):
@@ -493,8 +501,68 @@ class Edge(unittest.TestCase):
         self.assertEqual({cfn.ref_name(r) for st in secrets for r in st["Resource"]},
                          {"Database", "AppDatabaseSecret", "SigningKeysSecret", "PublicKeysSecret"})
         self.assertIn(MASTER_SECRET, secrets[0]["Resource"])
-        for st in sqs + secrets:
+        # S3 through a gateway endpoint: only the import files of this stack's bucket.
+        (s3,) = RESOURCES["S3Endpoint"]["Properties"]["PolicyDocument"]["Statement"]
+        self.assertEqual(s3["Resource"], {"Fn::Sub": "${UploadBucket.Arn}/imports/*"})
+        self.assertEqual(sorted(s3["Action"]), ["s3:DeleteObject", "s3:GetObject"])
+        self.assertEqual(RESOURCES["S3Endpoint"]["Properties"]["VpcEndpointType"], "Gateway")
+        self.assertEqual(RESOURCES["S3Endpoint"]["Properties"]["RouteTableIds"], [{"Ref": "PrivateRouteTable"}])
+        for st in sqs + secrets + [s3]:
             self.assertNotIn("*", str(st["Action"]))
+
+
+class Imports(unittest.TestCase):
+    """Uploads go straight to a private bucket; its notifications reach the importer."""
+
+    def bucket(self):
+        return RESOURCES["UploadBucket"]["Properties"]
+
+    def test_the_upload_bucket_is_private_encrypted_tls_only_and_emptied_daily(self):
+        b = self.bucket()
+        self.assertEqual(b["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"],
+                         {"SSEAlgorithm": "AES256"})
+        self.assertTrue(all(b["PublicAccessBlockConfiguration"].values()))
+        self.assertEqual(len(b["PublicAccessBlockConfiguration"]), 4)
+        (rule,) = b["LifecycleConfiguration"]["Rules"]
+        self.assertEqual((rule["Status"], rule["ExpirationInDays"]), ("Enabled", 1))
+        (deny,) = RESOURCES["UploadBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+        self.assertEqual((deny["Effect"], deny["Action"]), ("Deny", "s3:*"))
+        self.assertEqual(deny["Condition"], {"Bool": {"aws:SecureTransport": "false"}})
+        self.assertEqual(cfn.ref_name(RESOURCES["UploadBucketPolicy"]["Properties"]["Bucket"]), "UploadBucket")
+
+    def test_browsers_upload_from_the_allowed_origin_only(self):
+        cors = self.bucket()["CorsConfiguration"]["Fn::If"]
+        self.assertEqual(cors[0], "HasAllowedOrigins")
+        (rule,) = cors[1]["CorsRules"]
+        self.assertEqual((rule["AllowedMethods"], rule["AllowedOrigins"]), (["PUT"], [{"Ref": "AllowedOrigins"}]))
+        self.assertEqual(cors[2], {"Ref": "AWS::NoValue"})
+
+    def test_every_upload_is_announced_on_the_imports_queue_with_its_dlq(self):
+        (notification,) = self.bucket()["NotificationConfiguration"]["QueueConfigurations"]
+        self.assertEqual(notification["Event"], "s3:ObjectCreated:*")
+        self.assertEqual(cfn.ref_name(notification["Queue"]), "ImportsQueue")
+        self.assertEqual(notification["Filter"]["S3Key"]["Rules"], [{"Name": "prefix", "Value": "imports/"}])
+        # The bucket is made after the policy that lets S3 send, or the notification fails.
+        self.assertIn("ImportsQueuePolicy", RESOURCES["UploadBucket"]["DependsOn"])
+        (allow,) = RESOURCES["ImportsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+        self.assertEqual((allow["Principal"], allow["Action"]), ({"Service": "s3.amazonaws.com"}, "sqs:SendMessage"))
+        self.assertEqual(allow["Condition"]["StringEquals"], {"aws:SourceAccount": {"Ref": "AWS::AccountId"}})
+        queue = RESOURCES["ImportsQueue"]["Properties"]
+        self.assertEqual(cfn.ref_name(queue["RedrivePolicy"]["deadLetterTargetArn"]), "ImportsDeadLetterQueue")
+        # Never handed to a second importer while the first still works on it.
+        self.assertGreater(queue["VisibilityTimeout"], RESOURCES["ImportWorkerFunction"]["Properties"]["Timeout"])
+        alarms = {cfn.ref_name(d["Value"]) for a in cfn.resources_of(DOC, "AWS::CloudWatch::Alarm").values()
+                  for d in a["Properties"].get("Dimensions", [])}
+        self.assertLessEqual({"ImportsDeadLetterQueue", "ImportWorkerFunction"}, alarms)
+
+    def test_only_the_importer_reads_uploads_and_only_imports_create_signs_them(self):
+        for name, perms in function_permissions().items():
+            s3 = [s for s in perms["statements"] if " s3:" in s or ",s3:" in s]
+            expected = {
+                "ImportsCreateFunction": ["Allow s3:PutObject on UploadBucket/imports/*"],
+                "ImportWorkerFunction": ["Allow s3:DeleteObject,s3:GetObject on UploadBucket/imports/*"],
+            }.get(name, [])
+            self.assertEqual(s3, expected, name)
 
 
 class DataSafety(unittest.TestCase):
@@ -523,7 +591,8 @@ class Network(unittest.TestCase):
             self.assertEqual(cfn.resources_of(DOC, kind), {}, kind)
         services = {json.dumps(r["Properties"]["ServiceName"]) for r in cfn.resources_of(DOC, "AWS::EC2::VPCEndpoint").values()}
         self.assertEqual(services, {json.dumps({"Fn::Sub": "com.amazonaws.${AWS::Region}.sqs"}),
-                                    json.dumps({"Fn::Sub": "com.amazonaws.${AWS::Region}.secretsmanager"})})
+                                    json.dumps({"Fn::Sub": "com.amazonaws.${AWS::Region}.secretsmanager"}),
+                                    json.dumps({"Fn::Sub": "com.amazonaws.${AWS::Region}.s3"})})
 
     def test_only_the_functions_reach_the_proxy_and_only_the_proxy_the_database(self):
         def ingress(group):

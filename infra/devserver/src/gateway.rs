@@ -120,18 +120,22 @@ impl Gateway {
     pub async fn handle(self: Arc<Self>, req: http::Request<AxumBody>) -> http::Response<AxumBody> {
         let origin = bookshelf_http::Cors::origin(req.headers()).map(str::to_string);
         let cors = self.state.cors.clone();
-        let mut response =
-            if req.method() == http::Method::OPTIONS && self.router.at(req.uri().path()).is_ok() {
-                let mut preflight = http::Response::new(AxumBody::from("{}"));
-                preflight.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("application/json"),
-                );
-                cors.preflight(origin.as_deref(), preflight.headers_mut());
-                preflight
-            } else {
-                self.route(req).await
-            };
+        let upload = req.uri().path().starts_with(bookshelf_objects::LOCAL_UPLOAD_PATH);
+        let mut response = if upload && req.method() != http::Method::OPTIONS {
+            crate::uploads::put(&self.state, req).await
+        } else if req.method() == http::Method::OPTIONS
+            && (upload || self.router.at(req.uri().path()).is_ok())
+        {
+            let mut preflight = http::Response::new(AxumBody::from("{}"));
+            preflight.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            cors.preflight(origin.as_deref(), preflight.headers_mut());
+            preflight
+        } else {
+            self.route(req).await
+        };
         cors.apply(origin.as_deref(), response.headers_mut());
         response
     }

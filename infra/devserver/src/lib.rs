@@ -7,6 +7,7 @@ pub mod pg;
 pub mod remote;
 pub mod seed;
 pub mod template;
+pub mod uploads;
 pub mod worker;
 
 use bookshelf_storage::DbPool;
@@ -121,6 +122,19 @@ pub struct LocalQueues {
     pub activities: bookshelf_queue::Queue,
 }
 
+/// What stands in for the upload bucket and its notifications: files in `dir`, uploaded
+/// through the gateway's stand-in URL and announced on an in-process imports queue.
+pub fn local_imports(state: AppState, dir: std::path::PathBuf) -> Result<AppState> {
+    let objects = bookshelf_objects::LocalObjects::new(dir.clone())
+        .with_context(|| format!("creating the upload directory {}", dir.display()))?;
+    // Redelivered after 15 minutes, as the deployed queue's visibility timeout outlasts the
+    // importer's 15: a long import is never taken up twice at once.
+    let queue = bookshelf_queue::MemoryQueue::new(std::time::Duration::from_secs(960), 5);
+    Ok(state
+        .with_objects(bookshelf_objects::Objects::Local(Arc::new(objects)))
+        .with_import_queue(bookshelf_queue::Queue::Memory(Arc::new(queue))))
+}
+
 /// The state every local function shares: all keys, and the queues if there are any.
 pub fn local_state(pool: DbPool, keys: &SigningKeys, queues: Option<LocalQueues>) -> Arc<AppState> {
     // Off unless asked for: test suites register thousands of users from 127.0.0.1.
@@ -131,6 +145,13 @@ pub fn local_state(pool: DbPool, keys: &SigningKeys, queues: Option<LocalQueues>
             None
         });
     let state = AppState::new(pool, keys).with_register_limit(limit);
+    let dir = bookshelf_config::settings()
+        .map(|s| s.local.objects_dir.clone())
+        .unwrap_or_else(|_| ".dev/objects".into());
+    let state = match local_imports(state, dir) {
+        Ok(s) => s,
+        Err(e) => panic!("{e:#}"),
+    };
     Arc::new(match queues {
         Some(q) => state.with_queue(q.orders).with_activity_queue(q.activities),
         None => state,
@@ -161,7 +182,11 @@ impl Server {
         with_worker: bool,
     ) -> Result<Server> {
         let (stop_worker, stop_rx) = tokio::sync::watch::channel(false);
-        let worker = (with_worker && (state.queue.is_some() || state.activity_queue.is_some())).then(|| {
+        if let Some(local) = state.objects().ok().and_then(|o| o.local()) {
+            local.set_base(&format!("http://{}", listener.local_addr()?));
+        }
+        let queues = state.queue.is_some() || state.activity_queue.is_some() || state.import_queue.is_some();
+        let worker = (with_worker && queues).then(|| {
             let pollers = worker::Pollers::from_template(template);
             worker::spawn(state.clone(), std::time::Duration::from_secs(2), pollers, stop_rx)
         });

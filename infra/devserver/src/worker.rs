@@ -40,6 +40,8 @@ pub enum Consumer {
     Orders,
     /// `feed-fanout`.
     Feed,
+    /// `import-worker`.
+    Imports,
 }
 
 /// One poll of the orders queue: receive, process, delete the successes. Returns how many
@@ -63,6 +65,7 @@ pub async fn poll(
     let response = match consumer {
         Consumer::Orders => process_batch(state.clone(), event).await,
         Consumer::Feed => fan_out_batch(state.clone(), event).await,
+        Consumer::Imports => bookshelf_api::imports::import_batch(state.clone(), event).await,
     };
     let failed: HashSet<&str> = response
         .batch_item_failures
@@ -84,6 +87,7 @@ pub async fn poll(
 pub struct Pollers {
     pub orders: usize,
     pub feed: usize,
+    pub imports: usize,
 }
 
 impl Pollers {
@@ -93,6 +97,7 @@ impl Pollers {
         Pollers {
             orders: of("order-processor"),
             feed: of("feed-fanout"),
+            imports: of("import-worker"),
         }
     }
 }
@@ -114,6 +119,7 @@ pub fn spawn(
         let pollers: Vec<_> = [
             (state.queue.clone(), Consumer::Orders, pollers.orders),
             (state.activity_queue.clone(), Consumer::Feed, pollers.feed),
+            (state.import_queue.clone(), Consumer::Imports, pollers.imports),
         ]
         .into_iter()
         .filter_map(|(queue, consumer, n)| queue.map(|q| (q, consumer, n)))
@@ -125,8 +131,11 @@ pub fn spawn(
             ))
         })
         .collect();
-        if pollers.is_empty() {
+        if state.queue.is_none() && state.activity_queue.is_none() {
             tracing::warn!("no queue: orders stay pending");
+            for p in pollers {
+                let _ = p.await;
+            }
             return;
         }
         let relay = tokio::spawn(until_stopped(stop.clone(), {

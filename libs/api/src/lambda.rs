@@ -19,9 +19,12 @@ pub enum Binary {
     HttpSending(HttpFunction),
     /// An HTTP function that signs or verifies tokens.
     HttpWithKeys(HttpFunction),
+    /// An HTTP function that presigns uploads to the bucket.
+    HttpUploading(HttpFunction),
     Authorizer,
     OrderProcessor,
     FeedFanout,
+    ImportWorker,
     OutboxRelay,
     Cleanup,
     DbMigrate,
@@ -30,10 +33,11 @@ pub enum Binary {
 /// The function of the binary named `name` (its `CARGO_BIN_NAME`): an unknown name fails
 /// the build.
 pub const fn binary(name: &str) -> Binary {
-    const OTHERS: [(&str, Binary); 6] = [
+    const OTHERS: [(&str, Binary); 7] = [
         ("authorizer", Binary::Authorizer),
         ("order-processor", Binary::OrderProcessor),
         ("feed-fanout", Binary::FeedFanout),
+        ("import-worker", Binary::ImportWorker),
         ("outbox-relay", Binary::OutboxRelay),
         ("cleanup", Binary::Cleanup),
         ("db-migrate", Binary::DbMigrate),
@@ -48,6 +52,7 @@ pub const fn binary(name: &str) -> Binary {
     match http_function_named(name) {
         Some(f) => match (f.keys, f.storage) {
             (KeyAccess::None, Storage::Sends) => Binary::HttpSending(f),
+            (KeyAccess::None, Storage::Uploads) => Binary::HttpUploading(f),
             (KeyAccess::None, _) => Binary::Http(f),
             _ => Binary::HttpWithKeys(f),
         },
@@ -66,7 +71,7 @@ pub const fn http_function(name: &str) -> HttpFunction {
     }
 }
 
-/// Every binary's name: the registry's HTTP functions and the six others (the layout test
+/// Every binary's name: the registry's HTTP functions and the seven others (the layout test
 /// compares them with template.yaml).
 pub fn binary_names() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = crate::registry::ALL.iter().map(|f| f.name).collect();
@@ -74,6 +79,7 @@ pub fn binary_names() -> Vec<&'static str> {
         "authorizer",
         "order-processor",
         "feed-fanout",
+        "import-worker",
         "outbox-relay",
         "cleanup",
         "db-migrate",
@@ -104,6 +110,14 @@ pub async fn run_http_sending(function: &'static HttpFunction) -> Result<(), Err
     bookshelf_config::init_tracing();
     let state = AppState::from_env(function.database(), POOL_SIZE)?;
     let state = keyless(function, state)?.with_queues_from_env().await;
+    serve_http(function, state).await
+}
+
+/// Serves one HTTP function that presigns uploads to the bucket (UPLOAD_BUCKET).
+pub async fn run_http_uploading(function: &'static HttpFunction) -> Result<(), Error> {
+    bookshelf_config::init_tracing();
+    let state = AppState::from_env(function.database(), POOL_SIZE)?;
+    let state = keyless(function, state)?.with_objects_from_env();
     serve_http(function, state).await
 }
 
@@ -181,6 +195,20 @@ pub async fn run_feed_fanout() -> Result<(), Error> {
     .await
 }
 
+/// Serves the SQS consumer `import-worker` of the imports queue, which the upload bucket's
+/// object-created notifications fill (event source mapping with `ReportBatchItemFailures`).
+pub async fn run_import_worker() -> Result<(), Error> {
+    bookshelf_config::init_tracing();
+    let state = Arc::new(AppState::from_env(true, POOL_SIZE)?.with_objects_from_env());
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
+            let state = state.clone();
+            async move { Ok::<_, Error>(crate::imports::import_batch(state, event.payload).await) }
+        },
+    ))
+    .await
+}
+
 /// Rows of each kind one cleanup run removes at most (a backlog takes several hourly runs).
 const CLEANUP_BATCH: i64 = 10_000;
 
@@ -195,7 +223,8 @@ pub async fn run_cleanup() -> Result<(), Error> {
             let db = state.db().map_err(|e| e.to_string())?;
             let retention = &bookshelf_storage::cleanup::RETENTION;
             let removed = bookshelf_storage::cleanup::expired(db, retention, CLEANUP_BATCH).await?;
-            tracing::info!(?removed, "expired rows removed");
+            let imports = bookshelf_storage::imports::fail_never_uploaded(db, CLEANUP_BATCH).await?;
+            tracing::info!(?removed, imports_never_uploaded = imports, "expired rows removed");
             Ok::<_, Error>(serde_json::to_value(removed)?)
         }
     }))

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod authorizer;
 pub mod books;
 pub mod goals;
+pub mod imports;
 pub mod keyring;
 pub mod lambda;
 pub mod library;

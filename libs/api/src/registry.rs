@@ -11,7 +11,7 @@ use bookshelf_http::{check_query, request_id, ApiError, Body, Identity, Request,
 use lambda_http::RequestExt;
 use tracing::Instrument;
 
-use crate::{auth, books, goals, library, meta, orders, people, reading, users, AppState};
+use crate::{auth, books, goals, imports, library, meta, orders, people, reading, users, AppState};
 
 /// Which key material a function needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +55,8 @@ pub enum Storage {
     /// The database, and the queues it announces its writes on (QUEUE_URL,
     /// ACTIVITY_QUEUE_URL), so consumers need not wait for the outbox relay.
     Sends,
+    /// The database, and the upload bucket (UPLOAD_BUCKET) it presigns uploads to.
+    Uploads,
 }
 
 #[derive(Clone, Copy)]
@@ -184,6 +186,10 @@ functions! {
     LIBRARY_PUT = "library-put", SignedIn, None, Sends => library::put;
     LIBRARY_DELETE = "library-delete", SignedIn, None, Db => library::delete;
     LIBRARY_EXPORT = "library-export", SignedIn, None, Db => library::export;
+    IMPORTS_CREATE = "imports-create", SignedIn, None, Uploads => imports::create;
+    IMPORTS_LIST = "imports-list", SignedIn, None, Db => imports::list;
+    IMPORTS_GET = "imports-get", SignedIn, None, Db => imports::get;
+    IMPORTS_ROWS = "imports-rows", SignedIn, None, Db => imports::rows;
     READS_START = "reads-start", SignedIn, None, Sends => reading::start;
     READS_LIST = "reads-list", SignedIn, None, Db => reading::list;
     READS_GET = "reads-get", SignedIn, None, Db => reading::get;

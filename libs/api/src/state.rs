@@ -64,6 +64,10 @@ pub struct AppState {
     pub register_limit: Option<i32>,
     /// The keys that sign (auth functions) or verify (authorizer, JWKS) access tokens.
     keys: Option<KeyRing>,
+    /// Where import files are uploaded and read (S3 deployed, a directory locally).
+    objects: Option<bookshelf_objects::Objects>,
+    /// Locally, where the stand-in for S3 announces uploads (deployed, S3 itself does).
+    pub import_queue: Option<Queue>,
     /// Business and health metrics (EMF deployed, the debug log locally).
     pub metrics: bookshelf_config::metrics::Metrics,
     /// Which browser origins may read the responses (`ALLOWED_ORIGINS`).
@@ -80,6 +84,8 @@ impl AppState {
             throttle_loopback: false,
             register_limit: None,
             keys: Some(KeyRing::fixed(keys)),
+            objects: None,
+            import_queue: None,
             metrics: bookshelf_config::metrics::Metrics::from_env(),
             cors: allowed_origins(),
         }
@@ -148,6 +154,8 @@ impl AppState {
             throttle_loopback: false,
             register_limit: None,
             keys: None,
+            objects: None,
+            import_queue: None,
             metrics: bookshelf_config::metrics::Metrics::from_env(),
             cors: allowed_origins(),
         })
@@ -176,6 +184,31 @@ impl AppState {
             .and_then(|s| s.deployed.activity_queue_url.clone());
         self.activity_queue = SqsQueue::from_url(activities).await.map(Queue::Sqs);
         self
+    }
+
+    /// The upload bucket (`UPLOAD_BUCKET`): a separate step, so that only the functions
+    /// that upload or import link an S3 client.
+    pub fn with_objects_from_env(mut self) -> AppState {
+        self.objects = bookshelf_objects::Objects::from_env();
+        self
+    }
+
+    pub fn with_objects(mut self, objects: bookshelf_objects::Objects) -> AppState {
+        self.objects = Some(objects);
+        self
+    }
+
+    /// Where the local stand-in for S3 announces uploads.
+    pub fn with_import_queue(mut self, queue: Queue) -> AppState {
+        self.import_queue = Some(queue);
+        self
+    }
+
+    /// The object store, in a function that has one.
+    pub fn objects(&self) -> Result<&bookshelf_objects::Objects, ApiError> {
+        self.objects
+            .as_ref()
+            .ok_or_else(|| ApiError::Internal("this function has no upload bucket".into()))
     }
 
     /// The pool, in a function that has one.

@@ -68,6 +68,7 @@ vars! {
     PublicKeysSecretArn = "PUBLIC_KEYS_SECRET_ARN", Deployed, Plain,
     QueueUrl = "QUEUE_URL", Deployed, Plain,
     ActivityQueueUrl = "ACTIVITY_QUEUE_URL", Deployed, Plain,
+    UploadBucket = "UPLOAD_BUCKET", Deployed, Plain,
     MetricsNamespace = "METRICS_NAMESPACE", Deployed, Plain,
     AllowedOrigins = "ALLOWED_ORIGINS", Deployed, Plain,
     RustLog = "RUST_LOG", Deployed, Plain,
@@ -93,6 +94,7 @@ vars! {
     PgBin = "PG_BIN", Local, Plain,
     Template = "BOOKSHELF_TEMPLATE", Local, Plain,
     TokioWorkerThreads = "TOKIO_WORKER_THREADS", Local, Plain,
+    ObjectsDir = "BOOKSHELF_OBJECTS_DIR", Local, Plain,
 }
 
 /// The variable's value, trimmed; unset, blank or not Unicode is `None`.

@@ -31,6 +31,8 @@ pub struct Deployed {
     pub public_keys_secret_arn: Option<String>,
     pub queue_url: Option<String>,
     pub activity_queue_url: Option<String>,
+    /// The bucket import files are uploaded to (POST /imports, import-worker).
+    pub upload_bucket: Option<String>,
     pub metrics_namespace: Option<String>,
     /// Comma-separated browser origins.
     pub allowed_origins: String,
@@ -65,6 +67,8 @@ pub struct Local {
     pub pg_bin: Option<PathBuf>,
     pub template: Option<PathBuf>,
     pub tokio_worker_threads: Option<usize>,
+    /// Where the dev server keeps uploaded import files.
+    pub objects_dir: PathBuf,
 }
 
 #[derive(Debug)]
@@ -128,6 +132,7 @@ impl Settings {
                 public_keys_secret_arn: text(Var::PublicKeysSecretArn),
                 queue_url: text(Var::QueueUrl),
                 activity_queue_url: text(Var::ActivityQueueUrl),
+                upload_bucket: text(Var::UploadBucket),
                 metrics_namespace: text(Var::MetricsNamespace),
                 allowed_origins: env::get_or(Var::AllowedOrigins, ""),
                 rust_log: text(Var::RustLog),
@@ -155,6 +160,7 @@ impl Settings {
                 pg_bin: text(Var::PgBin).map(PathBuf::from),
                 template: text(Var::Template).map(PathBuf::from),
                 tokio_worker_threads: env::parse::<usize>(Var::TokioWorkerThreads)?,
+                objects_dir: env::get_or(Var::ObjectsDir, ".dev/objects").into(),
             },
         })
     }

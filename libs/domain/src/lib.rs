@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod book;
 pub mod cursor;
+pub mod import;
 pub mod input;
 pub mod isbn;
 pub mod library;
@@ -17,7 +18,7 @@ mod text_column;
 
 pub use activity::{Activity, ActivityMessage, ActivityType, FollowerCursor, NewActivity, PersonRef};
 pub use book::{Book, BookInput, BookPatch, InventoryInput, NewBook};
-pub use cursor::{Cursor, CursorError, PageParams, RankCursor};
+pub use cursor::{Cursor, CursorError, NumberCursor, PageParams, RankCursor};
 pub use input::Input;
 pub use library::{
     BookSummary, EntryChange, EntryInput, ExportBook, ExportEntry, LibraryEntry, ReadingStatus,

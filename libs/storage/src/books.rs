@@ -2,6 +2,7 @@
 
 use crate::coalesce::{Coalescer, Loaded};
 use crate::DbPool;
+use bookshelf_domain::import::BookCandidate;
 use bookshelf_domain::{Book, BookPatch, Cursor, NewBook, PageParams, RankCursor};
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
@@ -360,3 +361,68 @@ pub async fn count(db: &DbPool) -> Result<i64> {
         .fetch_one(db)
         .await?)
 }
+
+/// The catalog book an import row names, and whether it was made now: the book with its
+/// ISBN, else the one with its title and first author (`bookshelf_match_key`), else a new
+/// one, not for sale. Race-free across concurrent imports: the title's advisory lock makes
+/// look-up-then-create one step per title, and the ISBN's unique key settles two titles
+/// racing for one ISBN.
+pub async fn resolve_for_import(tx: &mut crate::Conn, book: &BookCandidate) -> Result<(Uuid, bool)> {
+    if let Some(isbn) = &book.isbn {
+        if let Some(id) = sqlx::query_scalar!("SELECT id FROM books WHERE isbn = $1", isbn)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            return Ok((id, false));
+        }
+    }
+    // Held to the end of the transaction. The look-up below is a statement of its own: in
+    // READ COMMITTED each statement sees what committed before it began, so it sees a book
+    // that the lock's previous holder made.
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock($1, hashtext(bookshelf_match_key($2, $3)))",
+        IMPORT_MATCH_LOCK,
+        book.title,
+        &book.authors[..],
+    )
+    .execute(&mut *tx)
+    .await?;
+    if let Some(id) = sqlx::query_scalar!(
+        "SELECT id FROM books WHERE bookshelf_match_key(title, authors) = bookshelf_match_key($1, $2)
+         ORDER BY created_at, id LIMIT 1",
+        book.title,
+        &book.authors[..],
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    {
+        return Ok((id, false));
+    }
+    let created = sqlx::query_scalar!(
+        "INSERT INTO books (id, title, authors, isbn, published_year, page_count, price_cents, stock)
+         VALUES ($1, $2, $3, $4, $5, $6, NULL, 0)
+         ON CONFLICT (isbn) DO NOTHING RETURNING id",
+        Uuid::new_v4(),
+        book.title,
+        &book.authors[..],
+        book.isbn.as_deref(),
+        book.published_year,
+        book.page_count,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    match created {
+        Some(id) => Ok((id, true)),
+        // Another title took this ISBN first (it committed while we waited on its key).
+        None => {
+            let id = sqlx::query_scalar!("SELECT id FROM books WHERE isbn = $1", book.isbn.as_deref())
+                .fetch_one(&mut *tx)
+                .await?;
+            Ok((id, false))
+        }
+    }
+}
+
+/// The advisory-lock class of import book matching (the first key of the two-key form, so
+/// it cannot collide with another use of advisory locks).
+const IMPORT_MATCH_LOCK: i32 = 0x1b00c;

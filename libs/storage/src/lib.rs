@@ -6,6 +6,7 @@ pub mod books;
 pub mod cleanup;
 pub mod coalesce;
 pub mod follows;
+pub mod imports;
 pub mod inventory;
 pub mod library;
 pub mod orders;

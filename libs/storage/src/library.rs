@@ -223,3 +223,33 @@ pub async fn export_page(
         .collect();
     Ok((entries, next))
 }
+
+/// Shelves an imported row's book unless the user already has it (`false`: nothing was
+/// written): an import never overwrites, and makes no activities.
+pub async fn insert_imported(
+    tx: &mut crate::Conn,
+    user: Uuid,
+    book: Uuid,
+    row: &bookshelf_domain::import::ImportRow,
+) -> Result<bool> {
+    let inserted = sqlx::query_scalar!(
+        r#"INSERT INTO library_entries (user_id, book_id, status, rating, review, favorite, added_at)
+           VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()))
+           ON CONFLICT (user_id, book_id) DO NOTHING
+           RETURNING true AS "inserted!""#,
+        user,
+        book,
+        row.status.as_str(),
+        row.rating,
+        row.review.as_deref(),
+        row.favorite,
+        row.added_at,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let inserted = inserted.is_some();
+    if inserted {
+        crate::reading::insert_imported(tx, user, book, &row.reads).await?;
+    }
+    Ok(inserted)
+}

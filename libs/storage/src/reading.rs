@@ -547,3 +547,48 @@ pub async fn seed_history(
         .await?;
     Ok(History { reads, sessions })
 }
+
+/// An imported entry's reads, as the file tells them (closed ones are history: they go in
+/// closed, in the entry's own transaction). One statement whatever their number.
+pub async fn insert_imported(
+    tx: &mut Conn,
+    user: Uuid,
+    book: Uuid,
+    reads: &[bookshelf_domain::import::ImportedRead],
+) -> Result<()> {
+    use bookshelf_domain::import::ReadEnd;
+    if reads.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = reads.iter().map(|_| Uuid::new_v4()).collect();
+    let started: Vec<DateTime<Utc>> = reads.iter().map(|r| r.started_at).collect();
+    let finished: Vec<Option<DateTime<Utc>>> = reads
+        .iter()
+        .map(|r| match r.end {
+            ReadEnd::Finished(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    let abandoned: Vec<Option<DateTime<Utc>>> = reads
+        .iter()
+        .map(|r| match r.end {
+            ReadEnd::Abandoned(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    sqlx::query!(
+        "INSERT INTO reads (id, user_id, book_id, started_at, finished_at, abandoned_at, percent)
+         SELECT id, $2, $3, started, finished, abandoned, CASE WHEN finished IS NULL THEN NULL ELSE 100 END
+         FROM unnest($1::uuid[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[])
+              AS t(id, started, finished, abandoned)",
+        &ids,
+        user,
+        book,
+        &started,
+        &finished as &[Option<DateTime<Utc>>],
+        &abandoned as &[Option<DateTime<Utc>>],
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}

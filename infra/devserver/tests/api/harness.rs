@@ -125,6 +125,9 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         // A short visibility timeout so retries and the DLQ happen within a test.
         let mut state = AppState::new(databases.app, &keys);
+        // Uploads go to a directory of the test's own, announced on an in-process queue.
+        let uploads = std::env::temp_dir().join(format!("bookshelf-uploads-{name}"));
+        state = bookshelf_devserver::local_imports(state, uploads).expect("upload store");
         if let Some(q) = queue {
             // With a worker, the feed's fan-out runs too, on its own in-process queue.
             let activities = Queue::Memory(Arc::new(MemoryQueue::new(Duration::from_secs(1), 3)));

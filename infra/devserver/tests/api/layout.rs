@@ -304,8 +304,9 @@ fn the_environment_is_read_in_one_place() {
 }
 
 /// A function the template gives a queue URL announces on it (registry: `Sends`, served by
-/// `run_http_sending`); one given a key secret gets keys (`run_http_with_keys`); every other
-/// HTTP binary links neither an SQS nor a Secrets Manager client. Read from the text: a
+/// `run_http_sending`); one given a key secret gets keys (`run_http_with_keys`); one given
+/// the upload bucket presigns (`Uploads`, `run_http_uploading`); every other HTTP binary
+/// links neither an SQS, a Secrets Manager nor an S3 client. Read from the text: a
 /// resource's block runs from its two-space-indented name to the next one.
 #[test]
 fn only_the_binaries_with_a_queue_url_or_a_key_secret_link_those_clients() {
@@ -348,13 +349,21 @@ fn only_the_binaries_with_a_queue_url_or_a_key_secret_link_those_clients() {
             "{}: keys exactly when the template gives a key secret",
             f.name
         );
+        let uploads = has(f.name, &["UPLOAD_BUCKET"]);
+        assert_eq!(
+            f.storage == Storage::Uploads,
+            uploads,
+            "{}: Uploads exactly when the template gives the upload bucket",
+            f.name
+        );
         let served = match binary(f.name) {
-            Binary::Http(_) => (false, false),
-            Binary::HttpSending(_) => (true, false),
-            Binary::HttpWithKeys(_) => (false, true),
+            Binary::Http(_) => (false, false, false),
+            Binary::HttpSending(_) => (true, false, false),
+            Binary::HttpWithKeys(_) => (false, true, false),
+            Binary::HttpUploading(_) => (false, false, true),
             _ => panic!("{} is an HTTP function", f.name),
         };
-        assert_eq!(served, (sends, keys), "{}: the binary's wiring", f.name);
+        assert_eq!(served, (sends, keys, uploads), "{}: the binary's wiring", f.name);
     }
 }
 

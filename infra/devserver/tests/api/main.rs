@@ -12,6 +12,7 @@ mod coalesce;
 mod deploy;
 mod events;
 mod faults;
+mod imports;
 mod layout;
 mod library;
 mod orders;

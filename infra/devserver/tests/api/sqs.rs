@@ -528,7 +528,11 @@ async fn the_relay_schedule_never_strands_a_received_batch() {
         bookshelf_api::AppState::new(app.pool.clone(), &app.keys).with_queue(Queue::Sqs(queue)),
     );
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let pollers = bookshelf_devserver::worker::Pollers { orders: 1, feed: 1 };
+    let pollers = bookshelf_devserver::worker::Pollers {
+        orders: 1,
+        feed: 1,
+        imports: 1,
+    };
     let worker = bookshelf_devserver::worker::spawn(state, Duration::from_millis(5), pollers, stop_rx);
 
     let (_, t, book) = buyer_of_a_book(&app, "relay@example.org", 100).await;
@@ -1028,4 +1032,129 @@ async fn a_warm_db_migrate_follows_a_rotated_application_secret() {
         .execute(&mut server)
         .await
         .unwrap();
+}
+
+/// The deployed import path against moto: `POST /imports` presigns an S3 PUT, the client
+/// uploads straight to the bucket, S3's object-created notification lands on the imports
+/// queue, and the importer (the `import-worker` handler, fed by the poller that stands in
+/// for the event source mapping) applies the file.
+#[tokio::test]
+async fn an_upload_to_s3_reaches_the_importer_through_the_buckets_notification() {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let moto = Moto::start().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .http_client(bookshelf_config::https_client())
+            .endpoint_url(&moto.endpoint)
+            // The region of the SQS test client: S3 notifies queues of its own region only.
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "t"))
+            .force_path_style(true)
+            .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+            .build(),
+    );
+    s3.create_bucket().bucket("uploads").send().await.unwrap();
+    let (imports, _dlq) = SqsQueue::ensure(SqsQueue::local_client(&moto.endpoint), "imports", 30, 5)
+        .await
+        .unwrap();
+    let arn = SqsQueue::local_client(&moto.endpoint)
+        .get_queue_attributes()
+        .queue_url(imports.url())
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    use aws_sdk_s3::types::{
+        Event, FilterRule, FilterRuleName, NotificationConfiguration, NotificationConfigurationFilter,
+        QueueConfiguration, S3KeyFilter,
+    };
+    s3.put_bucket_notification_configuration()
+        .bucket("uploads")
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(
+                    QueueConfiguration::builder()
+                        .queue_arn(arn)
+                        .events(Event::from("s3:ObjectCreated:*"))
+                        .filter(
+                            NotificationConfigurationFilter::builder()
+                                .key(
+                                    S3KeyFilter::builder()
+                                        .filter_rules(
+                                            FilterRule::builder()
+                                                .name(FilterRuleName::Prefix)
+                                                .value("imports/")
+                                                .build(),
+                                        )
+                                        .build(),
+                                )
+                                .build(),
+                        )
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let objects =
+        bookshelf_objects::Objects::S3(bookshelf_objects::S3Objects::new(s3.clone(), "uploads".into()));
+    let app = TestApp::start_custom(None, |s| s.with_objects(objects)).await;
+    let reader = token(&app.register("s3-import@example.org", "password123").await);
+    let created = crate::imports::start_import(&app, &reader, Some("gr.csv")).await;
+    let url = created["uploadUrl"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("{}/uploads/imports/", moto.endpoint)),
+        "{url}"
+    );
+    assert!(url.contains("X-Amz-Signature="), "{url}");
+    assert_eq!(created["uploadHeaders"]["if-none-match"], "*", "{created}");
+    let file = "Title,Author,My Rating,Exclusive Shelf\nFrom S3,Some Author,4,read\nAlso From S3,Other Author,0,to-read\n";
+    let put = crate::imports::upload(url, &created["uploadHeaders"], file.as_bytes().to_vec()).await;
+    assert_eq!(put.status(), StatusCode::OK, "{}", put.text().await.unwrap());
+    // The signed If-None-Match: the URL takes one upload.
+    let again = crate::imports::upload(url, &created["uploadHeaders"], b"Title,Author\nX,Y\n".to_vec()).await;
+    assert_eq!(again.status(), StatusCode::PRECONDITION_FAILED);
+    // The notification (after S3's test event) reaches the importer.
+    let queue = Queue::Sqs(imports.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = created["id"].as_str().unwrap();
+    loop {
+        bookshelf_devserver::worker::poll(
+            &app.state,
+            &queue,
+            Duration::from_millis(200),
+            bookshelf_devserver::worker::Consumer::Imports,
+        )
+        .await
+        .unwrap();
+        let now = app.get(&format!("/imports/{id}"), Some(&reader)).await.body;
+        if now["status"] == "completed" {
+            assert_eq!(
+                (&now["imported"], &now["booksCreated"]),
+                (&json!(2), &json!(2)),
+                "{now}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "not imported: {now}");
+    }
+    // Applied, the file is removed from the bucket; the queue holds nothing more.
+    assert!(s3
+        .head_object()
+        .bucket("uploads")
+        .key(format!("imports/{id}.csv"))
+        .send()
+        .await
+        .is_err());
+    assert!(imports
+        .receive(10, Duration::from_millis(100))
+        .await
+        .unwrap()
+        .is_empty());
 }
