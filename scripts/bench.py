@@ -333,6 +333,156 @@ def order_pipeline(url, token, book, orders):
     return {"orders_per_s": statistics.median(rates), "runs": rates, "orders": statistics.median(counts)}
 
 
+# --------------------------------------------------------------------------- imports, export
+IMPORT_ROWS = int(os.environ.get("BENCH_IMPORT_ROWS", "10000"))
+EXPORT_ENTRIES = int(os.environ.get("BENCH_EXPORT_ENTRIES", "20000"))
+GOODREADS_HEADER = ("Book Id,Title,Author,Author l-f,Additional Authors,ISBN,ISBN13,My Rating,Average Rating,"
+                    "Publisher,Binding,Number of Pages,Year Published,Original Publication Year,Date Read,Date Added,"
+                    "Bookshelves,Bookshelves with positions,Exclusive Shelf,My Review,Spoiler,Private Notes,Read Count,"
+                    "Owned Copies")
+
+
+def goodreads_file(tag, rows):
+    """A Goodreads export of `rows` books none of the catalog has: half with an ISBN-13, half
+    known by title and author only; a third read (with a day), the rest to-read."""
+    lines = [GOODREADS_HEADER]
+    for i in range(rows):
+        isbn = ""
+        if i % 2 == 0:
+            core = f"979{abs(hash((tag, i))) % 10**9:09d}"
+            check = (10 - sum((3 if k % 2 else 1) * int(d) for k, d in enumerate(core)) % 10) % 10
+            isbn = f'="{core}{check}"'
+        shelf, day = ("read", "2024/05/17") if i % 3 == 0 else ("to-read", "")
+        lines.append(f'{i},Imported {tag} {i},Author {i % 997},,,,{isbn},{i % 6},,,,{100 + i % 400},1999,,'
+                     f'{day},2024/01/02,,,{shelf},Review {i}<br/>line two,,,,')
+    return ("\n".join(lines) + "\n").encode()
+
+
+def put_upload(url, headers, data):
+    req = urllib.request.Request(url, data=data, method="PUT", headers=headers)
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return r.status
+
+
+def import_run(url, token, tag, rows):
+    """Seconds from the start of the upload to `completed`, and the import."""
+    status, created = call("POST", url + "/imports", {"filename": f"{tag}.csv"}, token)
+    assert status == 201, created
+    data = goodreads_file(tag, rows)
+    started = time.perf_counter()
+    assert put_upload(created["uploadUrl"], created["uploadHeaders"], data) == 200
+    while True:
+        status, now = call("GET", url + f"/imports/{created['id']}", token=token)
+        assert status == 200, now
+        if now["status"] in ("completed", "failed"):
+            elapsed = time.perf_counter() - started
+            assert now["status"] == "completed" and now["rows"] == rows, now
+            return elapsed, now
+        time.sleep(0.05)
+
+
+def imports(url, runs=RUNS, rows=IMPORT_ROWS):
+    """A Goodreads file of `rows` new books, uploaded and applied; each run a new reader and
+    new books (every row makes its book), medians over the runs."""
+    seconds = []
+    for run in range(runs):
+        token = register(url, f"importer{run}-{uuid_tag()}@example.org")
+        elapsed, done = import_run(url, token, f"run{run}{uuid_tag()}", rows)
+        log(f"  import of {rows:,} rows: {elapsed:.1f} s ({done['booksCreated']:,} books created)")
+        seconds.append(elapsed)
+    median = statistics.median(seconds)
+    return {"rows": rows, "runs": [round(s, 2) for s in seconds], "median_s": round(median, 2),
+            "rows_per_s": round(rows / median)}
+
+
+def uuid_tag():
+    import uuid
+    return uuid.uuid4().hex[:8]
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def seed_export_reader(entries, email):
+    """A reader with `entries` library entries (catalog books, made here as needed), each with
+    a finished read and a 5,000-character review, straight into the database."""
+    psql(f"""
+        INSERT INTO books (id, title, authors, price_cents, stock)
+        SELECT gen_random_uuid(), 'Export filler ' || g, ARRAY['Filler Author'], NULL, 0
+        FROM generate_series(1, greatest(0, {entries} - (SELECT count(*) FROM books))) AS g""")
+    user = psql(f"SELECT id FROM users WHERE email = '{email}'")[0]
+    psql(f"""
+        INSERT INTO library_entries (user_id, book_id, status, rating, review, added_at)
+        SELECT '{user}', id, 'read', 1 + (abs(hashtext(id::text)) % 5), left(repeat('review text ', 417), 5000),
+               now() - make_interval(mins => row_number() OVER (ORDER BY id)::int)
+        FROM (SELECT id FROM books ORDER BY id LIMIT {entries}) AS b""")
+    psql(f"""
+        INSERT INTO reads (id, user_id, book_id, started_at, finished_at, percent)
+        SELECT gen_random_uuid(), user_id, book_id, added_at, added_at + interval '3 days', 100
+        FROM library_entries WHERE user_id = '{user}'""")
+
+
+def export_run(server, token, accept):
+    """Seconds to the last byte, bytes, and the serving process's RSS growth (sampled every
+    5 ms while the body streams) over its RSS just before."""
+    before = rss_kb(server.proc.pid)
+    peak = [before]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_kb(server.proc.pid))
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    req = urllib.request.Request(server.url + "/library/export", headers={"Authorization": f"Bearer {token}",
+                                                                          "Accept": accept})
+    started = time.perf_counter()
+    size = 0
+    first = None
+    with urllib.request.urlopen(req, timeout=600) as r:
+        assert r.status == 200
+        while True:
+            chunk = r.read(1 << 16)
+            if first is None:
+                first = time.perf_counter() - started
+            if not chunk:
+                break
+            size += len(chunk)
+    elapsed = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    return elapsed, first, size, (peak[0] - before) / 1024
+
+
+def exports(server, runs=RUNS):
+    """GET /library/export of a 2,000- and a 20,000-entry library (reads, 5,000-character
+    reviews): time to first and last byte, size, and the server's RSS growth while serving."""
+    out = {}
+    for entries in (EXPORT_ENTRIES // 10, EXPORT_ENTRIES):
+        email = f"exporter{entries}-{uuid_tag()}@example.org"
+        token = register(server.url, email)
+        seed_export_reader(entries, email)
+        for accept in ("application/json", "text/csv"):
+            rows = [export_run(server, token, accept) for _ in range(runs)]
+            last = statistics.median(r[0] for r in rows)
+            first = statistics.median(r[1] for r in rows)
+            growth = statistics.median(r[3] for r in rows)
+            log(f"  export of {entries:,} entries ({accept}): {rows[0][2] / 1e6:.1f} MB, first byte {first * 1000:.0f} ms, "
+                f"last byte {last:.2f} s, RSS +{growth:.1f} MB")
+            out[f"{entries} {accept}"] = {"entries": entries, "accept": accept, "mb": round(rows[0][2] / 1e6, 1),
+                                          "first_byte_ms": round(first * 1000), "last_byte_s": round(last, 2),
+                                          "rss_growth_mb": round(growth, 1),
+                                          "mb_per_s": round(rows[0][2] / 1e6 / last, 1)}
+    return out
+
+
 # --------------------------------------------------------------------------- cold start
 
 class RuntimeApi:
@@ -596,6 +746,36 @@ def report(r):
             "|---:|---|",
             f"| {f['median_s']:.2f} | {', '.join(f'{x:.2f}' for x in f['runs'])} |",
         ]
+    if r.get("imports"):
+        im = r["imports"]
+        lines += [
+            "",
+            "## Imports",
+            "",
+            f"A Goodreads export of {im['rows']:,} books the catalog does not have (half with an ISBN-13, half known by",
+            "title and author; a third `read` with a day), PUT to the dev server's stand-in for the presigned URL, from",
+            "the start of the upload to `completed` (`GET /imports/{id}` polled every 50 ms). Each row is its own",
+            "transaction (the book made, the entry and its read, the row's outcome and the counters). Goal: 20 s.",
+            "",
+            "| rows | median s | rows/s | runs (s) |",
+            "|---:|---:|---:|---|",
+            f"| {im['rows']:,} | {im['median_s']:.2f} | {im['rows_per_s']:,} | {', '.join(f'{x:.2f}' for x in im['runs'])} |",
+        ]
+    if r.get("exports"):
+        lines += [
+            "",
+            "## Export",
+            "",
+            "`GET /library/export` of a reader's whole library, every entry with a finished read and a 5,000-character",
+            "review, streamed as it is read (500 entries a page). *RSS growth*: the dev server's resident memory while",
+            "serving, sampled every 5 ms, above what it held just before: flat, not growing with the library.",
+            "",
+            "| entries | format | MB | first byte ms | last byte s | MB/s | RSS growth MB |",
+            "|---:|---|---:|---:|---:|---:|---:|",
+        ]
+        for e in r["exports"].values():
+            lines.append(f"| {e['entries']:,} | {e['accept']} | {e['mb']} | {e['first_byte_ms']} | {e['last_byte_s']:.2f} | "
+                         f"{e['mb_per_s']} | {e['rss_growth_mb']} |")
     lines += [
         "",
         "## Order pipeline",
@@ -697,6 +877,9 @@ def main():
             server.stop()
             print(json.dumps(side_by_side(), indent=1))
             return
+        if os.environ.get("BENCH_ONLY") == "imports":
+            print(json.dumps({"imports": imports(server.url), "exports": exports(server)}, indent=1))
+            return
         if os.environ.get("BENCH_ONLY") == "pooling":
             server.stop()
             result = pooling_cost(keys_file, user, book_id)
@@ -704,6 +887,10 @@ def main():
             return
         log("wrk: GET /books/{id}")
         results["http"]["GET /books/{id}"] = wrk(server, user, f"/books/{book_id}")
+        log(f"imports of {IMPORT_ROWS:,} Goodreads rows")
+        results["imports"] = imports(server.url)
+        log("exports")
+        results["exports"] = exports(server)
         log("seeding a reader with a year of reading")
         out = subprocess.run([DEV, "seed", "0", "--readers", "1"], check=True, cwd=ROOT, capture_output=True, text=True).stdout
         reader = login(server.url, "reader1@seed.bookshelf.local", "reader-password")

@@ -90,6 +90,18 @@ def function_permissions(doc=DOC):
     return out
 
 
+def streaming_functions(doc=DOC):
+    """The functions whose route streams its response (REST API response streaming)."""
+    out = set()
+    for ops in doc["Resources"]["BookshelfApi"]["Properties"]["Body"]["paths"].values():
+        for op in ops.values():
+            integration = op.get("x-amazon-apigateway-integration", {}) if isinstance(op, dict) else {}
+            if integration.get("responseTransferMode") == "STREAM":
+                uri = integration["uri"]["Fn::Sub"]
+                out.add(re.search(r"\$\{(\w+)\.Arn\}", uri).group(1))
+    return out
+
+
 def problem_body(response):
     return json.loads(response["responseTemplates"]["application/json"].replace(
         "$context.error.messageString", '"message"'))
@@ -386,7 +398,7 @@ class Capacity(unittest.TestCase):
                 self.assertEqual(connect, self.readme("database connect timeout (s)"), name)
                 self.assertLess(connect, props["Timeout"], name)
                 self.assertLess(borrow, props["Timeout"], f"{name}: a borrow must expire before the function")
-            if name not in CONSUMERS:
+            if name not in CONSUMERS and name not in streaming_functions():
                 self.assertLess(props["Timeout"], 29, f"{name}: API Gateway gives up at 29 s")
                 if {"QUEUE_URL", "ACTIVITY_QUEUE_URL"} & set(env):
                     # A borrow, then the queue send's own budget (3 s), with a margin.
@@ -509,6 +521,21 @@ class Edge(unittest.TestCase):
         self.assertEqual(RESOURCES["S3Endpoint"]["Properties"]["RouteTableIds"], [{"Ref": "PrivateRouteTable"}])
         for st in sqs + secrets + [s3]:
             self.assertNotIn("*", str(st["Action"]))
+
+
+class Export(unittest.TestCase):
+    def test_the_export_streams_its_body_and_nothing_else_does(self):
+        body = RESOURCES["BookshelfApi"]["Properties"]["Body"]
+        streamed = {(m.upper(), p) for p, ops in body["paths"].items() for m, op in ops.items()
+                    if isinstance(op, dict) and op.get("x-amazon-apigateway-integration", {}).get("responseTransferMode") == "STREAM"}
+        self.assertEqual(streamed, {("GET", "/library/export")})
+        integration = body["paths"]["/library/export"]["get"]["x-amazon-apigateway-integration"]
+        # InvokeWithResponseStreaming, not Invoke: a buffered invocation stops at 6 MB.
+        self.assertTrue(integration["uri"]["Fn::Sub"].endswith(
+            "/functions/${LibraryExportFunction.Arn}/response-streaming-invocations"), integration["uri"])
+        self.assertEqual(streaming_functions(), {"LibraryExportFunction"})
+        # Time for a large library at the stream's 2 MB/s, within Lambda's 15 minutes.
+        self.assertGreaterEqual(RESOURCES["LibraryExportFunction"]["Properties"]["Timeout"], 120)
 
 
 class Imports(unittest.TestCase):

@@ -13,7 +13,7 @@ use aws_lambda_events::iam::IamPolicyEffect;
 use aws_lambda_events::query_map::QueryMap;
 use axum::body::Body as AxumBody;
 use bookshelf_api::authorizer::{authorize, AuthorizerError};
-use bookshelf_api::registry::{http_handler, HttpFunction};
+use bookshelf_api::registry::{http_handler, Handler, HttpFunction};
 use bookshelf_api::AppState;
 use http::{HeaderValue, Method, StatusCode};
 use lambda_http::request::LambdaRequest;
@@ -223,8 +223,25 @@ impl Gateway {
         }
         let request: lambda_http::Request = LambdaRequest::ApiGatewayV1(event).into();
         // A panicking handler is a failed invocation, as in Lambda: the gateway answers 502.
-        let handler = route.function.handler;
-        let invocation = std::panic::AssertUnwindSafe(handler(self.state.clone(), request));
+        let invocation = async {
+            match route.function.handler {
+                Handler::Buffered(handler) => {
+                    let (parts, body) = handler(self.state.clone(), request).await.into_parts();
+                    let body = match body {
+                        lambda_http::Body::Text(t) => AxumBody::from(t),
+                        lambda_http::Body::Binary(b) => AxumBody::from(b),
+                        _ => AxumBody::empty(),
+                    };
+                    http::Response::from_parts(parts, body)
+                }
+                // Written to the client as it is produced (chunked), as API Gateway streams it.
+                Handler::Streaming(handler) => {
+                    let (parts, body) = handler(self.state.clone(), request).await.into_parts();
+                    http::Response::from_parts(parts, AxumBody::new(body))
+                }
+            }
+        };
+        let invocation = std::panic::AssertUnwindSafe(invocation);
         let response = match futures::FutureExt::catch_unwind(invocation).await {
             Ok(r) => r,
             Err(panic) => {
@@ -237,16 +254,11 @@ impl Gateway {
                 return self.gateway_response("INTEGRATION_FAILURE", "Internal server error", &request_id);
             }
         };
-        let (mut parts, body) = response.into_parts();
+        let mut response = response;
         if let Ok(v) = HeaderValue::from_str(&request_id) {
-            parts.headers.insert("x-amzn-requestid", v);
+            response.headers_mut().insert("x-amzn-requestid", v);
         }
-        let body = match body {
-            lambda_http::Body::Text(t) => AxumBody::from(t),
-            lambda_http::Body::Binary(b) => AxumBody::from(b),
-            _ => AxumBody::empty(),
-        };
-        http::Response::from_parts(parts, body)
+        response
     }
 
     /// Runs the REQUEST authorizer on the request `proxy` is about to carry; `Ok` carries

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use lambda_runtime::{service_fn, LambdaEvent};
 
-use crate::registry::{http_function as http_function_named, same, HttpFunction, KeyAccess, Storage};
+use crate::registry::{
+    http_function as http_function_named, same, Handler, HttpFunction, KeyAccess, Storage,
+};
 use crate::AppState;
 
 /// What one Lambda binary runs. Each variant links a different set of clients (Secrets
@@ -146,12 +148,24 @@ fn keyless(function: &'static HttpFunction, state: AppState) -> Result<AppState,
 
 async fn serve_http(function: &'static HttpFunction, state: AppState) -> Result<(), Error> {
     let state = Arc::new(state);
-    let handler = function.handler;
-    lambda_http::run(service_fn(move |req| {
-        let state = state.clone();
-        async move { Ok::<_, Error>(handler(state, req).await) }
-    }))
-    .await
+    match function.handler {
+        Handler::Buffered(handler) => {
+            lambda_http::run(service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Error>(handler(state, req).await) }
+            }))
+            .await
+        }
+        // Lambda response streaming: API Gateway invokes it with InvokeWithResponseStreaming
+        // (the route's ResponseTransferMode), and the body leaves as it is written.
+        Handler::Streaming(handler) => {
+            lambda_http::run_with_streaming_response(service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Error>(handler(state, req).await) }
+            }))
+            .await
+        }
+    }
 }
 
 /// Serves the REQUEST authorizer.

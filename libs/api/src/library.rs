@@ -6,12 +6,13 @@ use bookshelf_domain::library::{CSV_HEADER, GOODREADS_HEADER};
 use bookshelf_domain::{field, AllValid, EntryInput, ExportEntry, LibraryEntry, PageParams, ReadingStatus};
 use bookshelf_http::{
     enum_param, json, no_content, path_uuid, query_param, read_json, ApiError, Body, Identity, Page, Request,
-    Response,
+    Response, Streamed,
 };
 use bookshelf_storage::library::{self, EntryFilter};
 use bookshelf_storage::outbox::Topic;
 use bookshelf_storage::StorageError;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use http::StatusCode;
 
 use crate::openapi::{ExportDocument, LibraryPage, Problem};
@@ -147,7 +148,11 @@ fn layout(req: &Request) -> Result<Layout, ApiError> {
         (status = 400, description = "An unknown format", body = Problem, content_type = "application/problem+json"),
         (status = 406, description = "The Accept header allows neither JSON nor CSV", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn export(state: Arc<AppState>, req: Request, who: Identity) -> Result<Response<Body>, ApiError> {
+pub async fn export(
+    state: Arc<AppState>,
+    req: Request,
+    who: Identity,
+) -> Result<Response<Streamed>, ApiError> {
     let layout = layout(&req)?;
     let accept = req
         .headers()
@@ -159,19 +164,23 @@ pub async fn export(state: Arc<AppState>, req: Request, who: Identity) -> Result
             ApiError::NotAcceptable("this export is available as application/json or text/csv".into())
         })?,
     };
-    let db = state.db()?;
     let mut out = Export::new(format == CSV, layout, Utc::now())?;
-    let mut after = None;
-    loop {
-        let (entries, next) = library::export_page(db, who.user_id, after, EXPORT_PAGE).await?;
-        out.add(&entries)?;
-        match next {
-            Some(c) => after = Some(c),
-            None => break,
-        }
-    }
-    let (body, rows) = out.finish()?;
-    tracing::info!(format, entries = rows, bytes = body.len(), "library exported");
+    // The first page before the head: a database that is down answers 503, not a body cut
+    // short after a 200.
+    let (entries, next) = library::export_page(state.db()?, who.user_id, None, EXPORT_PAGE).await?;
+    out.add(&entries)?;
+    let first = out.take()?;
+    let pages = Pages {
+        state,
+        user: who.user_id,
+        out,
+        next,
+        done: false,
+        bytes: first.len(),
+        started: std::time::Instant::now(),
+    };
+    let body =
+        futures::stream::once(async move { Ok(first) }).chain(futures::stream::unfold(pages, Pages::step));
     let (content_type, file) = match (layout, format == CSV) {
         (Layout::Goodreads, _) => ("text/csv; charset=utf-8", "goodreads_library_export.csv"),
         (Layout::Bookshelf, true) => ("text/csv; charset=utf-8", "library.csv"),
@@ -184,30 +193,100 @@ pub async fn export(state: Arc<AppState>, req: Request, who: Identity) -> Result
             http::header::CONTENT_DISPOSITION,
             format!("attachment; filename=\"{file}\""),
         )
-        .body(Body::Text(body))
+        .body(bookshelf_http::streamed(body))
         .map_err(ApiError::internal)
 }
 
-/// The export as it is written: each page of entries is serialised and dropped before the
-/// next is fetched.
+/// The export after its first page: each step fetches the next page, writes it and hands
+/// the bytes on, so memory holds one page whatever the library's size.
+struct Pages {
+    state: Arc<AppState>,
+    user: uuid::Uuid,
+    out: Export,
+    next: Option<bookshelf_domain::Cursor>,
+    done: bool,
+    bytes: usize,
+    started: std::time::Instant,
+}
+
+impl Pages {
+    async fn step(mut self) -> Option<(Result<bytes::Bytes, std::io::Error>, Pages)> {
+        if self.done {
+            return None;
+        }
+        let piece = match self.next {
+            Some(after) => self.page(after).await,
+            None => {
+                self.done = true;
+                let tail = self.out.finish();
+                if let Ok(t) = &tail {
+                    self.bytes += t.len();
+                    tracing::info!(
+                        entries = self.out.rows(),
+                        bytes = self.bytes,
+                        ms = self.started.elapsed().as_millis() as u64,
+                        "library exported"
+                    );
+                }
+                tail
+            }
+        };
+        match piece {
+            Ok(p) => Some((Ok(p), self)),
+            Err(e) => {
+                // The head is gone: the client sees the body end early, and the log says why.
+                tracing::error!(user = %self.user, error = %e, "export cut short");
+                self.done = true;
+                Some((Err(std::io::Error::other(e.to_string())), self))
+            }
+        }
+    }
+
+    async fn page(&mut self, after: bookshelf_domain::Cursor) -> Result<bytes::Bytes, ApiError> {
+        let (entries, next) =
+            library::export_page(self.state.db()?, self.user, Some(after), EXPORT_PAGE).await?;
+        self.out.add(&entries)?;
+        self.next = next;
+        let piece = self.out.take()?;
+        self.bytes += piece.len();
+        Ok(piece)
+    }
+}
+
+/// The export as it is written: each page of entries is serialised, handed on and dropped
+/// before the next is fetched.
 enum Export {
-    Json { out: Vec<u8>, rows: usize },
-    // Boxed: the writer carries its buffers inline (hundreds of bytes).
-    Csv(Box<csv::Writer<Vec<u8>>>, Layout, usize),
+    Json {
+        out: Vec<u8>,
+        rows: usize,
+    },
+    Csv {
+        out: Vec<u8>,
+        layout: Layout,
+        rows: usize,
+    },
+}
+
+/// A CSV writer over `out` for one page (the header is written once, first).
+fn csv_writer(out: &mut Vec<u8>) -> csv::Writer<&mut Vec<u8>> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(out)
 }
 
 impl Export {
     fn new(csv: bool, layout: Layout, now: DateTime<Utc>) -> Result<Export, ApiError> {
         if csv {
-            let mut w = csv::WriterBuilder::new()
-                .terminator(csv::Terminator::CRLF)
-                .from_writer(Vec::new());
+            let mut out = Vec::new();
+            let mut w = csv_writer(&mut out);
             match layout {
                 Layout::Bookshelf => w.write_record(CSV_HEADER),
                 Layout::Goodreads => w.write_record(GOODREADS_HEADER),
             }
             .map_err(ApiError::internal)?;
-            Ok(Export::Csv(Box::new(w), layout, 0))
+            w.flush().map_err(ApiError::internal)?;
+            drop(w);
+            Ok(Export::Csv { out, layout, rows: 0 })
         } else {
             let mut out = Vec::new();
             out.extend_from_slice(b"{\"exportedAt\":");
@@ -229,7 +308,8 @@ impl Export {
                     *rows += 1;
                 }
             }
-            Export::Csv(w, layout, rows) => {
+            Export::Csv { out, layout, rows } => {
+                let mut w = csv_writer(out);
                 for e in entries {
                     match layout {
                         Layout::Bookshelf => w.write_record(e.csv_record()),
@@ -238,24 +318,30 @@ impl Export {
                     .map_err(ApiError::internal)?;
                     *rows += 1;
                 }
+                w.flush().map_err(ApiError::internal)?;
             }
         }
         Ok(())
     }
 
-    /// The whole document, and how many entries it holds.
-    fn finish(self) -> Result<(String, usize), ApiError> {
-        let (bytes, rows) = match self {
-            Export::Json { mut out, rows } => {
-                out.extend_from_slice(b"]}");
-                (out, rows)
-            }
-            Export::Csv(w, _, rows) => (
-                w.into_inner().map_err(|e| ApiError::internal(e.to_string()))?,
-                rows,
-            ),
-        };
-        // Both writers write only the UTF-8 of our strings.
-        Ok((String::from_utf8(bytes).map_err(ApiError::internal)?, rows))
+    /// What has been written since the last `take`.
+    fn take(&mut self) -> Result<bytes::Bytes, ApiError> {
+        Ok(bytes::Bytes::from(match self {
+            Export::Json { out, .. } | Export::Csv { out, .. } => std::mem::take(out),
+        }))
+    }
+
+    /// The rest of the document, closed.
+    fn finish(&mut self) -> Result<bytes::Bytes, ApiError> {
+        if let Export::Json { out, .. } = self {
+            out.extend_from_slice(b"]}");
+        }
+        self.take()
+    }
+
+    fn rows(&self) -> usize {
+        match self {
+            Export::Json { rows, .. } | Export::Csv { rows, .. } => *rows,
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bookshelf_http::{check_query, request_id, ApiError, Body, Identity, Request, Response};
+use bookshelf_http::{check_query, request_id, ApiError, Body, Identity, Request, Response, Streamed};
 use lambda_http::RequestExt;
 use tracing::Instrument;
 
@@ -44,6 +44,16 @@ impl Access {
 
 pub type BoxFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 pub type HttpHandler = fn(Arc<AppState>, Request) -> BoxFuture;
+pub type StreamFuture = Pin<Box<dyn Future<Output = Response<Streamed>> + Send>>;
+pub type StreamHandler = fn(Arc<AppState>, Request) -> StreamFuture;
+
+/// How a function answers: one buffered body (at most 6 MB through Lambda), or a body
+/// streamed as it is written (REST API response streaming), of any size.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    Buffered(HttpHandler),
+    Streaming(StreamHandler),
+}
 
 /// What a function reaches besides its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +67,9 @@ pub enum Storage {
     Sends,
     /// The database, and the upload bucket (UPLOAD_BUCKET) it presigns uploads to.
     Uploads,
+    /// The database; the response is streamed (`ResponseTransferMode: RESPONSE_STREAM` in
+    /// template.yaml), so no body is too large for it.
+    Streams,
 }
 
 #[derive(Clone, Copy)]
@@ -66,7 +79,7 @@ pub struct HttpFunction {
     pub keys: KeyAccess,
     /// What it reaches (template.yaml agrees; a test keeps the two in step).
     pub storage: Storage,
-    pub handler: HttpHandler,
+    pub handler: Handler,
 }
 
 impl HttpFunction {
@@ -130,6 +143,50 @@ where
     response
 }
 
+/// `serve` for a streamed answer: the same span, error mapping, CORS and access-log line;
+/// the line is written when the head is ready (the body follows as it is produced).
+pub async fn serve_streaming<F, Fut>(
+    name: &'static str,
+    state: Arc<AppState>,
+    req: Request,
+    handler: F,
+) -> Response<Streamed>
+where
+    F: FnOnce(Arc<AppState>, Request) -> Fut,
+    Fut: Future<Output = Result<Response<Streamed>, ApiError>>,
+{
+    let rid = request_id(&req);
+    let span = tracing::info_span!(
+        "request",
+        function = name,
+        request_id = rid.as_deref().unwrap_or("-")
+    );
+    let (method, path) = (req.method().clone(), req.raw_http_path().to_string());
+    let origin = bookshelf_http::Cors::origin(req.headers()).map(str::to_string);
+    let cors = state.cors.clone();
+    let started = Instant::now();
+    let mut response = async {
+        let result = async {
+            check_query(&req)?;
+            handler(state, req).await
+        };
+        match result.await {
+            Ok(r) => r,
+            Err(e) => bookshelf_http::buffered_into_streamed(e.into_response(rid.as_deref())),
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    cors.apply(origin.as_deref(), response.headers_mut());
+    span.in_scope(|| {
+        tracing::info!(
+            %method, path, status = response.status().as_u16(),
+            ms = started.elapsed().as_millis() as u64, "handled (head; the body streams)"
+        )
+    });
+    response
+}
+
 macro_rules! functions {
     ($($konst:ident = $name:literal, $access:ident, $keys:ident, $storage:ident => $module:ident::$handler:ident;)*) => {
         $(
@@ -139,7 +196,7 @@ macro_rules! functions {
                 access: Access::$access,
                 keys: KeyAccess::$keys,
                 storage: Storage::$storage,
-                handler: |state, req| Box::pin(serve($name, state, req, functions!(@call $access $module::$handler))),
+                handler: functions!(@handler $storage $name $access $module::$handler),
             };
         )*
         /// Every HTTP function, by value: `lambda::binary` copies one out at compile time,
@@ -151,6 +208,12 @@ macro_rules! functions {
         #[derive(utoipa::OpenApi)]
         #[openapi(paths($($module::$handler),*))]
         pub struct Operations;
+    };
+    (@handler Streams $name:literal $access:ident $handler:path) => {
+        Handler::Streaming(|state, req| Box::pin(serve_streaming($name, state, req, functions!(@call $access $handler))))
+    };
+    (@handler $storage:ident $name:literal $access:ident $handler:path) => {
+        Handler::Buffered(|state, req| Box::pin(serve($name, state, req, functions!(@call $access $handler))))
     };
     (@call Public $handler:path) => { $handler };
     (@call $access:ident $handler:path) => {
@@ -185,7 +248,7 @@ functions! {
     LIBRARY_LIST = "library-list", SignedIn, None, Db => library::list;
     LIBRARY_PUT = "library-put", SignedIn, None, Sends => library::put;
     LIBRARY_DELETE = "library-delete", SignedIn, None, Db => library::delete;
-    LIBRARY_EXPORT = "library-export", SignedIn, None, Db => library::export;
+    LIBRARY_EXPORT = "library-export", SignedIn, None, Streams => library::export;
     IMPORTS_CREATE = "imports-create", SignedIn, None, Uploads => imports::create;
     IMPORTS_LIST = "imports-list", SignedIn, None, Db => imports::list;
     IMPORTS_GET = "imports-get", SignedIn, None, Db => imports::get;

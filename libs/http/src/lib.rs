@@ -7,6 +7,7 @@ pub mod cors;
 mod error;
 mod request;
 mod response;
+mod stream;
 
 pub use cors::Cors;
 pub use error::{error_chain, ApiError, Cause};
@@ -15,5 +16,6 @@ pub use request::{
     request_id, source_ip, Identity, MAX_BODY_BYTES,
 };
 pub use response::{json, no_content, Page};
+pub use stream::{buffered_into_streamed, streamed, Streamed};
 
 pub use lambda_http::{Body, Request, Response};

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use bookshelf_api::authorizer::{authorize, AuthorizerError};
+use bookshelf_api::registry::Handler;
 use bookshelf_api::{http_handler, AppState};
 use lambda_http::request::LambdaRequest;
 use serde_json::{json, Value};
@@ -20,11 +21,29 @@ fn event(path: &str) -> Value {
 async fn invoke(state: &Arc<AppState>, name: &str, event: Value) -> (u16, Value) {
     let request: LambdaRequest = serde_json::from_value(event).expect("a valid API Gateway proxy event");
     let f = http_handler(name).unwrap();
-    let response = (f.handler)(state.clone(), request.into()).await;
-    let status = response.status().as_u16();
-    let body = match response.body() {
-        lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap_or(Value::String(t.clone())),
-        _ => Value::Null,
+    let (status, text) = match f.handler {
+        Handler::Buffered(handler) => {
+            let response = handler(state.clone(), request.into()).await;
+            let text = match response.body() {
+                lambda_http::Body::Text(t) => Some(t.clone()),
+                _ => None,
+            };
+            (response.status().as_u16(), text)
+        }
+        Handler::Streaming(handler) => {
+            use http_body_util::BodyExt;
+            let response = handler(state.clone(), request.into()).await;
+            let status = response.status().as_u16();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                (!bytes.is_empty()).then(|| String::from_utf8(bytes.to_vec()).unwrap()),
+            )
+        }
+    };
+    let body = match text {
+        Some(t) => serde_json::from_str(&t).unwrap_or(Value::String(t)),
+        None => Value::Null,
     };
     (status, body)
 }

@@ -323,6 +323,10 @@ fn only_the_binaries_with_a_queue_url_or_a_key_secret_link_those_clients() {
         } else if let Some(b) = line.trim().strip_prefix("Binary: ") {
             name = Some(b.to_string());
             env.entry(b.to_string()).or_default();
+        } else if let (Some(b), Some("RESPONSE_STREAM")) =
+            (&name, line.trim().strip_prefix("ResponseTransferMode: "))
+        {
+            env.get_mut(b).unwrap().insert("(streams)".to_string());
         } else if let (Some(b), Some((var, _))) = (&name, line.trim().split_once(": ")) {
             if var.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
                 env.get_mut(b).unwrap().insert(var.to_string());
@@ -347,6 +351,18 @@ fn only_the_binaries_with_a_queue_url_or_a_key_secret_link_those_clients() {
             f.keys != KeyAccess::None,
             keys,
             "{}: keys exactly when the template gives a key secret",
+            f.name
+        );
+        assert_eq!(
+            f.storage == Storage::Streams,
+            has(f.name, &["(streams)"]),
+            "{}: Streams exactly when its route streams (ResponseTransferMode)",
+            f.name
+        );
+        assert_eq!(
+            matches!(f.handler, bookshelf_api::registry::Handler::Streaming(_)),
+            f.storage == Storage::Streams,
+            "{}",
             f.name
         );
         let uploads = has(f.name, &["UPLOAD_BUCKET"]);

@@ -202,3 +202,66 @@ async fn lists_filter_and_paginate_only_the_callers_entries() {
     assert!(ids(&app.get("/library", Some(&b)).await).is_empty());
     app.get("/library", None).await.problem(401);
 }
+
+/// Past Lambda's 6 MB buffered response: the export streams (chunked locally, response
+/// streaming deployed) and arrives whole, in both layouts.
+#[tokio::test]
+async fn a_library_past_six_megabytes_exports_whole_as_a_stream() {
+    let app = TestApp::start().await;
+    let reader = crate::harness::token(&app.register("big-export@example.org", "password123").await);
+    let user: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = 'big-export@example.org'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let n = 1_500;
+    sqlx::query(
+        "WITH b AS (INSERT INTO books (id, title, authors, price_cents, stock)
+                    SELECT gen_random_uuid(), 'Big ' || g, ARRAY['Big Author'], NULL, 0 FROM generate_series(1, $2) g
+                    RETURNING id)
+         INSERT INTO library_entries (user_id, book_id, status, review)
+         SELECT $1, id, 'read', repeat('x', 5000) FROM b",
+    )
+    .bind(user)
+    .bind(n)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO reads (id, user_id, book_id, started_at, finished_at)
+         SELECT gen_random_uuid(), user_id, book_id, now() - interval '2 days', now() FROM library_entries WHERE user_id = $1",
+    )
+    .bind(user)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    for accept in ["application/json", "text/csv"] {
+        let r = app
+            .client
+            .get(format!("{}/library/export", app.url))
+            .bearer_auth(&reader)
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        // Streamed: no length known up front.
+        assert!(r.headers().get("content-length").is_none(), "{:?}", r.headers());
+        assert_eq!(r.headers()["transfer-encoding"], "chunked");
+        let body = r.bytes().await.unwrap();
+        assert!(body.len() > 6 * 1024 * 1024, "{}", body.len());
+        if accept == "text/csv" {
+            let mut rows = csv::Reader::from_reader(&body[..]);
+            let records: Vec<csv::StringRecord> = rows.records().map(|r| r.unwrap()).collect();
+            assert_eq!(records.len(), n as usize);
+            assert!(records.iter().all(|r| r[10].len() == 5000));
+        } else {
+            let doc: Value = serde_json::from_slice(&body).unwrap();
+            let entries = doc["entries"].as_array().unwrap();
+            assert_eq!(entries.len(), n as usize);
+            assert!(entries
+                .iter()
+                .all(|e| e["reads"].as_array().unwrap().len() == 1
+                    && e["review"].as_str().unwrap().len() == 5000));
+        }
+    }
+}
