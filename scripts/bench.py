@@ -660,6 +660,57 @@ def fmt_ms(v):
     return "–" if v is None else f"{v:.2f}"
 
 
+def import_export_lines(r):
+    """The Imports and Export sections (also spliced in alone by BENCH_ONLY=imports)."""
+    lines = []
+    if r.get("imports"):
+        im = r["imports"]
+        lines += [
+            "",
+            "## Imports",
+            "",
+            f"A Goodreads export of {im['rows']:,} books the catalog does not have (half with an ISBN-13, half known by",
+            "title and author; a third `read` with a day), PUT to the dev server's stand-in for the presigned URL, from",
+            "the start of the upload to `completed` (`GET /imports/{id}` polled every 50 ms). Each row is its own",
+            "transaction (the book made, the entry and its read, the row's outcome and the counters). Goal: 20 s.",
+            "",
+            "| rows | median s | rows/s | runs (s) |",
+            "|---:|---:|---:|---|",
+            f"| {im['rows']:,} | {im['median_s']:.2f} | {im['rows_per_s']:,} | {', '.join(f'{x:.2f}' for x in im['runs'])} |",
+        ]
+    if r.get("exports"):
+        lines += [
+            "",
+            "## Export",
+            "",
+            "`GET /library/export` of a reader's whole library, every entry with a finished read and a 5,000-character",
+            "review, streamed as it is read (500 entries a page). *RSS growth*: the dev server's resident memory while",
+            "serving, sampled every 5 ms, above what it held just before: flat, not growing with the library.",
+            "",
+            "| entries | format | MB | first byte ms | last byte s | MB/s | RSS growth MB |",
+            "|---:|---|---:|---:|---:|---:|---:|",
+        ]
+        for e in r["exports"].values():
+            lines.append(f"| {e['entries']:,} | {e['accept']} | {e['mb']} | {e['first_byte_ms']} | {e['last_byte_s']:.2f} | "
+                         f"{e['mb_per_s']} | {e['rss_growth_mb']} |")
+    return lines
+
+
+def splice_sections(path, new_lines, titles, before):
+    """Replaces the sections `titles` of BENCHMARKS.md with `new_lines` (or puts them before
+    the section `before`), leaving the rest as the last full run wrote it."""
+    text = open(path).read() if os.path.exists(path) else ""
+    for title in titles:
+        text = re.sub(rf"\n## {re.escape(title)}\n.*?(?=\n## |\Z)", "", text, flags=re.S)
+    block = "\n".join(new_lines).rstrip("\n") + "\n"
+    marker = f"\n## {before}\n"
+    if marker in text:
+        text = text.replace(marker, block + marker, 1)
+    else:
+        text = text.rstrip("\n") + "\n" + block
+    open(path, "w").write(text)
+
+
 def report(r):
     m = r["machine"]
     lines = [
@@ -746,36 +797,7 @@ def report(r):
             "|---:|---|",
             f"| {f['median_s']:.2f} | {', '.join(f'{x:.2f}' for x in f['runs'])} |",
         ]
-    if r.get("imports"):
-        im = r["imports"]
-        lines += [
-            "",
-            "## Imports",
-            "",
-            f"A Goodreads export of {im['rows']:,} books the catalog does not have (half with an ISBN-13, half known by",
-            "title and author; a third `read` with a day), PUT to the dev server's stand-in for the presigned URL, from",
-            "the start of the upload to `completed` (`GET /imports/{id}` polled every 50 ms). Each row is its own",
-            "transaction (the book made, the entry and its read, the row's outcome and the counters). Goal: 20 s.",
-            "",
-            "| rows | median s | rows/s | runs (s) |",
-            "|---:|---:|---:|---|",
-            f"| {im['rows']:,} | {im['median_s']:.2f} | {im['rows_per_s']:,} | {', '.join(f'{x:.2f}' for x in im['runs'])} |",
-        ]
-    if r.get("exports"):
-        lines += [
-            "",
-            "## Export",
-            "",
-            "`GET /library/export` of a reader's whole library, every entry with a finished read and a 5,000-character",
-            "review, streamed as it is read (500 entries a page). *RSS growth*: the dev server's resident memory while",
-            "serving, sampled every 5 ms, above what it held just before: flat, not growing with the library.",
-            "",
-            "| entries | format | MB | first byte ms | last byte s | MB/s | RSS growth MB |",
-            "|---:|---|---:|---:|---:|---:|---:|",
-        ]
-        for e in r["exports"].values():
-            lines.append(f"| {e['entries']:,} | {e['accept']} | {e['mb']} | {e['first_byte_ms']} | {e['last_byte_s']:.2f} | "
-                         f"{e['mb_per_s']} | {e['rss_growth_mb']} |")
+    lines += import_export_lines(r)
     lines += [
         "",
         "## Order pipeline",
@@ -878,7 +900,10 @@ def main():
             print(json.dumps(side_by_side(), indent=1))
             return
         if os.environ.get("BENCH_ONLY") == "imports":
-            print(json.dumps({"imports": imports(server.url), "exports": exports(server)}, indent=1))
+            found = {"imports": imports(server.url), "exports": exports(server)}
+            print(json.dumps(found, indent=1))
+            splice_sections(os.path.join(ROOT, "BENCHMARKS.md"), import_export_lines(found), ["Imports", "Export"],
+                            "Order pipeline")
             return
         if os.environ.get("BENCH_ONLY") == "pooling":
             server.stop()

@@ -150,7 +150,8 @@ PY
 # depends on another's effect.
 invoke_one() {
   local n=$1 logical=$2 fn=$3 file=$4 got verdict
-  got=$(sam local invoke "$logical" -e "$file" "${common[@]}" 2>"$work/invoke-$n.log" | tail -1) || true
+  # A streamed answer carries NUL bytes (after its prelude), which a shell variable cannot hold.
+  got=$(sam local invoke "$logical" -e "$file" "${common[@]}" 2>"$work/invoke-$n.log" | tail -1 | tr -d '\000') || true
   verdict=$(printf '%s' "$got" | python3 scripts/lib/expect_event.py "$fn" "$file")
   printf '%-26s %-38s %s\n' "$logical" "$file" "$verdict" >"$work/verdict-$n"
   [[ $verdict == ok* ]] || { echo "$got"; tail -20 "$work/invoke-$n.log"; } >"$work/failure-$n"
