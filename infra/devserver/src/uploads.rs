@@ -107,6 +107,14 @@ pub async fn put(state: &AppState, req: http::Request<AxumBody>) -> http::Respon
         }
     }
     tracing::info!(key, bytes = size, "upload stored");
+    // Queued before the 200: a client that asks right after its upload never sees it
+    // still awaiting the file.
+    let import = bookshelf_objects::import_of_key(&key).and_then(|id| uuid::Uuid::parse_str(&id).ok());
+    if let (Some(id), Ok(db)) = (import, state.db()) {
+        if let Err(e) = bookshelf_storage::imports::mark_queued(db, id).await {
+            tracing::warn!(error = %bookshelf_http::error_chain(&e), key, "upload not marked queued");
+        }
+    }
     if let Some(queue) = &state.import_queue {
         let message = bookshelf_api::imports::notification("local", &key, size);
         if let Err(e) = queue.send(&message).await {

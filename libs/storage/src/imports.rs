@@ -189,6 +189,18 @@ pub async fn claim(db: &DbPool, id: Uuid) -> Result<Option<Claim>> {
     }))
 }
 
+/// An uploaded file's import, announced to the importer and waiting for it (the local
+/// stand-in for S3 says so as it accepts the upload; deployed the importer's claim does).
+pub async fn mark_queued(db: &DbPool, id: Uuid) -> Result<()> {
+    sqlx::query!(
+        "UPDATE imports SET status = 'queued', updated_at = now() WHERE id = $1 AND status = 'awaiting_upload'",
+        id
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 pub async fn set_format(db: &DbPool, id: Uuid, format: ImportFormat) -> Result<()> {
     sqlx::query!(
         "UPDATE imports SET format = $2, updated_at = now() WHERE id = $1",

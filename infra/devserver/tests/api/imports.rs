@@ -363,12 +363,17 @@ async fn an_upload_url_takes_one_upload_of_its_own_key_before_it_expires() {
         app.get(&format!("/imports/{id}"), Some(&reader)).await.body["status"],
         "awaiting_upload"
     );
-    // The URL itself: once.
+    // The URL itself: once; the import is under way as soon as the upload is answered.
     assert_eq!(
         upload(&url, &created["uploadHeaders"], file.clone().into_bytes())
             .await
             .status(),
         StatusCode::OK
+    );
+    let after = app.get(&format!("/imports/{id}"), Some(&reader)).await.body;
+    assert!(
+        ["queued", "running", "completed"].contains(&after["status"].as_str().unwrap()),
+        "{after}"
     );
     let second = upload(
         &url,
