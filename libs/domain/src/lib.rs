@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod book;
 pub mod cursor;
+pub mod destination;
 pub mod import;
 pub mod input;
 pub mod isbn;
