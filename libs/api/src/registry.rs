@@ -99,61 +99,19 @@ fn caller(req: &Request, access: Access) -> Result<Identity, ApiError> {
 }
 
 /// Runs one handler: a span with the request id for every log line, the error mapped to
-/// problem+json in the one place that does it, and one access-log line.
-pub async fn serve<F, Fut>(
+/// problem+json in the one place that does it (`problem` puts it in the handler's kind of
+/// body: buffered, or streamed as one piece), and one access-log line — for a streamed
+/// answer written when its head is ready, the body following as it is produced.
+pub async fn serve<B, F, Fut>(
     name: &'static str,
     state: Arc<AppState>,
     req: Request,
     handler: F,
-) -> Response<Body>
+    problem: fn(Response<Body>) -> Response<B>,
+) -> Response<B>
 where
     F: FnOnce(Arc<AppState>, Request) -> Fut,
-    Fut: Future<Output = Result<Response<Body>, ApiError>>,
-{
-    let rid = request_id(&req);
-    let span = tracing::info_span!(
-        "request",
-        function = name,
-        request_id = rid.as_deref().unwrap_or("-")
-    );
-    let (method, path) = (req.method().clone(), req.raw_http_path().to_string());
-    let origin = bookshelf_http::Cors::origin(req.headers()).map(str::to_string);
-    let cors = state.cors.clone();
-    let started = Instant::now();
-    let response = async {
-        let result = async {
-            check_query(&req)?;
-            handler(state, req).await
-        };
-        match result.await {
-            Ok(r) => r,
-            Err(e) => e.into_response(rid.as_deref()),
-        }
-    }
-    .instrument(span.clone())
-    .await;
-    let mut response = response;
-    cors.apply(origin.as_deref(), response.headers_mut());
-    span.in_scope(|| {
-        tracing::info!(
-            %method, path, status = response.status().as_u16(),
-            ms = started.elapsed().as_millis() as u64, "handled"
-        )
-    });
-    response
-}
-
-/// `serve` for a streamed answer: the same span, error mapping, CORS and access-log line;
-/// the line is written when the head is ready (the body follows as it is produced).
-pub async fn serve_streaming<F, Fut>(
-    name: &'static str,
-    state: Arc<AppState>,
-    req: Request,
-    handler: F,
-) -> Response<Streamed>
-where
-    F: FnOnce(Arc<AppState>, Request) -> Fut,
-    Fut: Future<Output = Result<Response<Streamed>, ApiError>>,
+    Fut: Future<Output = Result<Response<B>, ApiError>>,
 {
     let rid = request_id(&req);
     let span = tracing::info_span!(
@@ -172,7 +130,7 @@ where
         };
         match result.await {
             Ok(r) => r,
-            Err(e) => bookshelf_http::buffered_into_streamed(e.into_response(rid.as_deref())),
+            Err(e) => problem(e.into_response(rid.as_deref())),
         }
     }
     .instrument(span.clone())
@@ -181,7 +139,7 @@ where
     span.in_scope(|| {
         tracing::info!(
             %method, path, status = response.status().as_u16(),
-            ms = started.elapsed().as_millis() as u64, "handled (head; the body streams)"
+            ms = started.elapsed().as_millis() as u64, "handled"
         )
     });
     response
@@ -210,10 +168,10 @@ macro_rules! functions {
         pub struct Operations;
     };
     (@handler Streams $name:literal $access:ident $handler:path) => {
-        Handler::Streaming(|state, req| Box::pin(serve_streaming($name, state, req, functions!(@call $access $handler))))
+        Handler::Streaming(|state, req| Box::pin(serve($name, state, req, functions!(@call $access $handler), bookshelf_http::buffered_into_streamed)))
     };
     (@handler $storage:ident $name:literal $access:ident $handler:path) => {
-        Handler::Buffered(|state, req| Box::pin(serve($name, state, req, functions!(@call $access $handler))))
+        Handler::Buffered(|state, req| Box::pin(serve($name, state, req, functions!(@call $access $handler), |r| r)))
     };
     (@call Public $handler:path) => { $handler };
     (@call $access:ident $handler:path) => {
