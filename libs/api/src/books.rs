@@ -11,6 +11,7 @@ use bookshelf_http::{
     Response,
 };
 use bookshelf_storage::books::{self, BookFilter, StockChange, WriteOutcome};
+use bookshelf_storage::changes;
 use bookshelf_storage::StorageError;
 use chrono::Datelike;
 use http::StatusCode;
@@ -227,6 +228,13 @@ pub async fn update(state: Arc<AppState>, req: Request, _who: Identity) -> Resul
         Ok(outcome) => written(outcome)?,
         Err(e) => return Err(duplicate_isbn(e, db, patch.isbn.as_ref().and_then(Option::as_deref)).await),
     };
+    // A new title or authors re-sends every entry of the book on its readers' change
+    // feeds, in steps; driven here so the answer means it is done. A failure is logged
+    // and left to the outbox relay, which finishes unfinished fan-outs: the edit stands.
+    if let Err(e) = changes::fan_out_book(db, id).await {
+        let error = bookshelf_http::error_chain(&e);
+        tracing::warn!(book_id = %id, %error, "entry fan-out interrupted; the relay will finish it");
+    }
     Ok(book_response(StatusCode::OK, &book))
 }
 

@@ -238,7 +238,18 @@ pub async fn run_cleanup() -> Result<(), Error> {
             let retention = &bookshelf_storage::cleanup::RETENTION;
             let removed = bookshelf_storage::cleanup::expired(db, retention, CLEANUP_BATCH).await?;
             let imports = bookshelf_storage::imports::fail_never_uploaded(db, CLEANUP_BATCH).await?;
-            tracing::info!(?removed, imports_never_uploaded = imports, "expired rows removed");
+            let tombstones = bookshelf_storage::changes::expire_tombstones(
+                db,
+                retention.tombstones.as_secs_f64(),
+                CLEANUP_BATCH,
+            )
+            .await?;
+            tracing::info!(
+                ?removed,
+                imports_never_uploaded = imports,
+                tombstones,
+                "expired rows removed"
+            );
             Ok::<_, Error>(serde_json::to_value(removed)?)
         }
     }))

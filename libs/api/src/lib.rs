@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod authorizer;
 pub mod books;
+pub mod changes;
 pub mod goals;
 pub mod imports;
 pub mod keyring;

@@ -213,6 +213,7 @@ No string field of a body, and no query parameter, may contain U+0000 (400 namin
         (name = "reading", description = "Reads, progress, timed sessions, goals and stats"),
         (name = "people", description = "Follows, other readers' shelves, the activity feed"),
         (name = "orders", description = "Orders, processed asynchronously"),
+        (name = "sync", description = "The change feed and webhooks"),
         (name = "meta", description = "Keys, this document, and its page"),
     )
 )]

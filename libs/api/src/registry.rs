@@ -11,7 +11,7 @@ use bookshelf_http::{check_query, request_id, ApiError, Body, Identity, Request,
 use lambda_http::RequestExt;
 use tracing::Instrument;
 
-use crate::{auth, books, goals, imports, library, meta, orders, people, reading, users, AppState};
+use crate::{auth, books, changes, goals, imports, library, meta, orders, people, reading, users, AppState};
 
 /// Which key material a function needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +236,7 @@ functions! {
     ORDERS_GET = "orders-get", SignedIn, None, Db => orders::get;
     ORDERS_LIST = "orders-list", SignedIn, None, Db => orders::list;
     ORDERS_CANCEL = "orders-cancel", SignedIn, None, Db => orders::cancel;
+    CHANGES_LIST = "changes-list", SignedIn, None, Db => changes::list;
 }
 
 /// The function of this name, if there is one.

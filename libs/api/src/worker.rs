@@ -254,6 +254,7 @@ pub async fn relay_outbox(state: &AppState, min_age_secs: i64) -> Result<RelayRe
         return Err(RelayError::NoQueue);
     }
     let db = state.db().map_err(|_| RelayError::NoDatabase)?;
+    finish_fan_outs(db).await;
     let mut report = RelayReport::default();
     let mut last_error = None;
     let mut backlog = 0;
@@ -328,6 +329,26 @@ pub async fn relay_outbox(state: &AppState, min_age_secs: i64) -> Result<RelayRe
                 failed: report.failed,
                 last,
             })
+        }
+    }
+}
+
+/// Finishes the change-feed fan-outs of edited books that their request left unfinished
+/// (it crashed, or the database failed it mid-way). Never fails the relay's run.
+async fn finish_fan_outs(db: &bookshelf_storage::DbPool) {
+    let books = match bookshelf_storage::changes::stalled_fan_outs(db, 10).await {
+        Ok(books) => books,
+        Err(e) => {
+            tracing::warn!(error = %bookshelf_http::error_chain(&e), "unfinished fan-outs not read");
+            return;
+        }
+    };
+    for book in books {
+        match bookshelf_storage::changes::fan_out_book(db, book).await {
+            Ok(()) => tracing::info!(book_id = %book, "unfinished entry fan-out finished"),
+            Err(e) => {
+                tracing::warn!(book_id = %book, error = %bookshelf_http::error_chain(&e), "entry fan-out still unfinished")
+            }
         }
     }
 }

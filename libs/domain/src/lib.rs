@@ -3,6 +3,7 @@
 
 pub mod activity;
 pub mod book;
+pub mod change;
 pub mod cursor;
 pub mod destination;
 pub mod import;

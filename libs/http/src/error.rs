@@ -34,6 +34,9 @@ pub enum ApiError {
         member: &'static str,
         id: String,
     },
+    /// What the request names is no longer held (a change-feed cursor past its tombstones).
+    #[error("{0}")]
+    Gone(String),
     #[error("{0}")]
     PreconditionFailed(String),
     #[error("request body is larger than {0} bytes")]
@@ -73,6 +76,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Conflict(_) | ApiError::ConflictWith { .. } => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -91,6 +95,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not-found",
             ApiError::NotAcceptable(_) => "not-acceptable",
             ApiError::Conflict(_) | ApiError::ConflictWith { .. } => "conflict",
+            ApiError::Gone(_) => "gone",
             ApiError::PreconditionFailed(_) => "precondition-failed",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::Unprocessable(_) => "unprocessable",

@@ -20,6 +20,8 @@ pub struct Retention {
     pub sent_outbox: Duration,
     /// An idempotency key this old: the contract honours a key for 24 hours.
     pub idempotency_keys: Duration,
+    /// A change-feed deletion this old: the contract keeps them at least 30 days.
+    pub tombstones: Duration,
 }
 
 pub const RETENTION: Retention = Retention {
@@ -28,6 +30,7 @@ pub const RETENTION: Retention = Retention {
     expired_refresh_tokens: Duration::from_secs(24 * 3600),
     sent_outbox: Duration::from_secs(7 * 24 * 3600),
     idempotency_keys: Duration::from_secs(24 * 3600),
+    tombstones: Duration::from_secs(30 * 24 * 3600),
 };
 
 /// How many rows of each kind one run removed.

@@ -3,6 +3,7 @@
 
 pub mod activities;
 pub mod books;
+pub mod changes;
 pub mod cleanup;
 pub mod coalesce;
 pub mod follows;

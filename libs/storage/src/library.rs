@@ -15,16 +15,16 @@ use crate::activities::{self, Pending};
 use crate::{Result, StorageError};
 
 /// An entry joined with its book, as one row; `LibraryEntry` nests the book's fields.
-struct EntryRow {
-    book_id: Uuid,
-    title: String,
-    authors: Vec<String>,
-    status: ReadingStatus,
-    rating: Option<i16>,
-    review: Option<String>,
-    favorite: bool,
-    added_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+pub(crate) struct EntryRow {
+    pub(crate) book_id: Uuid,
+    pub(crate) title: String,
+    pub(crate) authors: Vec<String>,
+    pub(crate) status: ReadingStatus,
+    pub(crate) rating: Option<i16>,
+    pub(crate) review: Option<String>,
+    pub(crate) favorite: bool,
+    pub(crate) added_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
 }
 
 impl From<EntryRow> for LibraryEntry {

@@ -349,6 +349,13 @@ pub async fn process_many(db: &DbPool, ids: &[Uuid]) -> Result<Vec<ProcessOutcom
         }
     }
     let pending_ids: Vec<Uuid> = pending.iter().map(|p| p.id).collect();
+    // Confirming shelves books for several buyers in one statement: their change-feed
+    // heads are taken first, in one order, so two batches never wait on each other's.
+    let buyers: Vec<Uuid> = pending
+        .iter()
+        .filter_map(|p| found.get(&p.id).and_then(|(_, user)| *user))
+        .collect();
+    crate::changes::hold(&mut tx, &buyers).await?;
     for line in sqlx::query!(
         "SELECT order_id, book_id, quantity FROM order_items WHERE order_id = ANY($1) ORDER BY order_id, book_id",
         &pending_ids,

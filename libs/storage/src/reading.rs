@@ -1,8 +1,9 @@
 //! Reads and timed sessions. Every function is scoped to the caller's user id, and every
 //! change that moves a library entry's status runs in the transaction that moves the read.
 //!
-//! Lock order, everywhere: the read, then its session, then its library entry (by
-//! UPDATE). Two requests of one user that touch the same read therefore queue instead of
+//! Lock order, everywhere: the library entry, then the read, then its session (see `lock`),
+//! and last the user's change-feed head, which the tables' triggers take at the first
+//! change. Two requests of one user that touch the same read therefore queue instead of
 //! deadlocking.
 
 use crate::{Conn, DbPool};
@@ -291,12 +292,18 @@ pub async fn close(
     Ok(Change::Done((read, pending)))
 }
 
-/// Deletes a read and (by cascade) its sessions.
+/// Deletes a read and (by cascade) its sessions. Its entry and then the read are locked
+/// first, in the order every path takes them: the delete's change-feed record then waits
+/// for the user's head holding nothing a start of the same book could be waiting on.
 pub async fn delete(db: &DbPool, user: Uuid, id: Uuid) -> Result<()> {
+    let mut tx = db.begin().await?;
+    lock(&mut tx, user, id).await?;
     let done = sqlx::query!("DELETE FROM reads WHERE id = $1 AND user_id = $2", id, user)
-        .execute(db)
+        .execute(&mut *tx)
         .await?;
-    crate::one_row(done)
+    crate::one_row(done)?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The caller's reads of one book, newest start first. A book that does not exist is

@@ -7,6 +7,7 @@ mod harness;
 
 mod auth;
 mod books;
+mod changes;
 mod cleanup;
 mod coalesce;
 mod deploy;
