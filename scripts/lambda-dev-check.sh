@@ -47,6 +47,7 @@ cargo lambda watch --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$p
   --env-var "QUEUE_URL=$queue_url" --env-var "ACTIVITY_QUEUE_URL=$activity_queue_url" \
   --env-var "AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$sqs_port" \
   --env-var "AWS_ACCESS_KEY_ID=test,AWS_SECRET_ACCESS_KEY=test,AWS_REGION=us-east-1" \
+  --env-var "BOOKSHELF_WEBHOOK_KEY=lambda-watch-webhook-key" \
   --env-var "RUST_LOG=info" >"$log" 2>&1 &
 watch=$!
 for _ in $(seq 1 100); do

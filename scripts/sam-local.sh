@@ -112,6 +112,7 @@ public = json.dumps(json.loads(second.split("\n", 1)[1]))
 json.dump({"Parameters": {"DATABASE_URL": db, "BOOKSHELF_SIGNING_KEYS": signing,
                           "BOOKSHELF_PUBLIC_KEYS": public, "APP_DB_SECRET_ARN": "",
                           "QUEUE_URL": queue, "ACTIVITY_QUEUE_URL": activities,
+                          "BOOKSHELF_WEBHOOK_KEY": "sam-local-webhook-key",
                           "AWS_ENDPOINT_URL_SQS": sqs, "RUST_LOG": "info"}},
           open(path, "w"))
 PY

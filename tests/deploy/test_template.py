@@ -36,7 +36,8 @@ ADMIN_ROUTES = {
 }
 
 # Functions that never query: no VPC, no database settings, no database secret.
-NO_DATABASE = {"OpenApiFunction", "DocsFunction", "DocsAssetFunction", "JwksFunction"}
+# The sender is outside the VPC on purpose: it reaches the internet, never the database.
+NO_DATABASE = {"OpenApiFunction", "DocsFunction", "DocsAssetFunction", "JwksFunction", "WebhookSenderFunction"}
 
 # Every gateway response type API Gateway has (its GatewayResponse.responseType values).
 GATEWAY_RESPONSE_TYPES = {
@@ -314,11 +315,14 @@ class Functions(unittest.TestCase):
         for mapping in mappings.values():
             props = mapping["Properties"]
             by_queue[cfn.ref_name(props["EventSourceArn"])] = (cfn.ref_name(props["FunctionName"]), props)
-        self.assertEqual(set(by_queue), {"OrdersQueue", "ActivitiesQueue", "ImportsQueue"})
+        self.assertEqual(set(by_queue), {"OrdersQueue", "ActivitiesQueue", "ImportsQueue", "WebhooksQueue",
+                                         "WebhookResultsQueue"})
         for queue, (function, cap_param) in {
             "OrdersQueue": ("OrderProcessorFunction", "OrderProcessorMaxConcurrency"),
             "ActivitiesQueue": ("FeedFanoutFunction", "FeedFanoutMaxConcurrency"),
             "ImportsQueue": ("ImportWorkerFunction", "ImportWorkerMaxConcurrency"),
+            "WebhooksQueue": ("WebhookSenderFunction", "WebhookSenderMaxConcurrency"),
+            "WebhookResultsQueue": ("WebhookRecorderFunction", "WebhookRecorderMaxConcurrency"),
         }.items():
             consumer, props = by_queue[queue]
             self.assertEqual(consumer, function, queue)
@@ -459,7 +463,8 @@ class Capacity(unittest.TestCase):
 
 # The functions that are not behind the API: queue consumers, the relay, db-migrate, cleanup.
 CONSUMERS = {"OrderProcessorFunction", "FeedFanoutFunction", "OutboxRelayFunction", "DbMigrateFunction",
-             "CleanupFunction", "ImportWorkerFunction"}
+             "CleanupFunction", "ImportWorkerFunction", "WebhookDispatchFunction", "WebhookSenderFunction",
+             "WebhookRecorderFunction"}
 
 
 class Edge(unittest.TestCase):

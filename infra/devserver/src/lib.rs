@@ -135,6 +135,26 @@ pub fn local_imports(state: AppState, dir: std::path::PathBuf) -> Result<AppStat
         .with_import_queue(bookshelf_queue::Queue::Memory(Arc::new(queue))))
 }
 
+/// What stands in for the webhooks and results queues: in-process queues (a delivery not
+/// acknowledged comes back after 60 s, as deployed), for the sender and recorder the dev
+/// server runs, and the key of `key` if given (else the state's own).
+pub fn local_webhooks(mut state: AppState, key: Option<bookshelf_auth::sealed::SealingKey>) -> AppState {
+    let queue = || {
+        bookshelf_queue::Queue::Memory(Arc::new(bookshelf_queue::MemoryQueue::new(
+            std::time::Duration::from_secs(60),
+            3,
+        )))
+    };
+    let mut hooks = state.webhooks.clone();
+    if let Some(key) = key {
+        hooks.key = Some(Arc::new(key));
+    }
+    hooks.deliveries = Some(queue());
+    hooks.results = Some(queue());
+    state = state.with_webhooks(hooks);
+    state
+}
+
 /// The state every local function shares: all keys, and the queues if there are any.
 pub fn local_state(pool: DbPool, keys: &SigningKeys, queues: Option<LocalQueues>) -> Arc<AppState> {
     // Off unless asked for: test suites register thousands of users from 127.0.0.1.
@@ -152,6 +172,14 @@ pub fn local_state(pool: DbPool, keys: &SigningKeys, queues: Option<LocalQueues>
         Ok(s) => s,
         Err(e) => panic!("{e:#}"),
     };
+    let key = match bookshelf_config::local_webhook_key(bookshelf_auth::sealed::SealingKey::random_secret) {
+        Ok(text) => Some(bookshelf_auth::sealed::SealingKey::from_secret(&text)),
+        Err(e) => {
+            tracing::warn!(error = %e, "no webhook key file; secrets sealed now open only in this run");
+            None
+        }
+    };
+    let state = local_webhooks(state, key);
     Arc::new(match queues {
         Some(q) => state.with_queue(q.orders).with_activity_queue(q.activities),
         None => state,
@@ -185,7 +213,10 @@ impl Server {
         if let Some(local) = state.objects().ok().and_then(|o| o.local()) {
             local.set_base(&format!("http://{}", listener.local_addr()?));
         }
-        let queues = state.queue.is_some() || state.activity_queue.is_some() || state.import_queue.is_some();
+        let queues = state.queue.is_some()
+            || state.activity_queue.is_some()
+            || state.import_queue.is_some()
+            || state.webhooks.deliveries.is_some();
         let worker = (with_worker && queues).then(|| {
             let pollers = worker::Pollers::from_template(template);
             worker::spawn(state.clone(), std::time::Duration::from_secs(2), pollers, stop_rx)

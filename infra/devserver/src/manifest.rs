@@ -75,6 +75,7 @@ pub fn binary_source(name: &str) -> String {
         Binary::HttpSending(_) => http("run_http_sending"),
         Binary::HttpWithKeys(_) => http("run_http_with_keys"),
         Binary::HttpUploading(_) => http("run_http_uploading"),
+        Binary::HttpSealing(_) => http("run_http_sealing"),
         Binary::Authorizer => other("run_authorizer"),
         Binary::OrderProcessor => other("run_order_processor"),
         Binary::FeedFanout => other("run_feed_fanout"),
@@ -82,6 +83,9 @@ pub fn binary_source(name: &str) -> String {
         Binary::OutboxRelay => other("run_outbox_relay"),
         Binary::Cleanup => other("run_cleanup"),
         Binary::DbMigrate => other("run_db_migrate"),
+        Binary::WebhookDispatch => other("run_webhook_dispatch"),
+        Binary::WebhookSender => other("run_webhook_sender"),
+        Binary::WebhookRecorder => other("run_webhook_recorder"),
     }
 }
 

@@ -42,6 +42,10 @@ pub enum Consumer {
     Feed,
     /// `import-worker`.
     Imports,
+    /// `webhook-sender`.
+    WebhookSender,
+    /// `webhook-recorder`.
+    WebhookRecorder,
 }
 
 /// One poll of the orders queue: receive, process, delete the successes. Returns how many
@@ -66,6 +70,8 @@ pub async fn poll(
         Consumer::Orders => process_batch(state.clone(), event).await,
         Consumer::Feed => fan_out_batch(state.clone(), event).await,
         Consumer::Imports => bookshelf_api::imports::import_batch(state.clone(), event).await,
+        Consumer::WebhookSender => bookshelf_api::webhooks::send_batch(state.clone(), event).await,
+        Consumer::WebhookRecorder => bookshelf_api::webhooks::record_batch(state.clone(), event).await,
     };
     let failed: HashSet<&str> = response
         .batch_item_failures
@@ -120,6 +126,8 @@ pub fn spawn(
             (state.queue.clone(), Consumer::Orders, pollers.orders),
             (state.activity_queue.clone(), Consumer::Feed, pollers.feed),
             (state.import_queue.clone(), Consumer::Imports, pollers.imports),
+            (state.webhooks.deliveries.clone(), Consumer::WebhookSender, 2),
+            (state.webhooks.results.clone(), Consumer::WebhookRecorder, 1),
         ]
         .into_iter()
         .filter_map(|(queue, consumer, n)| queue.map(|q| (q, consumer, n)))
@@ -131,6 +139,22 @@ pub fn spawn(
             ))
         })
         .collect();
+        // What webhook-dispatch's schedule does deployed, every 200 ms: locally an event
+        // reaches its receiver within a moment of the request that made it.
+        let dispatcher = state.webhooks.deliveries.is_some().then(|| {
+            let state = state.clone();
+            tokio::spawn(until_stopped(stop.clone(), async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(200));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = bookshelf_api::webhooks::dispatch(&state).await {
+                        tracing::warn!(error = %bookshelf_http::error_chain(&e), "webhook dispatch failed");
+                    }
+                }
+            }))
+        });
+        let pollers: Vec<_> = pollers.into_iter().chain(dispatcher).collect();
         if state.queue.is_none() && state.activity_queue.is_none() {
             tracing::warn!("no queue: orders stay pending");
             for p in pollers {

@@ -23,6 +23,8 @@ pub enum Binary {
     HttpWithKeys(HttpFunction),
     /// An HTTP function that presigns uploads to the bucket.
     HttpUploading(HttpFunction),
+    /// An HTTP function that seals webhook secrets (the webhook key's secret).
+    HttpSealing(HttpFunction),
     Authorizer,
     OrderProcessor,
     FeedFanout,
@@ -30,12 +32,15 @@ pub enum Binary {
     OutboxRelay,
     Cleanup,
     DbMigrate,
+    WebhookDispatch,
+    WebhookSender,
+    WebhookRecorder,
 }
 
 /// The function of the binary named `name` (its `CARGO_BIN_NAME`): an unknown name fails
 /// the build.
 pub const fn binary(name: &str) -> Binary {
-    const OTHERS: [(&str, Binary); 7] = [
+    const OTHERS: [(&str, Binary); 10] = [
         ("authorizer", Binary::Authorizer),
         ("order-processor", Binary::OrderProcessor),
         ("feed-fanout", Binary::FeedFanout),
@@ -43,6 +48,9 @@ pub const fn binary(name: &str) -> Binary {
         ("outbox-relay", Binary::OutboxRelay),
         ("cleanup", Binary::Cleanup),
         ("db-migrate", Binary::DbMigrate),
+        ("webhook-dispatch", Binary::WebhookDispatch),
+        ("webhook-sender", Binary::WebhookSender),
+        ("webhook-recorder", Binary::WebhookRecorder),
     ];
     let mut i = 0;
     while i < OTHERS.len() {
@@ -55,6 +63,7 @@ pub const fn binary(name: &str) -> Binary {
         Some(f) => match (f.keys, f.storage) {
             (KeyAccess::None, Storage::Sends) => Binary::HttpSending(f),
             (KeyAccess::None, Storage::Uploads) => Binary::HttpUploading(f),
+            (KeyAccess::None, Storage::Seals) => Binary::HttpSealing(f),
             (KeyAccess::None, _) => Binary::Http(f),
             _ => Binary::HttpWithKeys(f),
         },
@@ -73,7 +82,7 @@ pub const fn http_function(name: &str) -> HttpFunction {
     }
 }
 
-/// Every binary's name: the registry's HTTP functions and the seven others (the layout test
+/// Every binary's name: the registry's HTTP functions and the ten others (the layout test
 /// compares them with template.yaml).
 pub fn binary_names() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = crate::registry::ALL.iter().map(|f| f.name).collect();
@@ -85,6 +94,9 @@ pub fn binary_names() -> Vec<&'static str> {
         "outbox-relay",
         "cleanup",
         "db-migrate",
+        "webhook-dispatch",
+        "webhook-sender",
+        "webhook-recorder",
     ]);
     names
 }
@@ -121,6 +133,81 @@ pub async fn run_http_uploading(function: &'static HttpFunction) -> Result<(), E
     let state = AppState::from_env(function.database(), POOL_SIZE)?;
     let state = keyless(function, state)?.with_objects_from_env();
     serve_http(function, state).await
+}
+
+/// Serves one HTTP function that seals webhook secrets, with the key's secret read at start.
+pub async fn run_http_sealing(function: &'static HttpFunction) -> Result<(), Error> {
+    bookshelf_config::init_tracing();
+    let state = AppState::from_env(function.database(), POOL_SIZE)?;
+    let state = keyless(function, state)?.with_webhooks_from_env(true).await?;
+    serve_http(function, state).await
+}
+
+/// How often a scheduled `webhook-dispatch` run polls; for how long is
+/// WEBHOOK_DISPATCH_SECONDS (55 deployed: it is started every minute, and a run must end
+/// before the next begins; unset, one pass).
+const DISPATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Serves the scheduled `webhook-dispatch`: for most of a minute, every second, signs what
+/// is due and queues it for the sender. The schedule restarts it each minute.
+pub async fn run_webhook_dispatch() -> Result<(), Error> {
+    bookshelf_config::init_tracing();
+    let state = Arc::new(
+        AppState::from_env(true, POOL_SIZE)?
+            .with_webhooks_from_env(true)
+            .await?,
+    );
+    lambda_runtime::run(service_fn(move |_event: LambdaEvent<serde_json::Value>| {
+        let state = state.clone();
+        async move {
+            let run = bookshelf_config::settings().map_or(0, |s| s.deployed.webhook_dispatch_seconds);
+            let run = std::time::Duration::from_secs(run);
+            let started = std::time::Instant::now();
+            let mut sent = 0;
+            loop {
+                match crate::webhooks::dispatch(&state).await {
+                    Ok(n) => sent += n,
+                    Err(e) => tracing::warn!(error = %bookshelf_http::error_chain(&e), "webhook dispatch pass failed"),
+                }
+                if started.elapsed() + DISPATCH_EVERY >= run {
+                    break;
+                }
+                tokio::time::sleep(DISPATCH_EVERY).await;
+            }
+            Ok::<_, Error>(serde_json::json!({ "queued": sent }))
+        }
+    }))
+    .await
+}
+
+/// Serves `webhook-sender`, outside the VPC: no database, only the two queues.
+pub async fn run_webhook_sender() -> Result<(), Error> {
+    bookshelf_config::init_tracing();
+    let state = Arc::new(
+        AppState::from_env(false, POOL_SIZE)?
+            .with_webhooks_from_env(false)
+            .await?,
+    );
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
+            let state = state.clone();
+            async move { Ok::<_, Error>(crate::webhooks::send_batch(state, event.payload).await) }
+        },
+    ))
+    .await
+}
+
+/// Serves `webhook-recorder`, the consumer of the sender's reports.
+pub async fn run_webhook_recorder() -> Result<(), Error> {
+    bookshelf_config::init_tracing();
+    let state = Arc::new(AppState::from_env(true, POOL_SIZE)?);
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
+            let state = state.clone();
+            async move { Ok::<_, Error>(crate::webhooks::record_batch(state, event.payload).await) }
+        },
+    ))
+    .await
 }
 
 /// Serves one HTTP function that signs or verifies tokens (the registry's `keys`), with

@@ -21,6 +21,7 @@ pub mod reading;
 pub mod registry;
 pub mod state;
 pub mod users;
+pub mod webhooks;
 pub mod worker;
 
 pub use registry::{http_handler, KeyAccess, HTTP_FUNCTIONS};

@@ -11,7 +11,9 @@ use bookshelf_http::{check_query, request_id, ApiError, Body, Identity, Request,
 use lambda_http::RequestExt;
 use tracing::Instrument;
 
-use crate::{auth, books, changes, goals, imports, library, meta, orders, people, reading, users, AppState};
+use crate::{
+    auth, books, changes, goals, imports, library, meta, orders, people, reading, users, webhooks, AppState,
+};
 
 /// Which key material a function needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +69,8 @@ pub enum Storage {
     Sends,
     /// The database, and the upload bucket (UPLOAD_BUCKET) it presigns uploads to.
     Uploads,
+    /// The database, and the webhook key's secret (WEBHOOK_KEY_SECRET_ARN) it seals with.
+    Seals,
     /// The database; the response is streamed (`ResponseTransferMode: RESPONSE_STREAM` in
     /// template.yaml), so no body is too large for it.
     Streams,
@@ -237,6 +241,13 @@ functions! {
     ORDERS_LIST = "orders-list", SignedIn, None, Db => orders::list;
     ORDERS_CANCEL = "orders-cancel", SignedIn, None, Db => orders::cancel;
     CHANGES_LIST = "changes-list", SignedIn, None, Db => changes::list;
+    WEBHOOKS_CREATE = "webhooks-create", SignedIn, None, Seals => webhooks::create;
+    WEBHOOKS_LIST = "webhooks-list", SignedIn, None, Db => webhooks::list;
+    WEBHOOKS_GET = "webhooks-get", SignedIn, None, Db => webhooks::get;
+    WEBHOOKS_UPDATE = "webhooks-update", SignedIn, None, Db => webhooks::update;
+    WEBHOOKS_DELETE = "webhooks-delete", SignedIn, None, Db => webhooks::delete;
+    WEBHOOKS_PING = "webhooks-ping", SignedIn, None, Db => webhooks::ping;
+    WEBHOOKS_DELIVERIES = "webhooks-deliveries", SignedIn, None, Db => webhooks::deliveries;
 }
 
 /// The function of this name, if there is one.

@@ -72,6 +72,8 @@ pub struct AppState {
     pub metrics: bookshelf_config::metrics::Metrics,
     /// Which browser origins may read the responses (`ALLOWED_ORIGINS`).
     pub cors: bookshelf_http::Cors,
+    /// The webhook key and queues, where the function has them.
+    pub webhooks: crate::webhooks::Hooks,
 }
 
 impl AppState {
@@ -88,7 +90,33 @@ impl AppState {
             import_queue: None,
             metrics: bookshelf_config::metrics::Metrics::from_env(),
             cors: allowed_origins(),
+            webhooks: crate::webhooks::Hooks::local(bookshelf_auth::sealed::SealingKey::from_secret(
+                &bookshelf_auth::sealed::SealingKey::random_secret(),
+            )),
         }
+    }
+
+    pub fn with_webhooks(mut self, hooks: crate::webhooks::Hooks) -> AppState {
+        self.webhooks = hooks;
+        self
+    }
+
+    /// Deployed: the sealing key (`key`: only the functions that seal or open), and the
+    /// webhooks and results queues where named (WEBHOOK_QUEUE_URL, WEBHOOK_RESULTS_QUEUE_URL).
+    pub async fn with_webhooks_from_env(mut self, key: bool) -> Result<AppState, ConfigError> {
+        if key {
+            let text =
+                bookshelf_config::webhook_key(bookshelf_auth::sealed::SealingKey::random_secret).await?;
+            self.webhooks.key = Some(Arc::new(bookshelf_auth::sealed::SealingKey::from_secret(&text)));
+        }
+        let settings = bookshelf_config::settings()?;
+        self.webhooks.deliveries = SqsQueue::from_url(settings.deployed.webhook_queue_url.clone())
+            .await
+            .map(Queue::Sqs);
+        self.webhooks.results = SqsQueue::from_url(settings.deployed.webhook_results_queue_url.clone())
+            .await
+            .map(Queue::Sqs);
+        Ok(self)
     }
 
     pub fn with_cors(mut self, cors: bookshelf_http::Cors) -> AppState {
@@ -158,6 +186,7 @@ impl AppState {
             import_queue: None,
             metrics: bookshelf_config::metrics::Metrics::from_env(),
             cors: allowed_origins(),
+            webhooks: crate::webhooks::Hooks::default(),
         })
     }
 

@@ -9,3 +9,4 @@ pub mod token;
 
 pub use keys::{KeyError, PublicKeys, SigningKeys};
 pub use token::{Claims, TokenError, TokenIssuer, TokenVerifier, ACCESS_TOKEN_TTL_SECS};
+pub mod sealed;

@@ -437,6 +437,39 @@ pub fn init_tracing() {
     let _ = result;
 }
 
+/// The text that keys the sealing of webhook secrets: `BOOKSHELF_WEBHOOK_KEY`, the secret named by
+/// `WEBHOOK_KEY_SECRET_ARN`, or locally the file `BOOKSHELF_WEBHOOK_KEY_FILE` (default
+/// `.dev/keys/webhook.key`), made with 32 random bytes on first use.
+pub async fn webhook_key(random: impl FnOnce() -> String) -> Result<String, ConfigError> {
+    let settings = settings()?;
+    if let Some(text) = &settings.local.webhook_key {
+        return Ok(text.expose_secret().to_string());
+    }
+    if let Some(arn) = &settings.deployed.webhook_key_secret_arn {
+        return secret_string(arn).await;
+    }
+    local_webhook_key(random)
+}
+
+/// The dev server's webhook key: the file `BOOKSHELF_WEBHOOK_KEY_FILE`, made on first use
+/// (so secrets sealed by one run open in the next).
+pub fn local_webhook_key(random: impl FnOnce() -> String) -> Result<String, ConfigError> {
+    let settings = settings()?;
+    let path = &settings.local.webhook_key_file;
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return Ok(text.trim().to_string());
+    }
+    let text = random();
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(path, &text).map_err(|e| ConfigError::Secret {
+        arn: path.display().to_string(),
+        source: Box::new(e),
+    })?;
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

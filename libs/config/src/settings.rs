@@ -33,6 +33,14 @@ pub struct Deployed {
     pub activity_queue_url: Option<String>,
     /// The bucket import files are uploaded to (POST /imports, import-worker).
     pub upload_bucket: Option<String>,
+    /// The secret whose text keys the sealing of webhook secrets (webhooks-create, the
+    /// dispatcher).
+    pub webhook_key_secret_arn: Option<String>,
+    /// Signed deliveries, dispatcher → sender; the sender's reports, sender → recorder.
+    pub webhook_queue_url: Option<String>,
+    pub webhook_results_queue_url: Option<String>,
+    /// How long one scheduled dispatcher run polls (0: one pass, as a local invoke does).
+    pub webhook_dispatch_seconds: u64,
     pub metrics_namespace: Option<String>,
     /// Comma-separated browser origins.
     pub allowed_origins: String,
@@ -56,6 +64,10 @@ pub struct Local {
     pub signing_keys: Option<SecretString>,
     pub public_keys: Option<String>,
     pub keys_file: PathBuf,
+    /// The dev server's webhook sealing key, made on first use.
+    pub webhook_key_file: PathBuf,
+    /// The webhook key's text itself (sam local, cargo lambda watch).
+    pub webhook_key: Option<SecretString>,
     pub aws_endpoint_url: Option<String>,
     pub aws_endpoint_url_sqs: Option<String>,
     pub aws_endpoint_url_secrets_manager: Option<String>,
@@ -133,6 +145,10 @@ impl Settings {
                 queue_url: text(Var::QueueUrl),
                 activity_queue_url: text(Var::ActivityQueueUrl),
                 upload_bucket: text(Var::UploadBucket),
+                webhook_key_secret_arn: text(Var::WebhookKeySecretArn),
+                webhook_queue_url: text(Var::WebhookQueueUrl),
+                webhook_results_queue_url: text(Var::WebhookResultsQueueUrl),
+                webhook_dispatch_seconds: env::parse::<u64>(Var::WebhookDispatchSeconds)?.unwrap_or(0),
                 metrics_namespace: text(Var::MetricsNamespace),
                 allowed_origins: env::get_or(Var::AllowedOrigins, ""),
                 rust_log: text(Var::RustLog),
@@ -149,6 +165,8 @@ impl Settings {
                 signing_keys: secret(Var::SigningKeys),
                 public_keys: text(Var::PublicKeys),
                 keys_file: env::get_or(Var::KeysFile, ".dev/keys/signing.json").into(),
+                webhook_key_file: env::get_or(Var::WebhookKeyFile, ".dev/keys/webhook.key").into(),
+                webhook_key: secret(Var::WebhookKey),
                 aws_endpoint_url: text(Var::AwsEndpointUrl),
                 aws_endpoint_url_sqs: text(Var::AwsEndpointUrlSqs),
                 aws_endpoint_url_secrets_manager: text(Var::AwsEndpointUrlSecretsManager),

@@ -49,6 +49,13 @@ pub fn parse(raw: &str, allow_loopback: bool) -> Result<(url::Url, String, u16),
     Ok((url, host, port))
 }
 
+/// Whether loopback addresses may be connected to for `host`: only for the local
+/// receivers `parse` lets through (`http://127.0.0.1`, `http://localhost`) when
+/// `allow_loopback`, never for another name, nor `https://127.0.0.1/` or `https://[::1]/`.
+pub fn loopback_for(url: &url::Url, allow_loopback: bool) -> bool {
+    allow_loopback && url.scheme() == "http" && matches!(url.host_str(), Some("127.0.0.1" | "localhost"))
+}
+
 /// The first address of `resolved` that may be connected to: every address must pass
 /// (a name that resolves to one public and one private address is refused), so that
 /// whichever the connection would pick is safe.

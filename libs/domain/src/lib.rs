@@ -14,6 +14,7 @@ pub mod order;
 pub mod reading;
 pub mod user;
 pub mod validation;
+pub mod webhook;
 
 #[cfg(feature = "sqlx")]
 mod text_column;

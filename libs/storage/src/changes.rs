@@ -331,3 +331,32 @@ pub async fn expire_tombstones(db: &DbPool, older_than: f64, limit: i64) -> Resu
     .await?;
     Ok(removed as u64)
 }
+
+/// The current state of one resource as the feed would carry it (`None`: it is gone).
+pub async fn resource_data(
+    tx: &mut Conn,
+    user: Uuid,
+    kind: ChangeType,
+    id: &str,
+) -> Result<Option<serde_json::Value>> {
+    let as_uuid = || id.parse::<Uuid>().ok().into_iter().collect::<Vec<_>>();
+    let value = match kind {
+        ChangeType::Entry => entries(tx, user, &as_uuid())
+            .await?
+            .first()
+            .map(serde_json::to_value),
+        ChangeType::Read => reads(tx, user, &as_uuid())
+            .await?
+            .first()
+            .map(serde_json::to_value),
+        ChangeType::Session => sessions(tx, user, &as_uuid())
+            .await?
+            .first()
+            .map(serde_json::to_value),
+        ChangeType::Goal => {
+            let years: Vec<i32> = id.parse().ok().into_iter().collect();
+            goals(tx, user, &years).await?.first().map(serde_json::to_value)
+        }
+    };
+    value.transpose().map_err(StorageError::Encode)
+}

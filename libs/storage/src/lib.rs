@@ -18,6 +18,7 @@ pub mod sessions;
 pub mod stats;
 pub mod throttle;
 pub mod users;
+pub mod webhooks;
 
 use sqlx::postgres::PgConnectOptions;
 

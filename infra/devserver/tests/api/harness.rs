@@ -128,6 +128,7 @@ impl TestApp {
         // Uploads go to a directory of the test's own, announced on an in-process queue.
         let uploads = std::env::temp_dir().join(format!("bookshelf-uploads-{name}"));
         state = bookshelf_devserver::local_imports(state, uploads).expect("upload store");
+        state = bookshelf_devserver::local_webhooks(state, None);
         if let Some(q) = queue {
             // With a worker, the feed's fan-out runs too, on its own in-process queue.
             let activities = Queue::Memory(Arc::new(MemoryQueue::new(Duration::from_secs(1), 3)));

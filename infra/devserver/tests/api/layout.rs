@@ -372,14 +372,27 @@ fn only_the_binaries_with_a_queue_url_or_a_key_secret_link_those_clients() {
             "{}: Uploads exactly when the template gives the upload bucket",
             f.name
         );
+        let seals = has(f.name, &["WEBHOOK_KEY_SECRET_ARN"]);
+        assert_eq!(
+            f.storage == Storage::Seals,
+            seals,
+            "{}: Seals exactly when the template gives the webhook key's secret",
+            f.name
+        );
         let served = match binary(f.name) {
-            Binary::Http(_) => (false, false, false),
-            Binary::HttpSending(_) => (true, false, false),
-            Binary::HttpWithKeys(_) => (false, true, false),
-            Binary::HttpUploading(_) => (false, false, true),
+            Binary::Http(_) => (false, false, false, false),
+            Binary::HttpSending(_) => (true, false, false, false),
+            Binary::HttpWithKeys(_) => (false, true, false, false),
+            Binary::HttpUploading(_) => (false, false, true, false),
+            Binary::HttpSealing(_) => (false, false, false, true),
             _ => panic!("{} is an HTTP function", f.name),
         };
-        assert_eq!(served, (sends, keys, uploads), "{}: the binary's wiring", f.name);
+        assert_eq!(
+            served,
+            (sends, keys, uploads, seals),
+            "{}: the binary's wiring",
+            f.name
+        );
     }
 }
 

@@ -23,3 +23,4 @@ mod reading;
 mod sqs;
 mod tokens;
 mod users;
+mod webhooks;
