@@ -51,4 +51,4 @@ echo "hurl suites against $url (run $run)"
   --variable "admin_password=${BOOKSHELF_ADMIN_PASSWORD:-bookshelf-admin}" \
   "$suites/walkthrough.hurl" "$suites/auth.hurl" "$suites/users.hurl" "$suites/books.hurl" \
   "$suites/library.hurl" "$suites/reading.hurl" "$suites/stats.hurl" "$suites/people.hurl" \
-  "$suites/orders.hurl" "$suites/meta.hurl" $import_suite
+  "$suites/orders.hurl" "$suites/meta.hurl" "$suites/sync.hurl" $import_suite
