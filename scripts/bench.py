@@ -483,6 +483,168 @@ def exports(server, runs=RUNS):
     return out
 
 
+# --------------------------------------------------------------------------- sync
+
+SYNC_CHANGES = int(os.environ.get("BENCH_SYNC_CHANGES", "100000"))
+WEBHOOK_EVENTS = int(os.environ.get("BENCH_WEBHOOK_EVENTS", "2000"))
+
+
+def percentiles(times):
+    times = sorted(times)
+    return {"p50": statistics.median(times), "p99": times[max(0, int(len(times) * 0.99) - 1)], "n": len(times)}
+
+
+def change_cursor(seq):
+    import base64
+    return base64.urlsafe_b64encode(f"v1c.{seq}".encode()).decode().rstrip("=")
+
+
+def changes_feed(server):
+    """GET /changes for a reader with SYNC_CHANGES changes (entries written straight into the
+    database: the triggers record each one): the first page and a page resumed from the middle,
+    100 changes each, one request at a time (p50/p99 of 200) and under wrk."""
+    email = f"syncer-{uuid_tag()}@example.org"
+    token = register(server.url, email)
+    user = psql(f"SELECT id FROM users WHERE email = '{email}'")[0]
+    psql(f"""
+        INSERT INTO books (id, title, authors, price_cents, stock)
+        SELECT gen_random_uuid(), 'Sync filler ' || g, ARRAY['Filler Author'], NULL, 0
+        FROM generate_series(1, greatest(0, {SYNC_CHANGES} - (SELECT count(*) FROM books))) AS g""")
+    psql(f"""
+        INSERT INTO library_entries (user_id, book_id, status)
+        SELECT '{user}', id, 'want_to_read' FROM (SELECT id FROM books ORDER BY id LIMIT {SYNC_CHANGES}) AS b""")
+    psql("ANALYZE changes")
+    head = int(psql(f"SELECT seq FROM change_heads WHERE user_id = '{user}'")[0])
+    assert head >= SYNC_CHANGES, head
+    out = {"changes": head}
+    for name, path in (("first page", "/changes?limit=100"),
+                       ("resumed page", f"/changes?limit=100&cursor={change_cursor(head // 2)}")):
+        runs = []
+        for _ in range(RUNS):
+            times = []
+            for _ in range(200):
+                t = time.perf_counter()
+                status, body = call("GET", server.url + path, token=token)
+                times.append((time.perf_counter() - t) * 1000)
+                assert status == 200 and len(body["items"]) == 100, (status, body)
+            runs.append(percentiles(times))
+        out[name] = {"p50": statistics.median(r["p50"] for r in runs), "p99": statistics.median(r["p99"] for r in runs),
+                     "wrk": wrk(server, token, path)}
+        log(f"  GET /changes {name}: p50 {out[name]['p50']:.2f} ms, p99 {out[name]['p99']:.2f} ms, "
+            f"{out[name]['wrk']['rps']:.0f} req/s under wrk")
+    return out
+
+
+class HookReceiver:
+    """A webhook receiver on 127.0.0.1: answers 200, notes when each event id arrived."""
+
+    def __init__(self):
+        self.arrived = {}
+        self.lock = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0) or 0)
+                body = json.loads(self.rfile.read(length))
+                with receiver.lock:
+                    receiver.arrived[body["data"].get("id", body["id"])] = time.perf_counter()
+                    receiver.lock.notify_all()
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def wait_for(self, n, timeout=120):
+        deadline = time.time() + timeout
+        with self.lock:
+            while len(self.arrived) < n:
+                left = deadline - time.time()
+                if left <= 0:
+                    raise TimeoutError(f"{len(self.arrived)} of {n} deliveries arrived")
+                self.lock.wait(left)
+
+    def close(self):
+        self.server.shutdown()
+
+
+def webhooks(server, admin):
+    """Webhook delivery through the dev server's dispatcher, sender and recorder: latency from
+    the answer of the request that made a change to the receiver's arrival (200 entries shelved
+    one at a time), and deliveries/s for WEBHOOK_EVENTS events made at once."""
+    out = {"latency": [], "throughput": []}
+    for run in range(RUNS):
+        receiver = HookReceiver()
+        email = f"hooked-{uuid_tag()}@example.org"
+        token = register(server.url, email)
+        status, hook = call("POST", server.url + "/webhooks", {"url": receiver.url, "events": ["entry.upserted"]}, token)
+        assert status == 201, hook
+        books = psql(f"SELECT id FROM books ORDER BY id LIMIT {200 + WEBHOOK_EVENTS}")
+        answered = {}
+        for book in books[:200]:
+            status, _ = call("PUT", server.url + f"/library/{book}", {"status": "reading"}, token)
+            answered[book] = time.perf_counter()
+            assert status == 201, status
+        receiver.wait_for(200)
+        latency = percentiles([(receiver.arrived[b] - answered[b]) * 1000 for b in books[:200]])
+        user = psql(f"SELECT id FROM users WHERE email = '{email}'")[0]
+        rest = books[200:]
+        started = time.perf_counter()
+        psql(f"""INSERT INTO library_entries (user_id, book_id, status)
+                 SELECT '{user}', id, 'read' FROM books WHERE id = ANY(ARRAY[{','.join(f"'{b}'" for b in rest)}]::uuid[])""")
+        receiver.wait_for(200 + len(rest))
+        rate = len(rest) / (max(receiver.arrived[b] for b in rest) - started)
+        receiver.close()
+        out["latency"].append(latency)
+        out["throughput"].append(rate)
+        log(f"  webhook latency p50 {latency['p50']:.0f} ms, p99 {latency['p99']:.0f} ms; {rate:.0f} deliveries/s")
+    return {"p50": statistics.median(l["p50"] for l in out["latency"]),
+            "p99": statistics.median(l["p99"] for l in out["latency"]),
+            "deliveries_per_s": statistics.median(out["throughput"]),
+            "events": WEBHOOK_EVENTS, "runs": out}
+
+
+def sync_lines(r):
+    """The Sync section (also spliced in alone by BENCH_ONLY=sync)."""
+    if not r.get("sync"):
+        return []
+    c, w = r["sync"]["changes"], r["sync"]["webhooks"]
+    lines = [
+        "",
+        "## Sync",
+        "",
+        f"`GET /changes?limit=100` for a reader with {c['changes']:,} changes (entries written straight into the",
+        "database; the triggers record each): the first page, and a page resumed from a cursor in the middle.",
+        "One request at a time (200 a run), and under wrk (`-t2 -c32`).",
+        "",
+        "| page | p50 ms | p99 ms | wrk req/s | wrk p99 ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in ("first page", "resumed page"):
+        p = c[name]
+        lines.append(f"| {name} | {p['p50']:.2f} | {p['p99']:.2f} | {p['wrk']['rps']:,.0f} | {fmt_ms(p['wrk']['p99'])} |")
+    lines += [
+        "",
+        "Webhooks, locally (the dev server's dispatcher polls every 200 ms; deployed it polls every second):",
+        "from the answer of a `PUT /library/{bookId}` to the arrival of its `entry.upserted` at a receiver on",
+        f"127.0.0.1 (200 one at a time), and deliveries/s for {w['events']:,} events made in one transaction.",
+        "",
+        "| latency p50 ms | latency p99 ms | deliveries/s |",
+        "|---:|---:|---:|",
+        f"| {w['p50']:.0f} | {w['p99']:.0f} | {w['deliveries_per_s']:,.0f} |",
+    ]
+    return lines
+
+
 # --------------------------------------------------------------------------- cold start
 
 class RuntimeApi:
@@ -798,6 +960,7 @@ def report(r):
             f"| {f['median_s']:.2f} | {', '.join(f'{x:.2f}' for x in f['runs'])} |",
         ]
     lines += import_export_lines(r)
+    lines += sync_lines(r)
     lines += [
         "",
         "## Order pipeline",
@@ -905,6 +1068,11 @@ def main():
             splice_sections(os.path.join(ROOT, "BENCHMARKS.md"), import_export_lines(found), ["Imports", "Export"],
                             "Order pipeline")
             return
+        if os.environ.get("BENCH_ONLY") == "sync":
+            found = {"sync": {"changes": changes_feed(server), "webhooks": webhooks(server, admin)}}
+            print(json.dumps(found, indent=1, default=str))
+            splice_sections(os.path.join(ROOT, "BENCHMARKS.md"), sync_lines(found), ["Sync"], "Order pipeline")
+            return
         if os.environ.get("BENCH_ONLY") == "pooling":
             server.stop()
             result = pooling_cost(keys_file, user, book_id)
@@ -916,6 +1084,8 @@ def main():
         results["imports"] = imports(server.url)
         log("exports")
         results["exports"] = exports(server)
+        log("sync: the change feed and webhooks")
+        results["sync"] = {"changes": changes_feed(server), "webhooks": webhooks(server, admin)}
         log("seeding a reader with a year of reading")
         out = subprocess.run([DEV, "seed", "0", "--readers", "1"], check=True, cwd=ROOT, capture_output=True, text=True).stdout
         reader = login(server.url, "reader1@seed.bookshelf.local", "reader-password")

@@ -17,6 +17,7 @@ LOCAL_VARIABLES = [
     "BOOKSHELF_PUBLIC_KEYS",   # instead of the public-key secret
     "APP_DB_SECRET_ARN",       # emptied: locally db-migrate makes no application role
     "AWS_ENDPOINT_URL_SQS",    # moto
+    "BOOKSHELF_WEBHOOK_KEY",   # instead of the webhook sealing key's secret
 ]
 
 built, out = sys.argv[1], sys.argv[2]

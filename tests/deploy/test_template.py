@@ -597,6 +597,45 @@ class Imports(unittest.TestCase):
             self.assertEqual(s3, expected, name)
 
 
+class Webhooks(unittest.TestCase):
+    """Deliveries leave the VPC through one function that reaches no database; the secrets'
+    key is read by the two functions that seal and open; every queue has its DLQ and alarm."""
+
+    def test_only_the_sender_is_outside_the_vpc_and_it_can_only_report(self):
+        sender = RESOURCES["WebhookSenderFunction"]["Properties"]
+        self.assertNotIn("VpcConfig", sender)
+        perms = function_permissions()["WebhookSenderFunction"]
+        self.assertEqual(perms["statements"], ["Allow sqs:SendMessage* on WebhookResultsQueue"])
+        self.assertNotIn("DatabaseConnectPolicy", perms["managed"])
+        for name in ("WebhookDispatchFunction", "WebhookRecorderFunction", "WebhooksCreateFunction"):
+            self.assertIn("VpcConfig", RESOURCES[name]["Properties"], name)
+
+    def test_the_sealing_key_is_read_by_the_sealer_and_the_dispatcher_only(self):
+        readers = {name for name, perms in function_permissions().items()
+                   if "Allow secretsmanager:GetSecretValue on WebhookKeySecret" in perms["statements"]}
+        self.assertEqual(readers, {"WebhooksCreateFunction", "WebhookDispatchFunction"})
+        key = RESOURCES["WebhookKeySecret"]["Properties"]["GenerateSecretString"]
+        self.assertGreaterEqual(key["PasswordLength"], 32)
+
+    def test_each_queue_has_its_dlq_an_alarm_and_outlasts_its_consumer(self):
+        alarms = {cfn.ref_name(d["Value"]) for a in cfn.resources_of(DOC, "AWS::CloudWatch::Alarm").values()
+                  for d in a["Properties"].get("Dimensions", [])}
+        for queue, dlq, consumer in (("WebhooksQueue", "WebhooksDeadLetterQueue", "WebhookSenderFunction"),
+                                     ("WebhookResultsQueue", "WebhookResultsDeadLetterQueue", "WebhookRecorderFunction")):
+            props = RESOURCES[queue]["Properties"]
+            self.assertEqual(cfn.ref_name(props["RedrivePolicy"]["deadLetterTargetArn"]), dlq)
+            self.assertGreater(props["VisibilityTimeout"], RESOURCES[consumer]["Properties"]["Timeout"], queue)
+            self.assertIn(dlq, alarms)
+        self.assertIn("WebhookDispatchFunction", alarms)
+
+    def test_the_dispatcher_runs_one_at_a_time_and_ends_before_the_next_minute(self):
+        props = RESOURCES["WebhookDispatchFunction"]["Properties"]
+        self.assertEqual(props["ReservedConcurrentExecutions"], 1)
+        run = int(props["Environment"]["Variables"]["WEBHOOK_DISPATCH_SECONDS"])
+        self.assertLess(run + 2, props["Timeout"])
+        self.assertLessEqual(props["Timeout"], 60)
+
+
 class DataSafety(unittest.TestCase):
     def test_stateful_resources_survive_deletion(self):
         for kind in ("AWS::SecretsManager::Secret", "AWS::SQS::Queue"):

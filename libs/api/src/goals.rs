@@ -87,6 +87,6 @@ pub async fn get_stats(
         None => this_year,
         Some(raw) => field("year", year(raw, this_year))?,
     };
-    let stats = stats::stats(state.db()?, who.user_id, year).await?;
-    Ok(json(StatusCode::OK, &stats))
+    let body = stats::stats_body(state.db()?, who.user_id, year).await?;
+    Ok(bookshelf_http::json_text(StatusCode::OK, body))
 }

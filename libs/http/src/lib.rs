@@ -15,7 +15,7 @@ pub use request::{
     check_query, enum_param, if_match, path_param, path_uuid, query_param, read_json, read_optional_json,
     request_id, source_ip, Identity, MAX_BODY_BYTES,
 };
-pub use response::{json, no_content, Page};
+pub use response::{json, json_text, no_content, Page};
 pub use stream::{buffered_into_streamed, streamed, Streamed};
 
 pub use lambda_http::{Body, Request, Response};

@@ -64,9 +64,60 @@ pub async fn delete_goal(db: &DbPool, user: Uuid, year: i32) -> Result<()> {
     crate::one_row(done)
 }
 
+/// The year's statistics as the response body, from the cache when it was computed at the
+/// user's current change-feed head (one indexed read), else computed (`compute`, in one
+/// snapshot with the head) and cached for the next request.
+pub async fn stats_body(db: &DbPool, user: Uuid, year: i32) -> Result<String> {
+    let cached = sqlx::query_scalar!(
+        "SELECT c.body FROM stats_cache c JOIN change_heads h ON h.user_id = c.user_id AND h.seq = c.seq
+         WHERE c.user_id = $1 AND c.year = $2",
+        user,
+        year,
+    )
+    .fetch_optional(db)
+    .await?;
+    if let Some(body) = cached {
+        return Ok(body);
+    }
+    let mut tx = db.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let head = sqlx::query_scalar!("SELECT seq FROM change_heads WHERE user_id = $1", user)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let stats = compute(&mut tx, user, year).await?;
+    tx.commit().await?;
+    let body = serde_json::to_string(&stats).map_err(StorageError::Encode)?;
+    // Written outside the snapshot (a concurrent writer of the row would fail it); an entry
+    // never goes back to an older head.
+    if let Some(head) = head {
+        sqlx::query!(
+            "INSERT INTO stats_cache (user_id, year, seq, body) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (user_id, year) DO UPDATE SET seq = EXCLUDED.seq, body = EXCLUDED.body
+             WHERE stats_cache.seq < EXCLUDED.seq",
+            user,
+            year,
+            head,
+            body,
+        )
+        .execute(db)
+        .await?;
+    }
+    Ok(body)
+}
+
+/// The year's statistics computed afresh (what the cache holds), in one transaction.
+pub async fn stats(db: &DbPool, user: Uuid, year: i32) -> Result<Stats> {
+    let mut tx = db.begin().await?;
+    let stats = compute(&mut tx, user, year).await?;
+    tx.commit().await?;
+    Ok(stats)
+}
+
 /// The year's statistics: closed reads by month, session minutes by month, the average
 /// rating of the books finished, and the goal.
-pub async fn stats(db: &DbPool, user: Uuid, year: i32) -> Result<Stats> {
+async fn compute(tx: &mut crate::Conn, user: Uuid, year: i32) -> Result<Stats> {
     let (from, to) = year_bounds(year);
     let months = month_starts(year);
     // Reads closed in the year, by month: the two partial indexes find them.
@@ -87,7 +138,7 @@ pub async fn stats(db: &DbPool, user: Uuid, year: i32) -> Result<Stats> {
         to,
         &months,
     )
-    .fetch_all(db)
+    .fetch_all(&mut *tx)
     .await?;
     // Minutes of sessions that ended in the year, from the covering index alone.
     // (`width_bucket` over the month starts: cheaper per row than `extract(month ...)`.)
@@ -102,7 +153,7 @@ pub async fn stats(db: &DbPool, user: Uuid, year: i32) -> Result<Stats> {
         to,
         &months,
     )
-    .fetch_all(db)
+    .fetch_all(&mut *tx)
     .await?;
     let average_rating = sqlx::query_scalar!(
         r#"SELECT round(avg(e.rating), 2)::float8 AS average
@@ -114,14 +165,14 @@ pub async fn stats(db: &DbPool, user: Uuid, year: i32) -> Result<Stats> {
         from,
         to,
     )
-    .fetch_one(db)
+    .fetch_one(&mut *tx)
     .await?;
     let goal_books = sqlx::query_scalar!(
         "SELECT books FROM reading_goals WHERE user_id = $1 AND year = $2",
         user,
         year,
     )
-    .fetch_optional(db)
+    .fetch_optional(&mut *tx)
     .await?;
     let mut figures: Vec<MonthFigures> = closed
         .into_iter()

@@ -562,3 +562,101 @@ async fn a_cursor_past_the_kept_tombstones_is_gone_and_a_forged_one_is_refused()
     }
     app.get("/changes", None).await.problem(401);
 }
+
+/// Issue 34's property: `GET /users/me/stats`, answered from the cache keyed by the change
+/// head, equals a fresh computation after every step of a random sequence of writes (reads,
+/// sessions, shelving, deletions, goals), the admin changing page counts and session
+/// minutes changing in between. 2 runs × 120 steps × 2 years.
+#[tokio::test]
+async fn cached_stats_equal_a_fresh_computation_after_every_step() {
+    for run in 0..2u64 {
+        let app = TestApp::start().await;
+        let admin = app.admin_token().await;
+        let auth = app.register("statistician@example.org", "password123").await;
+        let t = token(&auth);
+        let user: uuid::Uuid = auth["user"]["id"].as_str().unwrap().parse().unwrap();
+        let mut books = Vec::new();
+        for i in 0..5 {
+            books.push(
+                create_book(
+                    &app,
+                    &admin,
+                    json!({"title": format!("Counted {i}"), "pageCount": 100 + i}),
+                )
+                .await["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        let mut rng = fastrand::Rng::with_seed(7_000 + run);
+        for step in 0..120 {
+            match rng.u8(..10) {
+                0 => {
+                    let book = &books[rng.usize(..books.len())];
+                    let r = app
+                        .send(
+                            Method::PATCH,
+                            &format!("/books/{book}"),
+                            Some(&admin),
+                            Some(json!({"pageCount": rng.i32(50..900)})),
+                        )
+                        .await;
+                    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+                }
+                1 => {
+                    sqlx::query(
+                        "UPDATE reading_sessions SET minutes = $2 WHERE id = (
+                           SELECT id FROM reading_sessions WHERE user_id = $1 AND ended_at IS NOT NULL LIMIT 1)",
+                    )
+                    .bind(user)
+                    .bind(rng.i32(1..300))
+                    .execute(&app.pool)
+                    .await
+                    .unwrap();
+                }
+                _ => {
+                    random_write(&app, &t, &books, &mut rng).await;
+                }
+            }
+            for year in YEARS {
+                let path = format!("/users/me/stats?year={year}");
+                let first = app.get(&path, Some(&t)).await;
+                assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+                let fresh = serde_json::to_value(
+                    bookshelf_storage::stats::stats(&app.pool, user, year)
+                        .await
+                        .unwrap(),
+                )
+                .unwrap();
+                assert_eq!(
+                    first.body, fresh,
+                    "run {run} step {step} year {year}: the answer is not the fresh figures"
+                );
+                // The answer is now cached at the current head, and the next request (nothing
+                // changed) is served from it, the same.
+                let current: bool = sqlx::query_scalar(
+                    "SELECT c.seq = h.seq FROM stats_cache c JOIN change_heads h USING (user_id)
+                     WHERE c.user_id = $1 AND c.year = $2",
+                )
+                .bind(user)
+                .bind(year)
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+                assert!(
+                    current,
+                    "run {run} step {step} year {year}: not cached at the head"
+                );
+                let again = app.get(&path, Some(&t)).await;
+                assert_eq!(again.body, fresh, "run {run} step {step} year {year}: cached");
+            }
+        }
+        let cached: i64 = sqlx::query_scalar("SELECT count(*) FROM stats_cache WHERE user_id = $1")
+            .bind(user)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        assert_eq!(cached, 2, "one cached year each");
+    }
+}

@@ -1158,3 +1158,82 @@ async fn an_upload_to_s3_reaches_the_importer_through_the_buckets_notification()
         .unwrap()
         .is_empty());
 }
+
+/// Webhooks as deployed: the dispatcher's signed deliveries through an SQS queue to the
+/// sender, its reports through another to the recorder (moto), a receiver on 127.0.0.1;
+/// a failed attempt comes back through both queues and is retried with the same event.
+#[tokio::test]
+async fn webhook_deliveries_and_their_reports_travel_through_sqs() {
+    use crate::webhooks::{create, header, of_type, verify, Receiver};
+    let moto = Moto::start().await;
+    let client = SqsQueue::local_client(&moto.endpoint);
+    let (deliveries, _) = SqsQueue::ensure(client.clone(), "webhooks", 5, 3).await.unwrap();
+    let (results, _) = SqsQueue::ensure(client, "webhook-results", 5, 5).await.unwrap();
+    let app = TestApp::start_custom(None, |state| {
+        let mut hooks = state.webhooks.clone();
+        hooks.deliveries = Some(Queue::Sqs(deliveries));
+        hooks.results = Some(Queue::Sqs(results));
+        state.with_webhooks(hooks)
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let t = token(&app.register("sqs-hooks@example.org", "password123").await);
+    let receiver = Receiver::start().await;
+    receiver.status.store(502, std::sync::atomic::Ordering::SeqCst);
+    let hook = create(&app, &t, &receiver.url, json!(["entry.upserted"])).await;
+    let secret = hook["secret"].as_str().unwrap().to_string();
+    let book = create_book(&app, &admin, json!({"title": "Through SQS"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app
+        .send(
+            reqwest::Method::PUT,
+            &format!("/library/{book}"),
+            Some(&t),
+            Some(json!({"status": "read"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let first = receiver
+        .wait_for(Duration::from_secs(5), of_type("entry.upserted"))
+        .await;
+    verify(&first, &secret);
+    let event = header(&first, "bookshelf-event-id").to_string();
+    receiver.status.store(200, std::sync::atomic::Ordering::SeqCst);
+    let started = Instant::now();
+    let log = loop {
+        let log = app
+            .get(
+                &format!("/webhooks/{}/deliveries", hook["id"].as_str().unwrap()),
+                Some(&t),
+            )
+            .await;
+        if log.body["items"].as_array().unwrap().len() >= 2 {
+            break log;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no retry recorded: {}",
+            log.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let items = log.body["items"].as_array().unwrap();
+    assert_eq!(items[0]["outcome"], "succeeded", "{}", log.body);
+    assert_eq!(items[1]["outcome"], "failed");
+    assert_eq!(items[1]["responseStatus"], 502);
+    assert!(
+        items.iter().all(|d| d["eventId"] == event.as_str()),
+        "{}",
+        log.body
+    );
+    let copies = receiver
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| header(r, "bookshelf-event-id") == event)
+        .count();
+    assert_eq!(copies, 2);
+}

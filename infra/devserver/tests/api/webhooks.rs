@@ -14,20 +14,20 @@ use crate::books::create_book;
 use crate::harness::{token, TestApp};
 
 #[derive(Clone, Debug)]
-struct Received {
+pub struct Received {
     headers: http::HeaderMap,
     body: String,
 }
 
 /// A receiver that answers `status` and keeps what it was sent.
-struct Receiver {
-    url: String,
-    status: Arc<AtomicU16>,
-    got: Arc<Mutex<Vec<Received>>>,
+pub struct Receiver {
+    pub url: String,
+    pub status: Arc<AtomicU16>,
+    pub got: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
-    async fn start() -> Receiver {
+    pub async fn start() -> Receiver {
         let status = Arc::new(AtomicU16::new(200));
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
         let (s, g) = (status.clone(), got.clone());
@@ -51,7 +51,7 @@ impl Receiver {
     }
 
     /// Waits until a delivery matching `pick` has arrived; returns it.
-    async fn wait_for(&self, within: Duration, pick: impl Fn(&Received) -> bool) -> Received {
+    pub async fn wait_for(&self, within: Duration, pick: impl Fn(&Received) -> bool) -> Received {
         let started = Instant::now();
         loop {
             if let Some(r) = self.got.lock().unwrap().iter().find(|r| pick(r)).cloned() {
@@ -67,19 +67,19 @@ impl Receiver {
     }
 }
 
-fn header<'a>(r: &'a Received, name: &str) -> &'a str {
+pub fn header<'a>(r: &'a Received, name: &str) -> &'a str {
     r.headers
         .get(name)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
 }
 
-fn of_type(kind: &'static str) -> impl Fn(&Received) -> bool {
+pub fn of_type(kind: &'static str) -> impl Fn(&Received) -> bool {
     move |r| header(r, "bookshelf-event-type") == kind
 }
 
 /// The receiver's check: `v1` is the HMAC-SHA256 of `<t>.<body>` under the secret.
-fn verify(r: &Received, secret: &str) {
+pub fn verify(r: &Received, secret: &str) {
     let sig = header(r, "bookshelf-signature");
     let t: i64 = sig
         .strip_prefix("t=")
@@ -100,7 +100,7 @@ fn verify(r: &Received, secret: &str) {
     );
 }
 
-async fn create(app: &TestApp, t: &str, url: &str, events: Value) -> Value {
+pub async fn create(app: &TestApp, t: &str, url: &str, events: Value) -> Value {
     let r = app
         .post("/webhooks", Some(t), json!({"url": url, "events": events}))
         .await;
