@@ -262,13 +262,16 @@ impl DbPool {
     /// Starts a transaction on a pooled connection.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         let mut conn = self.acquire().await?;
+        // Marked before BEGIN is sent: a caller dropped while it is in flight (a cancelled
+        // request) leaves a connection the server may already have in a transaction, and
+        // the mark keeps the pool from handing that to the next caller, whose BEGIN would
+        // be a no-op inside it.
+        conn.in_transaction = true;
         let begun = conn.inner.execute("BEGIN").await.map(|_| ());
         match begun {
-            Ok(()) => {
-                conn.in_transaction = true;
-                Ok(Tx { conn: Some(conn) })
-            }
+            Ok(()) => Ok(Tx { conn: Some(conn) }),
             Err(e) => {
+                conn.in_transaction = false;
                 if is_broken(&e) {
                     drop(Object::take(conn));
                 }

@@ -186,3 +186,31 @@ async fn behind_a_transaction_pooler_statements_are_unnamed_and_in_a_transaction
     let conn = &mut *pool.acquire().await.unwrap();
     assert!(sqlx::Executor::prepare(conn, "SELECT 1").await.is_err());
 }
+
+/// A caller dropped while its BEGIN is in flight (a request cancelled by its client) must
+/// not hand the next caller a connection already in a transaction: that caller's BEGIN
+/// would be a no-op, its SET TRANSACTION would fail, and its COMMIT would commit whatever
+/// the dropped caller left. Found by `make bench` (wrk closing its connections mid-request).
+#[tokio::test]
+async fn a_begin_abandoned_in_flight_never_hands_on_an_open_transaction() {
+    let app = TestApp::start_with(None).await;
+    let pool = DbPool::new(app.pool.connect_options(), 1);
+    backend_pid(&pool).await.unwrap();
+    for _ in 0..20 {
+        // Polled once: the idle connection is taken and BEGIN sent, then the caller goes
+        // away before the answer.
+        let mut begin = Box::pin(pool.begin());
+        let _ = futures::poll!(&mut begin);
+        drop(begin);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut tx = pool.begin().await.unwrap();
+        // In a transaction begun just now, now() (its start) is a moment ago; in one left
+        // open by the abandoned BEGIN it is at least 20 ms old.
+        let fresh: bool = sqlx::query_scalar("SELECT clock_timestamp() - now() < interval '10 ms'")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert!(fresh, "handed a transaction another caller began");
+        tx.commit().await.unwrap();
+    }
+}
