@@ -99,9 +99,19 @@ pub async fn me_update(
         bio,
         library_visibility,
     };
-    let user = users::update_profile(state.db()?, who.user_id, patch)
+    let db = state.db()?;
+    let user = users::update_profile(db, who.user_id, patch)
         .await
         .map_err(me_missing)?;
+    if library_visibility.is_some() {
+        // A change of visibility re-marks the reader's rows in every follower's feed, in
+        // steps; the feed answers by the new visibility already, so a failure here is
+        // logged and left to the outbox relay, which finishes what a request left.
+        if let Err(e) = bookshelf_storage::activities::settle_visibility(db, who.user_id).await {
+            let error = bookshelf_http::error_chain(&e);
+            tracing::warn!(user_id = %who.user_id, %error, "feed rows not re-marked; the relay will finish");
+        }
+    }
     Ok(json(StatusCode::OK, &Profile::from(user)))
 }
 

@@ -333,8 +333,9 @@ pub async fn relay_outbox(state: &AppState, min_age_secs: i64) -> Result<RelayRe
     }
 }
 
-/// Finishes the change-feed fan-outs of edited books that their request left unfinished
-/// (it crashed, or the database failed it mid-way). Never fails the relay's run.
+/// Finishes the change-feed fan-outs of edited books, and the re-marking of feed rows after a
+/// visibility change, that their request left unfinished (it crashed, or the database failed
+/// it mid-way). Never fails the relay's run.
 async fn finish_fan_outs(db: &bookshelf_storage::DbPool) {
     let books = match bookshelf_storage::changes::stalled_fan_outs(db, 10).await {
         Ok(books) => books,
@@ -348,6 +349,21 @@ async fn finish_fan_outs(db: &bookshelf_storage::DbPool) {
             Ok(()) => tracing::info!(book_id = %book, "unfinished entry fan-out finished"),
             Err(e) => {
                 tracing::warn!(book_id = %book, error = %bookshelf_http::error_chain(&e), "entry fan-out still unfinished")
+            }
+        }
+    }
+    let actors = match bookshelf_storage::activities::unsettled_visibility(db, 10).await {
+        Ok(actors) => actors,
+        Err(e) => {
+            tracing::warn!(error = %bookshelf_http::error_chain(&e), "unsettled feed visibility not read");
+            return;
+        }
+    };
+    for actor in actors {
+        match bookshelf_storage::activities::settle_visibility(db, actor).await {
+            Ok(()) => tracing::info!(user_id = %actor, "unfinished feed re-marking finished"),
+            Err(e) => {
+                tracing::warn!(user_id = %actor, error = %bookshelf_http::error_chain(&e), "feed re-marking still unfinished")
             }
         }
     }

@@ -6,6 +6,12 @@
 //! is judged when the feed is read, never at fan-out: a feed row shows only while its
 //! reader still follows the actor (and has since before the activity), and a book activity
 //! only while the actor's visibility allows it.
+//!
+//! So that reading never walks rows it must skip, each row also says whether it is hidden
+//! (a book activity of a private actor): set at fan-out, re-marked in steps when the actor's
+//! visibility changes (`settle_visibility`), and the feed walks an index of shown rows. While
+//! an actor's rows are being re-marked the feed reads their hidden rows too, so the answer
+//! follows the visibility at once either way.
 
 use crate::{Conn, DbPool};
 use bookshelf_domain::activity::{ActivityMessage, FollowerCursor};
@@ -74,7 +80,7 @@ pub async fn fan_out(
     max_batches: u32,
 ) -> Result<Fanout> {
     let Some(a) = sqlx::query!(
-        "SELECT actor_id, created_at FROM activities WHERE id = $1",
+        "SELECT actor_id, created_at, type <> 'followed' AS \"book!\" FROM activities WHERE id = $1",
         activity
     )
     .fetch_optional(db)
@@ -86,15 +92,21 @@ pub async fn fan_out(
     let mut after: Option<(DateTime<Utc>, Uuid)> = after.map(|c| (c.followed_at, c.follower_id));
     let rest = loop {
         // Walks the actor's followers by (follow time, id) through follows_followee_idx.
+        let from = after.unwrap_or_else(crate::keyset_start);
+        // The actor's row is read under a share lock: a visibility change waits for this
+        // batch (and re-marks its rows after), or this batch waits and sees the new value.
         let step = sqlx::query!(
-            r#"WITH batch AS (
+            r#"WITH actor AS (
+                   SELECT library_visibility = 'private' AS private FROM users WHERE id = $2 FOR SHARE),
+               batch AS (
                    SELECT f.follower_id, f.created_at FROM follows f
                    WHERE f.followee_id = $2 AND f.created_at <= $3
-                     AND ($4::timestamptz IS NULL OR (f.created_at, f.follower_id) > ($4, $5))
+                     AND (f.created_at, f.follower_id) > ($4, $5)
                    ORDER BY f.created_at, f.follower_id LIMIT $6),
                added AS (
-                   INSERT INTO feed_items (reader_id, activity_id, actor_id, created_at)
-                   SELECT follower_id, $1, $2, $3 FROM batch
+                   INSERT INTO feed_items (reader_id, activity_id, actor_id, created_at, hidden)
+                   SELECT follower_id, $1, $2, $3, $7 AND coalesce((SELECT private FROM actor), false)
+                   FROM batch
                    ON CONFLICT (reader_id, activity_id) DO NOTHING
                    RETURNING 1)
                SELECT (SELECT count(*) FROM batch) AS "in_batch!",
@@ -106,9 +118,10 @@ pub async fn fan_out(
             activity,
             a.actor_id,
             a.created_at,
-            after.map(|(at, _)| at),
-            after.map(|(_, id)| id),
+            from.0,
+            from.1,
             batch,
+            a.book,
         )
         .fetch_one(db)
         .await?;
@@ -163,29 +176,137 @@ async fn announce(
     Ok(OutboxMessage { id, payload })
 }
 
-/// One page of the reader's feed, newest first: one indexed walk of their feed rows,
-/// each kept only while the rules say the reader may see it now.
+/// Feed rows re-marked per step of `settle_visibility`, about (whole activities at a time).
+pub const SETTLE_STEP_ROWS: i64 = 10_000;
+
+/// Re-marks the feed rows of the next book activities of `actor` whose visibility changed
+/// (a transaction, about `rows` rows). `true` while activities remain. An actor another
+/// process is settling now is left to it.
+pub async fn settle_visibility_step(db: &DbPool, actor: Uuid, rows: i64) -> Result<bool> {
+    let mut tx = db.begin().await?;
+    // The work row's lock orders this step with a new change of visibility: that change
+    // (its trigger) waits for the step, then starts the re-marking over.
+    let Some(work) = sqlx::query!(
+        "SELECT hide, after_activity FROM feed_visibility_work WHERE user_id = $1 FOR UPDATE SKIP LOCKED",
+        actor
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(false);
+    };
+    // Each activity has a row per follower it reached: whole activities, about `rows` rows.
+    let followers = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM follows WHERE followee_id = $1"#,
+        actor
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let activities = (rows / followers.max(1)).max(1);
+    let step = sqlx::query!(
+        r#"WITH acts AS (
+               SELECT id FROM activities
+               WHERE actor_id = $1 AND type <> 'followed' AND ($2::uuid IS NULL OR id > $2)
+               ORDER BY id LIMIT $3),
+           marked AS (
+               UPDATE feed_items SET hidden = $4
+               WHERE activity_id IN (SELECT id FROM acts) AND hidden <> $4
+               RETURNING 1)
+           SELECT (SELECT id FROM acts ORDER BY id DESC LIMIT 1) AS "last?", (SELECT count(*) FROM marked) AS "marked!""#,
+        actor,
+        work.after_activity,
+        activities,
+        work.hide,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let more = match step.last {
+        Some(last) => {
+            sqlx::query!(
+                "UPDATE feed_visibility_work SET after_activity = $2 WHERE user_id = $1",
+                actor,
+                last
+            )
+            .execute(&mut *tx)
+            .await?;
+            true
+        }
+        None => {
+            sqlx::query!("DELETE FROM feed_visibility_work WHERE user_id = $1", actor)
+                .execute(&mut *tx)
+                .await?;
+            false
+        }
+    };
+    tx.commit().await?;
+    tracing::debug!(actor_id = %actor, marked = step.marked, hide = work.hide, "feed rows re-marked");
+    Ok(more)
+}
+
+/// Re-marks every feed row of `actor` to what their visibility now says, in steps.
+pub async fn settle_visibility(db: &DbPool, actor: Uuid) -> Result<()> {
+    while settle_visibility_step(db, actor, SETTLE_STEP_ROWS).await? {}
+    Ok(())
+}
+
+/// Actors whose feed rows are still being re-marked (the request that changed their
+/// visibility crashed or gave up), oldest first.
+pub async fn unsettled_visibility(db: &DbPool, limit: i64) -> Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar!(
+        "SELECT user_id FROM feed_visibility_work ORDER BY created_at LIMIT $1",
+        limit
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// One page of the reader's feed, newest first: an indexed walk of their shown rows, merged
+/// with the hidden rows of followed actors whose rows are being re-marked after turning
+/// visible (none, almost always), each kept only while the rules say the reader may see it now.
 pub async fn feed(db: &DbPool, reader: Uuid, page: PageParams) -> Result<(Vec<Activity>, Option<Cursor>)> {
+    // The cursor is always bound (the first page starts after the newest possible row):
+    // an optional bound would make the cached generic plan walk from the top every time.
+    let (after_at, after_id) = page.after.map_or_else(crate::keyset_end, |c| (c.at, c.id));
     let rows = sqlx::query!(
-        r#"SELECT a.id, a.type AS "kind: ActivityType", a.actor_id, actor.display_name AS actor_name,
+        r#"WITH page AS (
+             (SELECT fi.activity_id, fi.created_at FROM feed_items fi
+                JOIN activities a ON a.id = fi.activity_id
+                JOIN users actor ON actor.id = fi.actor_id
+              WHERE fi.reader_id = $1 AND NOT fi.hidden
+                AND (fi.created_at, fi.activity_id) < ($2, $3)
+                AND (a.type = 'followed' OR actor.library_visibility <> 'private')
+                AND EXISTS (SELECT 1 FROM follows f
+                             WHERE f.follower_id = $1 AND f.followee_id = fi.actor_id
+                               AND f.created_at <= a.created_at)
+              ORDER BY fi.created_at DESC, fi.activity_id DESC LIMIT $4)
+             UNION ALL
+             (SELECT fi.activity_id, fi.created_at FROM feed_items fi
+                JOIN activities a ON a.id = fi.activity_id
+                JOIN users actor ON actor.id = fi.actor_id
+              WHERE fi.reader_id = $1 AND fi.hidden
+                AND fi.actor_id = ANY (ARRAY(
+                      SELECT w.user_id FROM feed_visibility_work w
+                      WHERE NOT w.hide AND EXISTS (SELECT 1 FROM follows f
+                                                   WHERE f.follower_id = $1 AND f.followee_id = w.user_id)))
+                AND (fi.created_at, fi.activity_id) < ($2, $3)
+                AND actor.library_visibility <> 'private'
+                AND EXISTS (SELECT 1 FROM follows f
+                             WHERE f.follower_id = $1 AND f.followee_id = fi.actor_id
+                               AND f.created_at <= a.created_at)
+              ORDER BY fi.created_at DESC, fi.activity_id DESC LIMIT $4))
+           SELECT a.id, a.type AS "kind: ActivityType", a.actor_id, actor.display_name AS actor_name,
                   a.book_id, b.title AS "title?", b.authors AS "authors?",
                   a.subject_id, subject.display_name AS "subject_name?",
-                  a.status AS "status: ReadingStatus", a.rating, a.created_at, fi.created_at AS fed_at
-           FROM feed_items fi
-           JOIN activities a ON a.id = fi.activity_id
-           JOIN users actor ON actor.id = fi.actor_id
+                  a.status AS "status: ReadingStatus", a.rating, a.created_at, page.created_at AS "fed_at!"
+           FROM page
+           JOIN activities a ON a.id = page.activity_id
+           JOIN users actor ON actor.id = a.actor_id
            LEFT JOIN books b ON b.id = a.book_id
            LEFT JOIN users subject ON subject.id = a.subject_id
-           WHERE fi.reader_id = $1
-             AND EXISTS (SELECT 1 FROM follows f
-                          WHERE f.follower_id = $1 AND f.followee_id = fi.actor_id
-                            AND f.created_at <= a.created_at)
-             AND (a.type = 'followed' OR actor.library_visibility <> 'private')
-             AND ($2::timestamptz IS NULL OR (fi.created_at, fi.activity_id) < ($2, $3))
-           ORDER BY fi.created_at DESC, fi.activity_id DESC LIMIT $4"#,
+           ORDER BY page.created_at DESC, page.activity_id DESC LIMIT $4"#,
         reader,
-        page.after.map(|c| c.at),
-        page.after.map(|c| c.id),
+        after_at,
+        after_id,
         page.limit + 1,
     )
     .fetch_all(db)

@@ -95,7 +95,9 @@ pub async fn list(
     direction: Direction,
     page: PageParams,
 ) -> Result<(Vec<PublicProfile>, Option<Cursor>)> {
-    let (at, id, limit) = (page.after.map(|c| c.at), page.after.map(|c| c.id), page.limit + 1);
+    // Always bound (see `keyset_end`): a deep page starts at its key in the index.
+    let (at, id) = page.after.map_or_else(crate::keyset_end, |c| (c.at, c.id));
+    let limit = page.limit + 1;
     let rows = match direction {
         Direction::Followers => {
             sqlx::query_as!(
@@ -103,7 +105,7 @@ pub async fn list(
                 "SELECT u.id, u.display_name, u.bio, f.created_at AS followed_at
                  FROM follows f JOIN users u ON u.id = f.follower_id
                  WHERE f.followee_id = $1
-                   AND ($2::timestamptz IS NULL OR (f.created_at, f.follower_id) < ($2, $3))
+                   AND (f.created_at, f.follower_id) < ($2, $3)
                  ORDER BY f.created_at DESC, f.follower_id DESC LIMIT $4",
                 user,
                 at,
@@ -119,7 +121,7 @@ pub async fn list(
                 "SELECT u.id, u.display_name, u.bio, f.created_at AS followed_at
                  FROM follows f JOIN users u ON u.id = f.followee_id
                  WHERE f.follower_id = $1
-                   AND ($2::timestamptz IS NULL OR (f.created_at, f.followee_id) < ($2, $3))
+                   AND (f.created_at, f.followee_id) < ($2, $3)
                  ORDER BY f.created_at DESC, f.followee_id DESC LIMIT $4",
                 user,
                 at,

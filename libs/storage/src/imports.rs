@@ -97,15 +97,17 @@ pub async fn get(db: &DbPool, user: Uuid, id: Uuid) -> Result<Import> {
 
 /// The caller's imports, newest first.
 pub async fn list(db: &DbPool, user: Uuid, page: PageParams) -> Result<(Vec<Import>, Option<Cursor>)> {
+    // Always bound (see `keyset_end`): a deep page starts at its key in the index.
+    let (after_at, after_id) = page.after.map_or_else(crate::keyset_end, |c| (c.at, c.id));
     let q = format!(
         "SELECT {COLUMNS} FROM imports
-         WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+         WHERE user_id = $1 AND (created_at, id) < ($2, $3)
          ORDER BY created_at DESC, id DESC LIMIT $4"
     );
     let rows: Vec<ImportRecord> = sqlx::query_as(&q)
         .bind(user)
-        .bind(page.after.map(|c| c.at))
-        .bind(page.after.map(|c| c.id))
+        .bind(after_at)
+        .bind(after_id)
         .bind(page.limit + 1)
         .fetch_all(db)
         .await?;

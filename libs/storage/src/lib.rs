@@ -133,6 +133,31 @@ pub(crate) fn page<T, C>(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> C) ->
     }
 }
 
+/// The key a newest-first walk starts below (and an oldest-first one above, `keyset_start`)
+/// when no cursor is given. Queries bind these rather than an optional bound: with
+/// `$at IS NULL OR (at, id) < ($at, $id)` the generic plan PostgreSQL caches after a few
+/// executions cannot use the bound in the index, and every deep page walks from the top.
+pub(crate) fn keyset_end() -> (chrono::DateTime<chrono::Utc>, uuid::Uuid) {
+    let at = chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc());
+    (
+        at.unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
+        uuid::Uuid::max(),
+    )
+}
+
+/// See `keyset_end`.
+pub(crate) fn keyset_start() -> (chrono::DateTime<chrono::Utc>, uuid::Uuid) {
+    let at = chrono::NaiveDate::from_ymd_opt(1, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc());
+    (
+        at.unwrap_or(chrono::DateTime::<chrono::Utc>::UNIX_EPOCH),
+        uuid::Uuid::nil(),
+    )
+}
+
 /// Appends the keyset condition and order of a page walked by (`at`, `id`), fetching one
 /// row more than the page so `page` can tell whether another follows.
 pub(crate) fn push_keyset(

@@ -131,6 +131,8 @@ pub async fn list(
     filter: EntryFilter,
     page: PageParams,
 ) -> Result<(Vec<LibraryEntry>, Option<Cursor>)> {
+    // Always bound (see `keyset_start`): a deep page starts at its key in the index.
+    let (after_at, after_id) = page.after.map_or_else(crate::keyset_start, |c| (c.at, c.id));
     let rows = sqlx::query_as!(
         EntryRow,
         r#"SELECT e.book_id, b.title, b.authors, e.status AS "status: ReadingStatus", e.rating,
@@ -139,13 +141,13 @@ pub async fn list(
            WHERE e.user_id = $1
              AND ($2::text IS NULL OR e.status = $2)
              AND ($3::bool IS NULL OR e.favorite = $3)
-             AND ($4::timestamptz IS NULL OR (e.added_at, e.book_id) > ($4, $5))
+             AND (e.added_at, e.book_id) > ($4, $5)
            ORDER BY e.added_at, e.book_id LIMIT $6"#,
         user,
         filter.status.map(ReadingStatus::as_str),
         filter.favorite,
-        page.after.map(|c| c.at),
-        page.after.map(|c| c.id),
+        after_at,
+        after_id,
         page.limit + 1,
     )
     .fetch_all(db)
@@ -165,16 +167,17 @@ pub async fn export_page(
     after: Option<Cursor>,
     limit: i64,
 ) -> Result<(Vec<ExportEntry>, Option<Cursor>)> {
+    let from = after.map_or_else(crate::keyset_start, |c| (c.at, c.id));
     let rows = sqlx::query!(
         r#"SELECT e.book_id, b.title, b.authors, b.isbn, b.page_count, b.published_year,
                   e.status AS "status: ReadingStatus", e.rating, e.review, e.favorite, e.added_at
            FROM library_entries e JOIN books b ON b.id = e.book_id
            WHERE e.user_id = $1
-             AND ($2::timestamptz IS NULL OR (e.added_at, e.book_id) > ($2, $3))
+             AND (e.added_at, e.book_id) > ($2, $3)
            ORDER BY e.added_at, e.book_id LIMIT $4"#,
         user,
-        after.map(|c| c.at),
-        after.map(|c| c.id),
+        from.0,
+        from.1,
         limit + 1,
     )
     .fetch_all(db)

@@ -314,6 +314,8 @@ pub async fn list(
     book: Uuid,
     page: PageParams,
 ) -> Result<(Vec<Read>, Option<Cursor>)> {
+    // Always bound (see `keyset_end`): a deep page starts at its key in the index.
+    let (after_at, after_id) = page.after.map_or_else(crate::keyset_end, |c| (c.at, c.id));
     let reads = sqlx::query_as!(
         Read,
         r#"SELECT r.id, r.book_id, r.started_at, r.finished_at, r.abandoned_at, r.page, r.percent,
@@ -322,12 +324,12 @@ pub async fn list(
                   r.updated_at
            FROM reads r
            WHERE r.user_id = $1 AND r.book_id = $2
-             AND ($3::timestamptz IS NULL OR (r.started_at, r.id) < ($3, $4))
+             AND (r.started_at, r.id) < ($3, $4)
            ORDER BY r.started_at DESC, r.id DESC LIMIT $5"#,
         user,
         book,
-        page.after.map(|c| c.at),
-        page.after.map(|c| c.id),
+        after_at,
+        after_id,
         page.limit + 1,
     )
     .fetch_all(db)
@@ -462,16 +464,18 @@ pub async fn list_sessions(
     read: Uuid,
     page: PageParams,
 ) -> Result<(Vec<ReadingSession>, Option<Cursor>)> {
+    // Always bound (see `keyset_end`): a deep page starts at its key in the index.
+    let (after_at, after_id) = page.after.map_or_else(crate::keyset_end, |c| (c.at, c.id));
     let sessions = sqlx::query_as!(
         ReadingSession,
         "SELECT id, read_id, started_at, ended_at, minutes FROM reading_sessions
          WHERE read_id = $1 AND user_id = $2
-           AND ($3::timestamptz IS NULL OR (started_at, id) < ($3, $4))
+           AND (started_at, id) < ($3, $4)
          ORDER BY started_at DESC, id DESC LIMIT $5",
         read,
         user,
-        page.after.map(|c| c.at),
-        page.after.map(|c| c.id),
+        after_at,
+        after_id,
         page.limit + 1,
     )
     .fetch_all(db)

@@ -128,15 +128,17 @@ pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
 
 /// One page of users in creation order, and the cursor of the next page if there is one.
 pub async fn list(db: &DbPool, page: PageParams) -> Result<(Vec<User>, Option<Cursor>)> {
+    // Always bound (see `keyset_start`): a deep page starts at its key in the index.
+    let (after_at, after_id) = page.after.map_or_else(crate::keyset_start, |c| (c.at, c.id));
     let rows = sqlx::query_as!(
         User,
         r#"SELECT id, email, display_name, bio, role AS "role: Role",
                   library_visibility AS "library_visibility: Visibility", created_at, updated_at
            FROM users
-           WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2))
+           WHERE (created_at, id) > ($1, $2)
            ORDER BY created_at, id LIMIT $3"#,
-        page.after.map(|c| c.at),
-        page.after.map(|c| c.id),
+        after_at,
+        after_id,
         page.limit + 1,
     )
     .fetch_all(db)

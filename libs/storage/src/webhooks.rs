@@ -171,15 +171,17 @@ pub async fn deliveries(
     page: PageParams,
 ) -> Result<(Vec<Delivery>, Option<Cursor>)> {
     get(db, user, id).await?;
+    // Always bound (see `keyset_end`): a deep page starts at its key in the index.
+    let (after_at, after_id) = page.after.map_or_else(crate::keyset_end, |c| (c.at, c.id));
     let rows = sqlx::query_as!(
         Delivery,
         r#"SELECT id, event_id, type AS kind, attempt, outcome, response_status, error, duration_ms, at
            FROM webhook_deliveries
-           WHERE webhook_id = $1 AND ($2::timestamptz IS NULL OR (at, id) < ($2, $3))
+           WHERE webhook_id = $1 AND (at, id) < ($2, $3)
            ORDER BY at DESC, id DESC LIMIT $4"#,
         id,
-        page.after.map(|c| c.at),
-        page.after.map(|c| c.id),
+        after_at,
+        after_id,
         page.limit + 1,
     )
     .fetch_all(db)

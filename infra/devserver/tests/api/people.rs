@@ -427,6 +427,72 @@ async fn the_feed_shows_what_followed_readers_do_as_the_rules_say() {
     assert_eq!(left, 0);
 }
 
+/// The hidden flags of Ann's feed rows and how many actors still wait for re-marking.
+async fn flags(pool: &DbPool, reader: &Person) -> (Vec<bool>, i64) {
+    let hidden: Vec<bool> =
+        sqlx::query_scalar("SELECT hidden FROM feed_items WHERE reader_id = $1::uuid ORDER BY created_at")
+            .bind(&reader.id)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM feed_visibility_work")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    (hidden, pending)
+}
+
+#[tokio::test]
+async fn the_feed_follows_a_visibility_change_before_its_rows_are_re_marked() {
+    let app = TestApp::start().await;
+    let admin = app.admin_token().await;
+    let ann = person(&app, "ann").await;
+    let bob = person(&app, "bob").await;
+    let book = create_book(&app, &admin, json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Bob is private (the default) when he shelves: Ann's row is written hidden.
+    follow(&app, &ann, &bob.id).await;
+    shelve(&app, &bob, &book, json!({"status": "reading"})).await;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while flags(&app.pool, &ann).await.0.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the activity was not fanned out in 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(flags(&app.pool, &ann).await, (vec![true], 0));
+    assert!(feed_types(&app, &ann).await.is_empty());
+
+    // Bob turns public, and the request that did it stops before re-marking (as if it
+    // crashed): the feed shows his activity at once, from the rows still marked hidden.
+    let turn = |v: &'static str| {
+        sqlx::query("UPDATE users SET library_visibility = $2 WHERE id = $1::uuid")
+            .bind(bob.id.clone())
+            .bind(v)
+    };
+    turn("public").execute(&app.pool).await.unwrap();
+    assert_eq!(flags(&app.pool, &ann).await, (vec![true], 1));
+    assert_eq!(feed_types(&app, &ann).await, ["shelved"]);
+    // The relay finishes it; the answer is the same.
+    settle_all(&app.pool).await;
+    assert_eq!(flags(&app.pool, &ann).await, (vec![false], 0));
+    assert_eq!(feed_types(&app, &ann).await, ["shelved"]);
+
+    // Back to private, unsettled: hidden at once; settled: marked hidden.
+    turn("private").execute(&app.pool).await.unwrap();
+    assert!(feed_types(&app, &ann).await.is_empty());
+    settle_all(&app.pool).await;
+    assert_eq!(flags(&app.pool, &ann).await, (vec![true], 0));
+
+    // Through the API the request re-marks before it answers; `followers` shows too.
+    set_visibility(&app, &bob, "followers").await;
+    assert_eq!(flags(&app.pool, &ann).await, (vec![false], 0));
+    assert_eq!(feed_types(&app, &ann).await, ["shelved"]);
+}
+
 #[tokio::test]
 async fn a_redelivered_activity_adds_nothing_and_batches_cover_every_follower() {
     // No worker: the test delivers by hand.
@@ -642,6 +708,11 @@ enum Step {
     Follow(usize, usize),
     Unfollow(usize, usize),
     Visibility(usize, &'static str),
+    /// A visibility change whose request stopped before re-marking the feed rows (the
+    /// feed must follow it all the same), left for a later `Settle`.
+    VisibilityUnsettled(usize, &'static str),
+    /// Finish every re-marking left, as the outbox relay does.
+    Settle,
     Shelve(usize, usize, Option<i64>),
     StartRead(usize, usize),
     /// Fan out everything not yet delivered (once, or twice as a redelivery would).
@@ -657,6 +728,8 @@ fn step() -> impl proptest::strategy::Strategy<Value = Step> {
         3 => (who.clone(), who.clone()).prop_map(|(a, b)| Step::Follow(a, b)),
         1 => (who.clone(), who.clone()).prop_map(|(a, b)| Step::Unfollow(a, b)),
         2 => (who.clone(), prop::sample::select(vec!["private", "followers", "public"])).prop_map(|(a, v)| Step::Visibility(a, v)),
+        2 => (who.clone(), prop::sample::select(vec!["private", "followers", "public"])).prop_map(|(a, v)| Step::VisibilityUnsettled(a, v)),
+        1 => Just(Step::Settle),
         3 => (who.clone(), 0..2usize, proptest::option::of(1..=5i64)).prop_map(|(a, b, r)| Step::Shelve(a, b, r)),
         1 => (who.clone(), 0..2usize).prop_map(|(a, b)| Step::StartRead(a, b)),
         2 => any::<bool>().prop_map(|twice| Step::Deliver { twice }),
@@ -720,6 +793,16 @@ async fn check_sequence(steps: Vec<Step>) {
                 set_visibility(&app, &people[a], v).await;
                 visibility[a] = v;
             }
+            Step::VisibilityUnsettled(a, v) => {
+                sqlx::query("UPDATE users SET library_visibility = $2 WHERE id = $1::uuid")
+                    .bind(&people[a].id)
+                    .bind(v)
+                    .execute(&app.pool)
+                    .await
+                    .unwrap();
+                visibility[a] = v;
+            }
+            Step::Settle => settle_all(&app.pool).await,
             Step::Shelve(a, b, rating) => {
                 let r = shelve(
                     &app,
@@ -762,11 +845,49 @@ async fn check_sequence(steps: Vec<Step>) {
         .map(|(a, b, at)| ((index[&a.to_string()], index[&b.to_string()]), at))
         .collect();
     assert_eq!(since.keys().copied().collect::<HashSet<_>>(), follows);
-    let acts: Vec<(uuid::Uuid, uuid::Uuid, String, chrono::DateTime<chrono::Utc>)> =
-        sqlx::query_as("SELECT id, actor_id, type, created_at FROM activities")
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
+    let acts: Activities = sqlx::query_as("SELECT id, actor_id, type, created_at FROM activities")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    // The feed follows the rules while re-marking is left over, and once it is done.
+    check_feeds(&app, &people, &index, &since, &acts, &visibility, &steps).await;
+    settle_all(&app.pool).await;
+    let (pending, wrong): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM feed_visibility_work),
+                (SELECT count(*) FROM feed_items fi JOIN activities a ON a.id = fi.activity_id
+                   JOIN users u ON u.id = fi.actor_id
+                 WHERE fi.hidden <> (a.type <> 'followed' AND u.library_visibility = 'private'))",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (pending, wrong),
+        (0, 0),
+        "re-marking left work or wrong rows after {steps:?}"
+    );
+    check_feeds(&app, &people, &index, &since, &acts, &visibility, &steps).await;
+}
+
+/// Finishes every re-marking of feed rows left, as the outbox relay does.
+async fn settle_all(pool: &DbPool) {
+    for actor in activities::unsettled_visibility(pool, 100).await.unwrap() {
+        activities::settle_visibility(pool, actor).await.unwrap();
+    }
+}
+
+type Activities = Vec<(uuid::Uuid, uuid::Uuid, String, chrono::DateTime<chrono::Utc>)>;
+
+/// Every reader's feed holds exactly the activities the rules allow.
+async fn check_feeds(
+    app: &TestApp,
+    people: &[Person],
+    index: &HashMap<String, usize>,
+    since: &HashMap<(usize, usize), chrono::DateTime<chrono::Utc>>,
+    acts: &Activities,
+    visibility: &[&str; 4],
+    steps: &[Step],
+) {
     for (r, reader) in people.iter().enumerate() {
         let allowed: BTreeSet<String> = acts
             .iter()
@@ -777,13 +898,20 @@ async fn check_sequence(steps: Vec<Step>) {
             })
             .map(|(id, ..)| id.to_string())
             .collect();
-        let feed = app.get("/feed?limit=100", Some(&reader.token)).await;
-        let shown: Vec<String> = feed.body["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a["id"].as_str().unwrap().to_string())
-            .collect();
+        // Small pages: the cursor must carry the walk across shown and re-marking rows.
+        let mut shown: Vec<String> = Vec::new();
+        let mut path = "/feed?limit=3".to_string();
+        loop {
+            let feed = app.get(&path, Some(&reader.token)).await;
+            assert_eq!(feed.status, StatusCode::OK, "{}", feed.body);
+            let items = feed.body["items"].as_array().unwrap();
+            shown.extend(items.iter().map(|a| a["id"].as_str().unwrap().to_string()));
+            match feed.body["nextCursor"].as_str() {
+                Some(next) => path = format!("/feed?limit=3&cursor={next}"),
+                None => break,
+            }
+            assert!(shown.len() <= acts.len(), "the feed does not end");
+        }
         assert_eq!(
             shown.len(),
             shown.iter().collect::<HashSet<_>>().len(),
@@ -802,7 +930,7 @@ fn no_reader_ever_sees_an_activity_the_rules_hide() {
     use proptest::prelude::*;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let config = ProptestConfig {
-        cases: 8,
+        cases: 16,
         failure_persistence: None,
         ..ProptestConfig::default()
     };
