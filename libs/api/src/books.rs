@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bookshelf_domain::{
-    field, AllValid, Book, BookInput, Checked, Cursor, InventoryInput, PageParams, RankCursor,
+    field, AllValid, Book, BookInput, Checked, Cursor, InventoryInput, PageParams, SearchCursor,
 };
 use bookshelf_http::{
     if_match, json, no_content, path_uuid, query_param, read_json, ApiError, Body, Identity, Page, Request,
@@ -108,7 +108,7 @@ fn text_param(req: &Request, name: &str, max: usize) -> Checked<Option<String>> 
 enum Listing {
     Search {
         query: String,
-        page: PageParams<RankCursor>,
+        page: PageParams<SearchCursor>,
     },
     Recent(PageParams<Cursor>),
 }
@@ -125,7 +125,7 @@ fn listing(q: Checked<Option<String>>, limit: Option<&str>, cursor: Option<&str>
 
 #[utoipa::path(get, path = "/books", tag = "books", security(("bearer" = [])),
     params(
-        ("q" = Option<String>, Query, description = "Full-text search over title, authors and description; results by relevance"),
+        ("q" = Option<String>, Query, description = "Full-text search over title, authors and description; results by relevance: books whose title or authors match first, then those matching in the description, newest first within each"),
         ("author" = Option<String>, Query, description = "One of the book's authors, exactly, ignoring case"),
         ("tag" = Option<String>, Query, description = "One of the book's tags"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),

@@ -50,38 +50,38 @@ impl Cursor {
     }
 }
 
-/// A position in a list ordered by relevance (descending), id as tie-breaker.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RankCursor {
-    pub rank: f32,
+/// A position in a search's results: its relevance tier (1: the title or authors match,
+/// 2: only the description does), then newest first by creation time and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchCursor {
+    pub tier: i16,
+    pub at: DateTime<Utc>,
     pub id: Uuid,
 }
 
-impl RankCursor {
+impl SearchCursor {
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("v1r.{:08x}.{}", self.rank.to_bits(), self.id))
+        URL_SAFE_NO_PAD.encode(format!(
+            "v1s.{}.{}.{}",
+            self.tier,
+            self.at.timestamp_micros(),
+            self.id
+        ))
     }
 
-    pub fn decode(s: &str) -> Result<RankCursor, CursorError> {
+    pub fn decode(s: &str) -> Result<SearchCursor, CursorError> {
         let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| CursorError)?;
         let raw = String::from_utf8(bytes).map_err(|_| CursorError)?;
-        let mut parts = raw.splitn(3, '.');
-        if parts.next() != Some("v1r") {
-            return Err(CursorError);
-        }
-        let bits = parts
-            .next()
-            .and_then(|p| u32::from_str_radix(p, 16).ok())
+        let rest = raw.strip_prefix("v1s.").ok_or(CursorError)?;
+        let (tier, rest) = rest.split_once('.').ok_or(CursorError)?;
+        let tier: i16 = tier
+            .parse()
+            .ok()
+            .filter(|t| (1..=2).contains(t))
             .ok_or(CursorError)?;
-        let rank = f32::from_bits(bits);
-        if !rank.is_finite() {
-            return Err(CursorError);
-        }
-        let id = parts
-            .next()
-            .and_then(|p| Uuid::parse_str(p).ok())
-            .ok_or(CursorError)?;
-        Ok(RankCursor { rank, id })
+        // The rest is a plain cursor's inside: the same checks of its time and id.
+        let Cursor { at, id } = Cursor::decode(&URL_SAFE_NO_PAD.encode(format!("v1.{rest}")))?;
+        Ok(SearchCursor { tier, at, id })
     }
 }
 
@@ -122,9 +122,9 @@ impl CursorKind for Cursor {
     }
 }
 
-impl CursorKind for RankCursor {
+impl CursorKind for SearchCursor {
     fn decode(s: &str) -> Result<Self, CursorError> {
-        RankCursor::decode(s)
+        SearchCursor::decode(s)
     }
 }
 
@@ -190,20 +190,27 @@ mod tests {
     }
 
     #[test]
-    fn rank_cursor_round_trips() {
-        let c = RankCursor {
-            rank: 0.0607927,
+    fn search_cursor_round_trips_and_refuses_the_others() {
+        let c = SearchCursor {
+            tier: 2,
+            at: DateTime::<Utc>::from_timestamp_micros(1_764_000_000_123_456).unwrap(),
             id: Uuid::new_v4(),
         };
-        assert_eq!(RankCursor::decode(&c.encode()), Ok(c));
-        assert!(RankCursor::decode(
-            &Cursor {
-                at: Utc::now(),
-                id: c.id
-            }
-            .encode()
-        )
-        .is_err());
+        assert_eq!(SearchCursor::decode(&c.encode()), Ok(c));
+        let plain = Cursor { at: c.at, id: c.id }.encode();
+        assert!(SearchCursor::decode(&plain).is_err());
+        assert!(Cursor::decode(&c.encode()).is_err());
+        for forged in [
+            format!("v1s.3.1764000000123456.{}", c.id),
+            format!("v1s.0.1764000000123456.{}", c.id),
+            format!("v1s.1.-6311433600000000000.{}", c.id),
+            "v1s.1.12.not-a-uuid".to_string(),
+        ] {
+            assert!(
+                SearchCursor::decode(&URL_SAFE_NO_PAD.encode(&forged)).is_err(),
+                "{forged}"
+            );
+        }
     }
 
     #[test]

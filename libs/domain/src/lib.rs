@@ -21,7 +21,7 @@ mod text_column;
 
 pub use activity::{Activity, ActivityMessage, ActivityType, FollowerCursor, NewActivity, PersonRef};
 pub use book::{Book, BookInput, BookPatch, InventoryInput, NewBook};
-pub use cursor::{Cursor, CursorError, NumberCursor, PageParams, RankCursor};
+pub use cursor::{Cursor, CursorError, NumberCursor, PageParams, SearchCursor};
 pub use input::Input;
 pub use library::{
     BookSummary, EntryChange, EntryInput, ExportBook, ExportEntry, LibraryEntry, ReadingStatus,

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use bookshelf_domain::cursor::{Cursor, RankCursor};
+use bookshelf_domain::cursor::{Cursor, SearchCursor};
 use bookshelf_domain::order::{idempotency_key, OrderMessage};
 use bookshelf_domain::{isbn, validation, BookInput, EntryInput, OrderInput, PageParams};
 use proptest::prelude::*;
@@ -40,7 +40,7 @@ proptest! {
     #[test]
     fn cursors_never_panic(s in ".{0,80}") {
         let _ = Cursor::decode(&s);
-        let _ = RankCursor::decode(&s);
+        let _ = SearchCursor::decode(&s);
         let _ = PageParams::<Cursor>::parse(Some(&s), Some(&s));
     }
 

@@ -3,7 +3,7 @@
 use crate::coalesce::{Coalescer, Loaded};
 use crate::DbPool;
 use bookshelf_domain::import::BookCandidate;
-use bookshelf_domain::{Book, BookPatch, Cursor, NewBook, PageParams, RankCursor};
+use bookshelf_domain::{Book, BookPatch, Cursor, NewBook, PageParams, SearchCursor};
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
@@ -286,16 +286,49 @@ pub struct BookFilter {
     pub tag: Option<String>,
 }
 
-/// One page of books and the cursor of the next. Without `q` they come in creation order;
-/// with `q`, by relevance (then id), using the full-text index.
+/// One page of books and the cursor of the next, in creation order. A filter is walked
+/// through its own table (`book_authors`, `book_tags`): one index range in (created_at, id)
+/// order that stops at the page, however many books the value has; the other filter, when
+/// both are given, is checked on the rows the first one yields.
 pub async fn list_recent(
     db: &DbPool,
     filter: &BookFilter,
     page: PageParams<Cursor>,
 ) -> Result<(Vec<Book>, Option<Cursor>)> {
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("SELECT {COLUMNS} FROM books WHERE true"));
-    push_filters(&mut q, filter);
-    crate::push_keyset(&mut q, "created_at", "id", page);
+    let columns = COLUMNS
+        .split(',')
+        .map(|c| format!("b.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("SELECT {columns} FROM "));
+    let by_value = match (&filter.author, &filter.tag) {
+        (Some(author), _) => {
+            q.push("book_authors f JOIN books b ON b.id = f.book_id WHERE f.author_ci = lower(")
+                .push_bind(author.clone())
+                .push(")");
+            if let Some(tag) = &filter.tag {
+                q.push(" AND b.tags @> ARRAY[")
+                    .push_bind(tag.clone())
+                    .push("]::text[]");
+            }
+            true
+        }
+        (None, Some(tag)) => {
+            q.push("book_tags f JOIN books b ON b.id = f.book_id WHERE f.tag = ")
+                .push_bind(tag.clone());
+            true
+        }
+        (None, None) => {
+            q.push("books b WHERE true");
+            false
+        }
+    };
+    let (at, id) = if by_value {
+        ("f.created_at", "f.book_id")
+    } else {
+        ("b.created_at", "b.id")
+    };
+    crate::push_keyset(&mut q, at, id, page);
     let books: Vec<Book> = q.build_query_as().fetch_all(db).await?;
     Ok(crate::page(books, page.limit, |b| Cursor {
         at: b.created_at,
@@ -303,46 +336,55 @@ pub async fn list_recent(
     }))
 }
 
+/// One page of a full-text search, by relevance: books whose title or authors match (tier
+/// 1), then those that match only in the description (tier 2), newest first within each.
+/// Each tier is one indexed statement that stops at the page, whatever the matches number;
+/// the second runs only when the first leaves the page short.
 pub async fn search(
     db: &DbPool,
     filter: &BookFilter,
     query: &str,
-    page: PageParams<RankCursor>,
-) -> Result<(Vec<Book>, Option<RankCursor>)> {
-    #[derive(sqlx::FromRow)]
-    struct Ranked {
-        #[sqlx(flatten)]
-        book: Book,
-        rank: f32,
+    page: PageParams<SearchCursor>,
+) -> Result<(Vec<Book>, Option<SearchCursor>)> {
+    let mut hits: Vec<(i16, Book)> = Vec::new();
+    for tier in page.after.map_or(1, |c| c.tier)..=2 {
+        let want = page.limit + 1 - hits.len() as i64;
+        if want <= 0 {
+            break;
+        }
+        let after = page.after.filter(|c| c.tier == tier);
+        let books = search_tier(db, filter, query, tier, after, want).await?;
+        hits.extend(books.into_iter().map(|b| (tier, b)));
     }
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("WITH hits AS (SELECT ");
-    q.push(COLUMNS)
-        .push(", ts_rank(search, websearch_to_tsquery('english', ")
-        .push_bind(query.to_string())
-        .push(")) AS rank FROM books WHERE search @@ websearch_to_tsquery('english', ")
-        .push_bind(query.to_string())
-        .push(")");
-    push_filters(&mut q, filter);
-    q.push(") SELECT * FROM hits WHERE true");
-    if let Some(c) = page.after {
-        q.push(" AND (rank < ")
-            .push_bind(c.rank)
-            .push(" OR (rank = ")
-            .push_bind(c.rank)
-            .push(" AND id > ")
-            .push_bind(c.id)
-            .push("))");
-    }
-    q.push(" ORDER BY rank DESC, id LIMIT ").push_bind(page.limit + 1);
-    let rows: Vec<Ranked> = q.build_query_as().fetch_all(db).await?;
-    let (rows, next) = crate::page(rows, page.limit, |r| RankCursor {
-        rank: r.rank,
-        id: r.book.id,
+    let (hits, next) = crate::page(hits, page.limit, |(tier, b)| SearchCursor {
+        tier: *tier,
+        at: b.created_at,
+        id: b.id,
     });
-    Ok((rows.into_iter().map(|r| r.book).collect(), next))
+    Ok((hits.into_iter().map(|(_, b)| b).collect(), next))
 }
 
-fn push_filters(q: &mut QueryBuilder<'_, Postgres>, filter: &BookFilter) {
+/// Up to `limit` books of one relevance tier after `after`, newest first.
+async fn search_tier(
+    db: &DbPool,
+    filter: &BookFilter,
+    query: &str,
+    tier: i16,
+    after: Option<SearchCursor>,
+    limit: i64,
+) -> Result<Vec<Book>> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("SELECT {COLUMNS} FROM books WHERE "));
+    if tier == 1 {
+        q.push("heading_search @@ websearch_to_tsquery('english', ")
+            .push_bind(query.to_string())
+            .push(")");
+    } else {
+        q.push("search @@ websearch_to_tsquery('english', ")
+            .push_bind(query.to_string())
+            .push(") AND NOT heading_search @@ websearch_to_tsquery('english', ")
+            .push_bind(query.to_string())
+            .push(")");
+    }
     if let Some(a) = &filter.author {
         q.push(" AND authors_ci @> ARRAY[lower(")
             .push_bind(a.clone())
@@ -353,6 +395,19 @@ fn push_filters(q: &mut QueryBuilder<'_, Postgres>, filter: &BookFilter) {
             .push_bind(t.clone())
             .push("]::text[]");
     }
+    if let Some(c) = after {
+        q.push(" AND (created_at, id) < (")
+            .push_bind(c.at)
+            .push(", ")
+            .push_bind(c.id)
+            .push(")");
+    }
+    q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(limit);
+    // Planned with its values every time, never from a cached generic plan: how many books
+    // the words match decides between the GIN bitmap (few) and the walk that stops at the
+    // page (many); one plan for every query would be wrong for one side or the other.
+    Ok(q.build_query_as().persistent(false).fetch_all(db).await?)
 }
 
 /// How many books the catalog holds (seeding decides from it how many to add).

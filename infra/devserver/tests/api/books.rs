@@ -460,6 +460,98 @@ async fn search_and_filters() {
     }
 }
 
+/// `?author=` and `?tag=` read their own tables (one row per value and book); every way a
+/// book's authors or tags change reaches them, and the lists page through them.
+#[tokio::test]
+async fn author_and_tag_lists_follow_every_edit() {
+    let app = TestApp::start().await;
+    let admin = app.admin_token().await;
+    let ids = |r: &crate::harness::Resp| -> Vec<String> {
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut made = Vec::new();
+    for i in 0..7 {
+        let b = create_book(
+            &app,
+            &admin,
+            json!({"title": format!("Tale {i}"), "authors": ["Ann Author", "ann author", "Bo"], "tags": ["tale"]}),
+        )
+        .await;
+        made.push(b["id"].as_str().unwrap().to_string());
+    }
+    // Seeded books go in a thousand to a statement: the statement's trigger files them all.
+    bookshelf_devserver::seed::seed_books(&app.pool, 1500, 11)
+        .await
+        .unwrap();
+    // Pages of 3, in creation order, each book once (the author named twice in one book).
+    for list in ["author=ANN%20AUTHOR", "tag=tale"] {
+        let mut seen = Vec::new();
+        let mut path = format!("/books?{list}&limit=3");
+        loop {
+            let r = app.get(&path, Some(&admin)).await;
+            seen.extend(ids(&r));
+            match r.body["nextCursor"].as_str() {
+                Some(c) => path = format!("/books?{list}&limit=3&cursor={c}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen, made, "{list}");
+    }
+    // New authors and tags: the old values no longer list the book, the new ones do.
+    let r = app
+        .send(
+            Method::PATCH,
+            &format!("/books/{}", made[0]),
+            Some(&admin),
+            Some(json!({"authors": ["Cy"], "tags": ["fable", "tale2"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(!ids(&app
+        .get("/books?author=ann%20author&limit=100", Some(&admin))
+        .await)
+    .contains(&made[0]));
+    assert!(!ids(&app.get("/books?tag=tale&limit=100", Some(&admin)).await).contains(&made[0]));
+    assert_eq!(
+        ids(&app.get("/books?author=cy", Some(&admin)).await),
+        [made[0].clone()]
+    );
+    assert_eq!(
+        ids(&app.get("/books?tag=fable&author=CY", Some(&admin)).await),
+        [made[0].clone()]
+    );
+    assert!(ids(&app.get("/books?tag=tale&author=cy", Some(&admin)).await).is_empty());
+    // A deleted book leaves every list.
+    app.send(Method::DELETE, &format!("/books/{}", made[1]), Some(&admin), None)
+        .await;
+    assert!(!ids(&app.get("/books?author=bo&limit=100", Some(&admin)).await).contains(&made[1]));
+    // And the tables hold exactly each book's distinct values.
+    let (authors, tags): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM (
+                   (SELECT DISTINCT a, b.created_at, b.id FROM books b, unnest(b.authors_ci) AS a)
+                   EXCEPT ALL (SELECT author_ci, created_at, book_id FROM book_authors)) x)
+              + (SELECT count(*) FROM (
+                   (SELECT author_ci, created_at, book_id FROM book_authors)
+                   EXCEPT ALL (SELECT DISTINCT a, b.created_at, b.id FROM books b, unnest(b.authors_ci) AS a)) y),
+                (SELECT count(*) FROM (
+                   (SELECT DISTINCT t, b.created_at, b.id FROM books b, unnest(b.tags) AS t)
+                   EXCEPT ALL (SELECT tag, created_at, book_id FROM book_tags)) x)
+              + (SELECT count(*) FROM (
+                   (SELECT tag, created_at, book_id FROM book_tags)
+                   EXCEPT ALL (SELECT DISTINCT t, b.created_at, b.id FROM books b, unnest(b.tags) AS t)) y)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!((authors, tags), (0, 0));
+}
+
 async fn walk(
     app: &TestApp,
     token: &str,
@@ -496,14 +588,25 @@ async fn pagination_returns_every_book_once_while_books_are_added() {
     let app = TestApp::start().await;
     let admin = app.admin_token().await;
     let mut original = HashSet::new();
+    // Half say "ocean" in the title (the search's first tier), half only in the description.
+    let mut in_title = HashSet::new();
     for i in 0..23 {
+        let title = if i % 2 == 0 {
+            format!("Ocean voyage {i}")
+        } else {
+            format!("Sea voyage {i}")
+        };
         let b = create_book(
             &app,
             &admin,
-            json!({"title": format!("Ocean voyage {i}"), "description": "ocean ".repeat(i % 4 + 1)}),
+            json!({"title": title, "description": "ocean ".repeat(i % 4 + 1)}),
         )
         .await;
-        original.insert(b["id"].as_str().unwrap().to_string());
+        let id = b["id"].as_str().unwrap().to_string();
+        if i % 2 == 0 {
+            in_title.insert(id.clone());
+        }
+        original.insert(id);
     }
 
     for query in ["", "q=ocean"] {
@@ -516,6 +619,14 @@ async fn pagination_returns_every_book_once_while_books_are_added() {
         assert_eq!(unique.len(), ids.len(), "{query}: no book twice");
         for id in &original {
             assert!(ids.contains(id), "{query}: {id} missing");
+        }
+        if query == "q=ocean" {
+            // Title matches first, across pages: none after the first description match.
+            let first_other = ids
+                .iter()
+                .position(|id| original.contains(id) && !in_title.contains(id));
+            let last_title = ids.iter().rposition(|id| in_title.contains(id));
+            assert!(last_title < first_other, "{ids:?}");
         }
     }
 }
