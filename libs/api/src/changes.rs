@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use bookshelf_domain::change::{self, Change};
+use bookshelf_domain::PageParams;
 use bookshelf_http::{json, query_param, ApiError, Body, Identity, Request, Response};
 use bookshelf_storage::changes::{self as feed, FeedError};
 use http::StatusCode;
@@ -37,7 +38,8 @@ pub struct ChangePage {
         (status = 410, description = "The cursor is older than the deletions still held (30 days): start again without one", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(state: Arc<AppState>, req: Request, who: Identity) -> Result<Response<Body>, ApiError> {
-    let (limit, after) = change::page_params(query_param(&req, "limit"), query_param(&req, "cursor"))?;
+    let PageParams { limit, after } =
+        change::page_params(query_param(&req, "limit"), query_param(&req, "cursor"))?;
     let page = feed::page(state.db()?, who.user_id, after, limit)
         .await
         .map_err(|e| match e {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use bookshelf_domain::import::{FileError, Import, ImportFile, ImportRowResult, RowOutcome, MAX_FILE_BYTES};
 use bookshelf_domain::{field, AllValid, NumberCursor, PageParams};
 use bookshelf_http::{
@@ -312,16 +312,7 @@ pub async fn import_batch(state: Arc<AppState>, event: SqsEvent) -> SqsBatchResp
             }
         }
     }
-    let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failures
-        .into_iter()
-        .map(|id| {
-            let mut f = BatchItemFailure::default();
-            f.item_identifier = id;
-            f
-        })
-        .collect();
-    response
+    crate::worker::batch_response(failures)
 }
 
 /// The notification S3 sends for an upload of `key` (what the dev server's stand-in sends

@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use bookshelf_auth::sealed::SealingKey;
 use bookshelf_domain::destination::{self, Refusal};
 use bookshelf_domain::webhook::{
@@ -460,10 +460,10 @@ pub async fn send_batch(state: Arc<AppState>, event: SqsEvent) -> SqsBatchRespon
     });
     for outcome in futures::future::join_all(jobs).await {
         if let Err(id) = outcome {
-            failures.push(failure(id));
+            failures.push(id);
         }
     }
-    batch(failures)
+    crate::worker::batch_response(failures)
 }
 
 /// `webhook-recorder`: writes each reported attempt, the webhook's failure count, and
@@ -479,33 +479,21 @@ pub async fn record_batch(state: Arc<AppState>, event: SqsEvent) -> SqsBatchResp
             .and_then(|b| serde_json::from_str::<Attempt>(b).ok())
         else {
             tracing::error!(message_id = %id, "malformed delivery report; it will reach the DLQ");
-            failures.push(failure(id));
+            failures.push(id);
             continue;
         };
         let db = match state.db() {
             Ok(db) => db,
             Err(_) => {
-                failures.push(failure(id));
+                failures.push(id);
                 continue;
             }
         };
         let recorded = webhooks::record(db, &attempt, |n, age| webhook::retry_after(n, age, unit)).await;
         if let Err(e) = recorded {
             tracing::warn!(event = %attempt.event_id, error = %bookshelf_http::error_chain(&e), "delivery not recorded; retried");
-            failures.push(failure(id));
+            failures.push(id);
         }
     }
-    batch(failures)
-}
-
-fn failure(id: String) -> BatchItemFailure {
-    let mut f = BatchItemFailure::default();
-    f.item_identifier = id;
-    f
-}
-
-fn batch(failures: Vec<BatchItemFailure>) -> SqsBatchResponse {
-    let mut r = SqsBatchResponse::default();
-    r.batch_item_failures = failures;
-    r
+    crate::worker::batch_response(failures)
 }

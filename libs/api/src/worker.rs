@@ -80,10 +80,17 @@ pub async fn process_batch(state: Arc<AppState>, event: SqsEvent) -> SqsBatchRes
         }
     }
     failed.sort_by_key(|(at, _)| *at);
+    batch_response(failed.into_iter().map(|(_, id)| id))
+}
+
+/// The answer of an SQS consumer (event source mapping with `ReportBatchItemFailures`):
+/// the messages that failed, by id, to come back after their visibility timeout; the
+/// others are deleted. Every consumer answers through this.
+pub(crate) fn batch_response(failed: impl IntoIterator<Item = String>) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failed
         .into_iter()
-        .map(|(_, id)| {
+        .map(|id| {
             let mut f = BatchItemFailure::default();
             f.item_identifier = id;
             f
@@ -130,7 +137,7 @@ pub const FANOUT_STEP_BATCHES: u32 = 10;
 /// Idempotent (a redelivered message adds no row); failures come back as batch item
 /// failures, to be retried and, after the redrive limit, dead-lettered.
 pub async fn fan_out_batch(state: Arc<AppState>, event: SqsEvent) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
+    let mut failures = Vec::new();
     for record in event.records {
         let id = record.message_id.clone().unwrap_or_default();
         let message = record
@@ -169,12 +176,10 @@ pub async fn fan_out_batch(state: Arc<AppState>, event: SqsEvent) -> SqsBatchRes
             }
         };
         if failed {
-            let mut f = BatchItemFailure::default();
-            f.item_identifier = id;
-            response.batch_item_failures.push(f);
+            failures.push(id);
         }
     }
-    response
+    batch_response(failures)
 }
 
 /// One bounded step of a fan-out, and the message that continues it when followers are

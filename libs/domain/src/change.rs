@@ -1,13 +1,11 @@
 //! The change feed's vocabulary: what changed (`ChangeType`, `ChangeOp`), a change as the
 //! client sees it, and the cursor that resumes the feed (a per-user sequence number).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::cursor::{CursorError, CursorKind};
+use crate::cursor::{CursorError, CursorKind, PageParams};
 
 /// The feed's page sizes (the contract: 1 to 1,000, 100 by default).
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -97,17 +95,11 @@ pub struct ChangeCursor(pub i64);
 
 impl ChangeCursor {
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("v1c.{}", self.0))
+        crate::cursor::encode_number("v1c", self.0)
     }
 
     pub fn decode(s: &str) -> Result<ChangeCursor, CursorError> {
-        let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| CursorError)?;
-        let raw = String::from_utf8(bytes).map_err(|_| CursorError)?;
-        raw.strip_prefix("v1c.")
-            .and_then(|n| n.parse::<i64>().ok())
-            .filter(|n| *n >= 0)
-            .map(ChangeCursor)
-            .ok_or(CursorError)
+        crate::cursor::decode_number("v1c", s).map(ChangeCursor)
     }
 }
 
@@ -117,34 +109,20 @@ impl CursorKind for ChangeCursor {
     }
 }
 
-/// `limit` and `cursor` of `GET /changes`, each error naming its parameter.
+/// `limit` and `cursor` of `GET /changes` (100 by default, up to 1,000), each error naming
+/// its parameter.
 pub fn page_params(
     limit: Option<&str>,
     cursor: Option<&str>,
-) -> Result<(i64, Option<ChangeCursor>), Vec<crate::FieldError>> {
-    let limit = crate::field(
-        "limit",
-        match limit {
-            None => Ok(DEFAULT_LIMIT),
-            Some(s) => match s.trim().parse::<i64>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-                _ => Err(format!("must be an integer from 1 to {MAX_LIMIT}")),
-            },
-        },
-    );
-    let after = crate::field(
-        "cursor",
-        match cursor {
-            None => Ok(None),
-            Some(s) => ChangeCursor::decode(s).map(Some).map_err(|e| e.to_string()),
-        },
-    );
-    crate::AllValid::all_valid((limit, after))
+) -> Result<PageParams<ChangeCursor>, Vec<crate::FieldError>> {
+    PageParams::parse_within(limit, cursor, DEFAULT_LIMIT, MAX_LIMIT)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
 
     #[test]
     fn a_cursor_round_trips_and_other_cursors_are_refused() {
@@ -162,8 +140,9 @@ mod tests {
 
     #[test]
     fn limits_outside_one_to_a_thousand_are_refused() {
-        assert_eq!(page_params(None, None).unwrap(), (100, None));
-        assert_eq!(page_params(Some("1000"), None).unwrap().0, 1000);
+        let page = page_params(None, None).unwrap();
+        assert_eq!((page.limit, page.after), (100, None));
+        assert_eq!(page_params(Some("1000"), None).unwrap().limit, 1000);
         for bad in ["0", "1001", "x"] {
             assert!(page_params(Some(bad), None).is_err(), "{bad}");
         }

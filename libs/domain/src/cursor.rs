@@ -91,17 +91,12 @@ pub struct NumberCursor(pub i32);
 
 impl NumberCursor {
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("v1n.{}", self.0))
+        encode_number("v1n", self.0.into())
     }
 
     pub fn decode(s: &str) -> Result<NumberCursor, CursorError> {
-        let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| CursorError)?;
-        let raw = String::from_utf8(bytes).map_err(|_| CursorError)?;
-        raw.strip_prefix("v1n.")
-            .and_then(|n| n.parse::<i32>().ok())
-            .filter(|n| *n >= 0)
-            .map(NumberCursor)
-            .ok_or(CursorError)
+        let n = decode_number("v1n", s)?;
+        i32::try_from(n).map(NumberCursor).map_err(|_| CursorError)
     }
 }
 
@@ -109,6 +104,23 @@ impl CursorKind for NumberCursor {
     fn decode(s: &str) -> Result<Self, CursorError> {
         NumberCursor::decode(s)
     }
+}
+
+/// A cursor that is a number (never negative) behind its list's tag: an import's row, a
+/// change's sequence number.
+pub fn encode_number(tag: &str, n: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{tag}.{n}"))
+}
+
+/// The number of a cursor `encode_number` made with `tag`; anything else is refused.
+pub fn decode_number(tag: &str, s: &str) -> Result<i64, CursorError> {
+    let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| CursorError)?;
+    let raw = String::from_utf8(bytes).map_err(|_| CursorError)?;
+    raw.strip_prefix(tag)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| *n >= 0)
+        .ok_or(CursorError)
 }
 
 /// Anything that can stand behind `?cursor=`.
@@ -138,13 +150,23 @@ pub struct PageParams<C = Cursor> {
 impl<C: CursorKind> PageParams<C> {
     /// Parses the raw query values; each error names its parameter.
     pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<PageParams<C>, Vec<crate::FieldError>> {
+        Self::parse_within(limit, cursor, DEFAULT_LIMIT, MAX_LIMIT)
+    }
+
+    /// As `parse`, for a list with page sizes of its own (`default`, at most `max`).
+    pub fn parse_within(
+        limit: Option<&str>,
+        cursor: Option<&str>,
+        default: i64,
+        max: i64,
+    ) -> Result<PageParams<C>, Vec<crate::FieldError>> {
         let limit = crate::field(
             "limit",
             match limit {
-                None => Ok(DEFAULT_LIMIT),
+                None => Ok(default),
                 Some(s) => match s.trim().parse::<i64>() {
-                    Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-                    _ => Err(format!("must be an integer from 1 to {MAX_LIMIT}")),
+                    Ok(n) if (1..=max).contains(&n) => Ok(n),
+                    _ => Err(format!("must be an integer from 1 to {max}")),
                 },
             },
         );
