@@ -10,9 +10,6 @@
 use std::collections::HashMap;
 
 use bookshelf_domain::change::{Change, ChangeCursor, ChangeOp, ChangeType};
-use bookshelf_domain::reading::year_bounds;
-use bookshelf_domain::{Goal, LibraryEntry, Read, ReadingSession};
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::{Conn, DbPool, Result, StorageError};
@@ -108,20 +105,20 @@ pub async fn page(
             .map(|v| data.insert((kind, id), v))
             .map_err(StorageError::Encode)
     };
-    for e in entries(&mut tx, user, &uuids(wanted(ChangeType::Entry))).await? {
+    for e in crate::library::get_many(&mut *tx, user, &uuids(wanted(ChangeType::Entry))).await? {
         put(ChangeType::Entry, e.book_id.to_string(), serde_json::to_value(&e))?;
     }
-    for r in reads(&mut tx, user, &uuids(wanted(ChangeType::Read))).await? {
+    for r in crate::reading::get_many(&mut *tx, user, &uuids(wanted(ChangeType::Read))).await? {
         put(ChangeType::Read, r.id.to_string(), serde_json::to_value(&r))?;
     }
-    for s in sessions(&mut tx, user, &uuids(wanted(ChangeType::Session))).await? {
+    for s in crate::reading::get_sessions(&mut *tx, user, &uuids(wanted(ChangeType::Session))).await? {
         put(ChangeType::Session, s.id.to_string(), serde_json::to_value(&s))?;
     }
     let years: Vec<i32> = wanted(ChangeType::Goal)
         .iter()
         .filter_map(|s| s.parse().ok())
         .collect();
-    for g in goals(&mut tx, user, &years).await? {
+    for g in crate::stats::get_goals(&mut *tx, user, &years).await? {
         put(ChangeType::Goal, g.year.to_string(), serde_json::to_value(&g))?;
     }
     tx.commit().await?;
@@ -156,86 +153,6 @@ pub async fn page(
         next: ChangeCursor(next),
         has_more,
     })
-}
-
-async fn entries(tx: &mut Conn, user: Uuid, books: &[Uuid]) -> Result<Vec<LibraryEntry>> {
-    if books.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(sqlx::query_as!(
-        crate::library::EntryRow,
-        r#"SELECT e.book_id, b.title, b.authors, e.status AS "status: bookshelf_domain::ReadingStatus", e.rating,
-                  e.review, e.favorite, e.added_at, e.updated_at
-           FROM library_entries e JOIN books b ON b.id = e.book_id
-           WHERE e.user_id = $1 AND e.book_id = ANY($2)"#,
-        user,
-        books,
-    )
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(LibraryEntry::from)
-    .collect())
-}
-
-async fn reads(tx: &mut Conn, user: Uuid, ids: &[Uuid]) -> Result<Vec<Read>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(sqlx::query_as!(
-        Read,
-        r#"SELECT r.id, r.book_id, r.started_at, r.finished_at, r.abandoned_at, r.page, r.percent,
-                  (SELECT coalesce(sum(s.minutes), 0) FROM reading_sessions s
-                    WHERE s.read_id = r.id AND s.ended_at IS NOT NULL) AS "minutes_read!",
-                  r.updated_at
-           FROM reads r WHERE r.id = ANY($1) AND r.user_id = $2"#,
-        ids,
-        user,
-    )
-    .fetch_all(&mut *tx)
-    .await?)
-}
-
-async fn sessions(tx: &mut Conn, user: Uuid, ids: &[Uuid]) -> Result<Vec<ReadingSession>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(sqlx::query_as!(
-        ReadingSession,
-        "SELECT id, read_id, started_at, ended_at, minutes FROM reading_sessions
-         WHERE id = ANY($1) AND user_id = $2",
-        ids,
-        user,
-    )
-    .fetch_all(&mut *tx)
-    .await?)
-}
-
-async fn goals(tx: &mut Conn, user: Uuid, years: &[i32]) -> Result<Vec<Goal>> {
-    let mut goals = Vec::with_capacity(years.len());
-    for &year in years {
-        let (from, to): (DateTime<Utc>, DateTime<Utc>) = year_bounds(year);
-        let row = sqlx::query!(
-            r#"SELECT g.books,
-                      (SELECT count(*) FROM reads r WHERE r.user_id = g.user_id
-                         AND r.finished_at >= $3 AND r.finished_at < $4) AS "finished!"
-               FROM reading_goals g WHERE g.user_id = $1 AND g.year = $2"#,
-            user,
-            year,
-            from,
-            to,
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = row {
-            goals.push(Goal {
-                year,
-                books: row.books,
-                finished: row.finished,
-            });
-        }
-    }
-    Ok(goals)
 }
 
 /// The step of a book fan-out: readers re-sent per transaction.
@@ -341,21 +258,24 @@ pub async fn resource_data(
 ) -> Result<Option<serde_json::Value>> {
     let as_uuid = || id.parse::<Uuid>().ok().into_iter().collect::<Vec<_>>();
     let value = match kind {
-        ChangeType::Entry => entries(tx, user, &as_uuid())
+        ChangeType::Entry => crate::library::get_many(&mut *tx, user, &as_uuid())
             .await?
             .first()
             .map(serde_json::to_value),
-        ChangeType::Read => reads(tx, user, &as_uuid())
+        ChangeType::Read => crate::reading::get_many(&mut *tx, user, &as_uuid())
             .await?
             .first()
             .map(serde_json::to_value),
-        ChangeType::Session => sessions(tx, user, &as_uuid())
+        ChangeType::Session => crate::reading::get_sessions(&mut *tx, user, &as_uuid())
             .await?
             .first()
             .map(serde_json::to_value),
         ChangeType::Goal => {
             let years: Vec<i32> = id.parse().ok().into_iter().collect();
-            goals(tx, user, &years).await?.first().map(serde_json::to_value)
+            crate::stats::get_goals(&mut *tx, user, &years)
+                .await?
+                .first()
+                .map(serde_json::to_value)
         }
     };
     value.transpose().map_err(StorageError::Encode)

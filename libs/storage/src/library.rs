@@ -91,19 +91,32 @@ pub async fn put(
 }
 
 pub async fn get(db: impl PgExecutor<'_>, user: Uuid, book: Uuid) -> Result<LibraryEntry> {
-    sqlx::query_as!(
+    get_many(db, user, &[book])
+        .await?
+        .pop()
+        .ok_or(StorageError::NotFound)
+}
+
+/// The user's entries of `books` (those that exist, in no order): `get` for one, the change
+/// feed for a page of them.
+pub async fn get_many(db: impl PgExecutor<'_>, user: Uuid, books: &[Uuid]) -> Result<Vec<LibraryEntry>> {
+    if books.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query_as!(
         EntryRow,
         r#"SELECT e.book_id, b.title, b.authors, e.status AS "status: ReadingStatus", e.rating,
                   e.review, e.favorite, e.added_at, e.updated_at
            FROM library_entries e JOIN books b ON b.id = e.book_id
-           WHERE e.user_id = $1 AND e.book_id = $2"#,
+           WHERE e.user_id = $1 AND e.book_id = ANY($2)"#,
         user,
-        book,
+        books,
     )
-    .fetch_optional(db)
+    .fetch_all(db)
     .await?
+    .into_iter()
     .map(LibraryEntry::from)
-    .ok_or(StorageError::NotFound)
+    .collect())
 }
 
 pub async fn delete(db: &DbPool, user: Uuid, book: Uuid) -> Result<()> {

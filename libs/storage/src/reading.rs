@@ -64,19 +64,30 @@ fn violates(e: &sqlx::Error, constraint: &str) -> bool {
 
 /// A read with its minutes (the sum of its ended sessions).
 pub async fn get(db: impl PgExecutor<'_>, user: Uuid, id: Uuid) -> Result<Read> {
-    sqlx::query_as!(
+    get_many(db, user, &[id])
+        .await?
+        .pop()
+        .ok_or(StorageError::NotFound)
+}
+
+/// The user's reads of `ids` (those that exist, in no order): `get` for one, the change
+/// feed for a page of them.
+pub async fn get_many(db: impl PgExecutor<'_>, user: Uuid, ids: &[Uuid]) -> Result<Vec<Read>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query_as!(
         Read,
         r#"SELECT r.id, r.book_id, r.started_at, r.finished_at, r.abandoned_at, r.page, r.percent,
                   (SELECT coalesce(sum(s.minutes), 0) FROM reading_sessions s
                     WHERE s.read_id = r.id AND s.ended_at IS NOT NULL) AS "minutes_read!",
                   r.updated_at
-           FROM reads r WHERE r.id = $1 AND r.user_id = $2"#,
-        id,
+           FROM reads r WHERE r.id = ANY($1) AND r.user_id = $2"#,
+        ids,
         user,
     )
-    .fetch_optional(db)
-    .await?
-    .ok_or(StorageError::NotFound)
+    .fetch_all(db)
+    .await?)
 }
 
 /// Starts a read of `book`, shelving the book (status `reading`) if it is not yet there.
@@ -374,16 +385,27 @@ async fn finish_session(
 }
 
 pub async fn get_session(db: impl PgExecutor<'_>, user: Uuid, id: Uuid) -> Result<ReadingSession> {
-    sqlx::query_as!(
+    get_sessions(db, user, &[id])
+        .await?
+        .pop()
+        .ok_or(StorageError::NotFound)
+}
+
+/// The user's sessions of `ids` (those that exist, in no order): `get_session` for one, the
+/// change feed for a page of them.
+pub async fn get_sessions(db: impl PgExecutor<'_>, user: Uuid, ids: &[Uuid]) -> Result<Vec<ReadingSession>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query_as!(
         ReadingSession,
         "SELECT id, read_id, started_at, ended_at, minutes FROM reading_sessions
-         WHERE id = $1 AND user_id = $2",
-        id,
+         WHERE id = ANY($1) AND user_id = $2",
+        ids,
         user,
     )
-    .fetch_optional(db)
-    .await?
-    .ok_or(StorageError::NotFound)
+    .fetch_all(db)
+    .await?)
 }
 
 /// Starts a timer on an open read. The partial unique index keeps one running session

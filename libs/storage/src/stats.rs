@@ -9,20 +9,6 @@ use uuid::Uuid;
 
 use crate::{Result, StorageError};
 
-/// Reads the user finished in `year` (UTC).
-async fn finished_in(db: impl PgExecutor<'_>, user: Uuid, year: i32) -> Result<i64> {
-    let (from, to) = year_bounds(year);
-    Ok(sqlx::query_scalar!(
-        r#"SELECT count(*) AS "n!" FROM reads
-           WHERE user_id = $1 AND finished_at >= $2 AND finished_at < $3"#,
-        user,
-        from,
-        to,
-    )
-    .fetch_one(db)
-    .await?)
-}
-
 /// Creates or replaces the goal for `year`.
 pub async fn put_goal(db: &DbPool, user: Uuid, year: i32, books: i32) -> Result<Goal> {
     sqlx::query!(
@@ -38,19 +24,30 @@ pub async fn put_goal(db: &DbPool, user: Uuid, year: i32, books: i32) -> Result<
 }
 
 pub async fn get_goal(db: &DbPool, user: Uuid, year: i32) -> Result<Goal> {
-    let books = sqlx::query_scalar!(
-        "SELECT books FROM reading_goals WHERE user_id = $1 AND year = $2",
+    get_goals(db, user, &[year])
+        .await?
+        .pop()
+        .ok_or(StorageError::NotFound)
+}
+
+/// The user's goals of `years` (those set, in no order), each with the books finished in
+/// its year (UTC): `get_goal` for one, the change feed for a page of them.
+pub async fn get_goals(db: impl PgExecutor<'_>, user: Uuid, years: &[i32]) -> Result<Vec<Goal>> {
+    if years.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query_as!(
+        Goal,
+        r#"SELECT g.year, g.books,
+                  (SELECT count(*) FROM reads r WHERE r.user_id = g.user_id
+                     AND r.finished_at >= make_timestamptz(g.year, 1, 1, 0, 0, 0, 'UTC')
+                     AND r.finished_at < make_timestamptz(g.year + 1, 1, 1, 0, 0, 0, 'UTC')) AS "finished!"
+           FROM reading_goals g WHERE g.user_id = $1 AND g.year = ANY($2)"#,
         user,
-        year,
+        years,
     )
-    .fetch_optional(db)
-    .await?
-    .ok_or(StorageError::NotFound)?;
-    Ok(Goal {
-        year,
-        books,
-        finished: finished_in(db, user, year).await?,
-    })
+    .fetch_all(db)
+    .await?)
 }
 
 pub async fn delete_goal(db: &DbPool, user: Uuid, year: i32) -> Result<()> {
