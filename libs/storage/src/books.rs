@@ -385,15 +385,17 @@ async fn search_tier(
             .push_bind(query.to_string())
             .push(")");
     }
+    // Through the filters' own tables: for a rare author or tag the planner can start there
+    // and check the words on those few books, rather than walk the words' matches.
     if let Some(a) = &filter.author {
-        q.push(" AND authors_ci @> ARRAY[lower(")
+        q.push(" AND id IN (SELECT book_id FROM book_authors WHERE author_ci = lower(")
             .push_bind(a.clone())
-            .push(")]");
+            .push("))");
     }
     if let Some(t) = &filter.tag {
-        q.push(" AND tags @> ARRAY[")
+        q.push(" AND id IN (SELECT book_id FROM book_tags WHERE tag = ")
             .push_bind(t.clone())
-            .push("]::text[]");
+            .push(")");
     }
     if let Some(c) = after {
         q.push(" AND (created_at, id) < (")

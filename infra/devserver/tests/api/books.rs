@@ -417,6 +417,21 @@ async fn search_and_filters() {
         titles(&app.get("/books?tag=CLASSIC&q=dune", Some(&admin)).await),
         ["Dune"]
     );
+    // An author with the words: title matches, then the description's (Dune's "desert").
+    assert_eq!(
+        titles(
+            &app.get("/books?author=Frank%20Herbert&q=desert", Some(&admin))
+                .await
+        ),
+        ["Dune"]
+    );
+    assert_eq!(
+        titles(
+            &app.get("/books?author=a.%20geographer&q=deserts&tag=nature", Some(&admin))
+                .await
+        ),
+        ["Deserts of the World"]
+    );
     assert_eq!(
         titles(
             &app.get("/books?author=frank%20herbert&tag=classic", Some(&admin))
