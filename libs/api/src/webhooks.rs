@@ -387,6 +387,34 @@ pub async fn deliver(out: &Outgoing, allow_loopback: bool) -> Attempt {
     }
 }
 
+/// The client for `host` pinned to `addr`, the address just checked: one per (host,
+/// address), kept, so deliveries to a receiver reuse its connections and nobody builds a
+/// TLS configuration per delivery. The address is resolved and checked at every delivery
+/// all the same; a new answer gets its own client. Bounded: emptied past 256.
+fn client_for(host: &str, addr: SocketAddr) -> Result<reqwest::Client, String> {
+    type Clients = std::sync::Mutex<std::collections::HashMap<(String, SocketAddr), reqwest::Client>>;
+    static CLIENTS: std::sync::OnceLock<Clients> = std::sync::OnceLock::new();
+    let mut clients = CLIENTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let key = (host.to_string(), addr);
+    if let Some(client) = clients.get(&key) {
+        return Ok(client.clone());
+    }
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(TIMEOUT_SECS))
+        .resolve(host, addr)
+        .build()
+        .map_err(|e| format!("client: {e}"))?;
+    if clients.len() >= 256 {
+        clients.clear();
+    }
+    clients.insert(key, client.clone());
+    Ok(client)
+}
+
 async fn post(out: &Outgoing, allow_loopback: bool) -> Result<(i32, String), String> {
     let (url, host, port) = destination::parse(&out.url, allow_loopback).map_err(refused)?;
     let addrs: Vec<IpAddr> = tokio::time::timeout(
@@ -399,12 +427,7 @@ async fn post(out: &Outgoing, allow_loopback: bool) -> Result<(i32, String), Str
     .map(|a| a.ip())
     .collect();
     let ip = destination::choose(&addrs, destination::loopback_for(&url, allow_loopback)).map_err(refused)?;
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(TIMEOUT_SECS))
-        .resolve(&host, SocketAddr::new(ip, port))
-        .build()
-        .map_err(|e| format!("client: {e}"))?;
+    let client = client_for(&host, SocketAddr::new(ip, port))?;
     let response = client
         .post(url)
         .header("content-type", "application/json")
